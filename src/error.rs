@@ -1,0 +1,183 @@
+//! The API's one error type.
+//!
+//! Every error a client can see is a variant of [`ApiError`]. Each variant has a stable
+//! snake_case `code` (part of the public contract: clients match on it) and exactly one HTTP
+//! status, decided in [`ApiError::status`] by a match with no catch-all arm, so adding a variant
+//! forces a decision about how it is reported.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::request_id;
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "code": "not_found",
+    "message": "no route for GET /v1/nope",
+    "request_id": "5b0f5e0e-2f4c-4a4b-9a57-0d8cbbd0f1a7"
+}))]
+pub struct ErrorBody {
+    /// Stable, machine-readable error code (snake_case).
+    pub code: &'static str,
+    /// Human-readable explanation. Wording may change; match on `code`.
+    pub message: String,
+    /// The id of the request, also sent as the `x-request-id` header and logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No route matches the path.
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    /// The route exists but not for this method.
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// A resource addressed by id does not exist (or is not visible to the caller).
+    #[error("{resource} {id} not found")]
+    NotFound { resource: &'static str, id: String },
+    /// The body is not syntactically valid JSON.
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The body, path or query is well-formed but does not match the expected shape.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A field failed validation.
+    #[error("invalid `{field}`: {message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+    },
+    /// The body is larger than the configured limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The body is not sent as `application/json`.
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// Missing or invalid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the required role.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with existing state (e.g. a duplicate unique value).
+    #[error("{0}")]
+    Conflict(String),
+    /// The server is temporarily unable to take the request (queue full); retry later.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after_secs: u32,
+    },
+    /// The database cannot be reached.
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(String),
+    /// A bug or an unexpected failure. Details are logged, not returned.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The stable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::RouteNotFound { .. } => "route_not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Validation { .. } => "validation_failed",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Overloaded { .. } => "overloaded",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Validation {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+            request_id: request_id::current(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(err) => tracing::error!(error = ?err, "internal error"),
+            ApiError::DatabaseUnavailable(msg) => tracing::warn!(%msg, "database unavailable"),
+            _ => {}
+        }
+        let mut builder = HttpResponse::build(self.status());
+        if let ApiError::Overloaded {
+            retry_after_secs, ..
+        } = self
+        {
+            builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        builder.json(self.body())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        ApiError::DatabaseUnavailable(err.to_string())
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        // A closed connection means the database went away; anything the server answered with
+        // is a bug until a caller maps it to a specific variant (e.g. a unique violation).
+        if err.is_closed() {
+            return ApiError::DatabaseUnavailable(err.to_string());
+        }
+        ApiError::Internal(anyhow::Error::new(err))
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        ApiError::Internal(err)
+    }
+}

@@ -1,0 +1,15 @@
+//! onebase: one Rust HTTP server and one PostgreSQL database for everything an AI application
+//! stores.
+
+pub mod config;
+pub mod database;
+pub mod error;
+pub mod metrics;
+pub mod observe;
+pub mod openapi;
+pub mod pg;
+pub mod request_id;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

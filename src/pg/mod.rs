@@ -1,0 +1,170 @@
+//! PostgreSQL: the embedded cluster, the connection pool, startup checks and migrations.
+
+pub mod embedded;
+pub mod migrations;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::config::SslMode;
+
+/// The lowest pgvector release onebase runs on (`halfvec`, iterative index scans come later).
+pub const MIN_VECTOR_VERSION: (u32, u32) = (0, 7);
+/// The release onebase is tested on; older ones get a warning.
+pub const RECOMMENDED_VECTOR_VERSION: (u32, u32) = (0, 8);
+/// Extensions the first migration creates.
+pub const EXTENSIONS: [&str; 3] = ["vector", "pg_trgm", "btree_gist"];
+
+/// Builds the pool. TLS is negotiated when the URL's `sslmode` asks for it (`prefer`, the
+/// libpq default, or `require`); certificates are verified against the Mozilla roots plus an
+/// optional PEM bundle (`ONEBASE_DB_CA_FILE`), so a private CA works without turning
+/// verification off.
+pub fn build_pool(
+    config: tokio_postgres::Config,
+    max_size: usize,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<Pool> {
+    let mgr_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = if config.get_ssl_mode() == SslMode::Disable
+        || config.get_hosts().iter().all(is_unix_host)
+    {
+        Manager::from_config(config, tokio_postgres::NoTls, mgr_config)
+    } else {
+        Manager::from_config(config, make_tls(ca_file)?, mgr_config)
+    };
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .context("building the connection pool")
+}
+
+fn is_unix_host(host: &tokio_postgres::config::Host) -> bool {
+    matches!(host, tokio_postgres::config::Host::Unix(_))
+}
+
+fn make_tls(
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let pem =
+            std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?;
+        let mut reader = std::io::BufReader::new(pem.as_slice());
+        for cert in rustls_pemfile_certs(&mut reader)? {
+            roots.add(cert).context("adding a CA certificate")?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+fn rustls_pemfile_certs(
+    reader: &mut dyn std::io::BufRead,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_reader_iter(reader)
+        .collect::<Result<Vec<_>, _>>()
+        .context("parsing PEM certificates")
+}
+
+/// Parses "0.8.2" into (0, 8).
+pub fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split('.');
+    let major = parts.next()?.trim().parse().ok()?;
+    let minor = parts
+        .next()
+        .map(|m| m.trim().parse().ok())
+        .unwrap_or(Some(0))?;
+    Some((major, minor))
+}
+
+/// Fails with an operator-readable message when pgvector is missing or too old. Runs before
+/// migrations so that the first error names the real problem.
+pub async fn check_vector_available(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let row = client
+        .query_opt(
+            "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'vector'",
+            &[],
+        )
+        .await
+        .context("querying pg_available_extensions")?;
+    let Some(row) = row else {
+        anyhow::bail!(
+            "the pgvector extension is not installed on this PostgreSQL server; install pgvector >= {}.{} \
+             (e.g. the pgvector/pgvector docker image, or your distribution's postgresql-NN-pgvector package)",
+            MIN_VECTOR_VERSION.0,
+            MIN_VECTOR_VERSION.1
+        )
+    };
+    let default: String = row.get(0);
+    let installed: Option<String> = row.get(1);
+    let version = installed.unwrap_or(default);
+    match major_minor(&version) {
+        Some(v) if v >= MIN_VECTOR_VERSION => {
+            if v < RECOMMENDED_VECTOR_VERSION {
+                tracing::warn!(%version, "pgvector is older than the recommended 0.8; iterative index scans are unavailable");
+            }
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "pgvector {version} is too old: onebase needs >= {}.{} ({}.{} recommended)",
+            MIN_VECTOR_VERSION.0,
+            MIN_VECTOR_VERSION.1,
+            RECOMMENDED_VECTOR_VERSION.0,
+            RECOMMENDED_VECTOR_VERSION.1
+        ),
+    }
+}
+
+/// Creates `dbname` on the cluster reached by `admin` unless it exists.
+pub async fn ensure_database(admin: &tokio_postgres::Client, dbname: &str) -> anyhow::Result<()> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
+        .await
+        .context("looking up the database")?
+        .is_some();
+    if !exists {
+        // CREATE DATABASE takes no bind parameters; quote the identifier instead.
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(dbname)))
+            .await
+            .with_context(|| format!("creating database {dbname}"))?;
+        tracing::info!(dbname, "created database");
+    }
+    Ok(())
+}
+
+/// Quotes an SQL identifier (doubling embedded quotes).
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Connects one client outside the pool (for setup steps), driving the connection on a task.
+pub async fn connect_once(
+    config: &tokio_postgres::Config,
+) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(%err, "setup connection closed");
+        }
+    });
+    Ok(client)
+}

@@ -1,0 +1,100 @@
+//! The HTTP routes. Every route is declared once in [`all`], which both registers it with actix
+//! and lets a test check that the OpenAPI spec documents it.
+
+pub mod docs;
+pub mod system;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::ApiError;
+
+/// One registered route: its method and path (in OpenAPI's `{param}` syntax, which actix
+/// shares) and how to register it.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    add_to: fn(actix_web::Resource) -> actix_web::Resource,
+}
+
+macro_rules! route {
+    ($method:ident, $path:literal, $handler:path) => {
+        Route {
+            method: stringify!($method),
+            path: $path,
+            add_to: |resource| resource.route(web::$method().to($handler)),
+        }
+    };
+}
+
+/// Every route of the API.
+pub fn all() -> Vec<Route> {
+    vec![
+        route!(get, "/health", system::health),
+        route!(get, "/ready", system::ready),
+        route!(get, "/metrics", system::metrics),
+        route!(get, "/openapi.json", docs::openapi_json),
+        route!(get, "/docs", docs::docs_redirect),
+    ]
+}
+
+/// Registers the routes, the docs UI, the body/path/query error handlers and the JSON 404.
+pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(body_limit)
+            .error_handler(move |err, _req| json_error(err, body_limit).into()),
+    )
+    .app_data(web::PayloadConfig::default().limit(body_limit))
+    .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(err).into()))
+    .app_data(web::QueryConfig::default().error_handler(|err, _req| query_error(err).into()));
+    // One resource per path, holding all of its methods, so that a known path with an unknown
+    // method is a 405 rather than a 404. Sorted, literal segments come before `{param}` ones
+    // ('{' sorts after letters), so `/x/keys` is matched before `/x/{id}`.
+    let routes = all();
+    let mut paths: Vec<&'static str> = routes.iter().map(|r| r.path).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for path in paths {
+        let resource = routes
+            .iter()
+            .filter(|r| r.path == path)
+            .fold(web::resource(path), |resource, route| (route.add_to)(resource));
+        cfg.service(resource.default_service(web::to(method_not_allowed)));
+    }
+    docs::configure(cfg);
+    cfg.default_service(web::to(route_not_found));
+}
+
+async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+    })
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_string() })
+}
+
+fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
+    match err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::PayloadTooLarge { limit }
+        }
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Deserialize(err) if err.is_data() => {
+            ApiError::InvalidRequest(format!("invalid request body: {err}"))
+        }
+        JsonPayloadError::Deserialize(err) => ApiError::InvalidJson(err.to_string()),
+        other => ApiError::InvalidRequest(format!("could not read the request body: {other}")),
+    }
+}
+
+fn path_error(err: PathError) -> ApiError {
+    ApiError::InvalidRequest(format!("invalid path parameter: {err}"))
+}
+
+fn query_error(err: QueryPayloadError) -> ApiError {
+    ApiError::InvalidRequest(format!("invalid query string: {err}"))
+}

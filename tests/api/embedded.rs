@@ -1,0 +1,251 @@
+//! The embedded cluster: restarts keep data, crashes are recovered, and signals leave no
+//! Postgres behind. These run the real `onebase` binary where process behaviour matters.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use onebase::pg::embedded::{write_fake_postmaster_pid, EmbeddedPostgres};
+use onebase::pg::{self};
+
+use crate::api::helpers::{cluster_options, tools_dir};
+
+fn is_alive(pid: i32) -> bool {
+    // A zombie is not alive for our purposes.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.split_whitespace()
+                .nth(2)
+                .is_some_and(|state| state == "Z")
+        })
+        .unwrap_or(false)
+}
+
+fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn data_survives_a_restart_of_the_cluster() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data_dir = dir.path().join("pg");
+    {
+        let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54331)).unwrap();
+        let client = pg::connect_once(&cluster.client_config("postgres"))
+            .await
+            .unwrap();
+        client
+            .batch_execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')")
+            .await
+            .unwrap();
+    } // dropped: clean shutdown
+
+    let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54331)).unwrap();
+    let client = pg::connect_once(&cluster.client_config("postgres"))
+        .await
+        .unwrap();
+    let v: String = client
+        .query_one("SELECT v FROM kept", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    assert_eq!(v, "still here");
+}
+
+#[tokio::test]
+async fn a_stale_postmaster_pid_is_recovered() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data_dir = dir.path().join("pg");
+    drop(EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54332)).unwrap());
+    // The pid of a live process that is not postgres, as after a reboot with pid reuse.
+    write_fake_postmaster_pid(&data_dir, std::process::id() as i32).unwrap();
+
+    let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54332)).unwrap();
+
+    let client = pg::connect_once(&cluster.client_config("postgres"))
+        .await
+        .unwrap();
+    let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    assert_eq!(postmaster_pid(&data_dir), Some(cluster.pid()));
+}
+
+#[tokio::test]
+async fn a_half_finished_initdb_is_discarded() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data_dir = dir.path().join("pg");
+    let leftover = dir.path().join("pg.initdb-tmp");
+    std::fs::create_dir_all(leftover.join("base")).unwrap();
+
+    let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54333)).unwrap();
+
+    assert!(!leftover.exists());
+    assert!(data_dir.join("PG_VERSION").exists());
+    drop(cluster);
+}
+
+#[tokio::test]
+async fn a_non_empty_directory_that_is_not_a_cluster_is_left_alone() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data_dir = dir.path().join("pg");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::write(data_dir.join("precious.txt"), "user data").unwrap();
+
+    let err = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54334)).unwrap_err();
+
+    assert!(
+        err.to_string().contains("not a PostgreSQL data directory"),
+        "{err}"
+    );
+    assert!(data_dir.join("precious.txt").exists());
+}
+
+#[tokio::test]
+async fn missing_binaries_are_named_in_the_error() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut opts = cluster_options(dir.path().join("pg"), 54335);
+    opts.bin_dir = dir.path().join("no-such-bin");
+
+    let err = EmbeddedPostgres::start(opts).unwrap_err();
+
+    assert!(err.to_string().contains("no-such-bin/postgres"), "{err}");
+    assert!(err.to_string().contains("ONEBASE_PG_BIN"), "{err}");
+}
+
+/// Runs the real binary on its own embedded cluster and waits for /ready.
+fn start_server(data_dir: &Path, pg_port: u16, http_port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_onebase"))
+        .arg("serve")
+        .env_remove("DATABASE_URL")
+        .env("ONEBASE_TOOLS_DIR", tools_dir())
+        .env("ONEBASE_DATA_DIR", data_dir)
+        .env("ONEBASE_PG_PORT", pg_port.to_string())
+        .env("ONEBASE_PG_SETTINGS", "shared_buffers=128MB")
+        .env("ONEBASE_BIND", format!("127.0.0.1:{http_port}"))
+        .env("ONEBASE_WORKERS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("onebase binary starts");
+    let url = format!("http://127.0.0.1:{http_port}/ready");
+    wait_until("the server is ready", Duration::from_secs(120), || {
+        http_get_ok(&url)
+    });
+    child
+}
+
+/// A tiny blocking GET (std only), to poll readiness from synchronous test code.
+fn http_get_ok(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut stream) = std::net::TcpStream::connect(host) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    if write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+#[test]
+fn sigterm_stops_the_server_and_leaves_no_postgres_behind() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data_dir = dir.path().join("pg");
+    let mut server = start_server(&data_dir, 54336, free_port());
+    let pg_pid = postmaster_pid(&data_dir).expect("postgres running");
+
+    signal(&server, nix::sys::signal::Signal::SIGTERM);
+
+    let status = server.wait().unwrap();
+    assert!(status.success(), "clean exit, got {status}");
+    assert!(!is_alive(pg_pid), "postgres {pg_pid} still running");
+    assert!(
+        !data_dir.join("postmaster.pid").exists(),
+        "clean shutdown removes postmaster.pid"
+    );
+}
+
+#[test]
+fn after_kill_9_the_server_comes_back_with_its_data() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data_dir = dir.path().join("pg");
+    let port = free_port();
+    let mut server = start_server(&data_dir, 54337, port);
+    let pg_pid = postmaster_pid(&data_dir).expect("postgres running");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let socket_config = |db: &str| {
+        let mut c = tokio_postgres::Config::new();
+        c.host_path(&data_dir)
+            .port(54337)
+            .user("postgres")
+            .dbname(db);
+        c
+    };
+    rt.block_on(async {
+        let client = pg::connect_once(&socket_config("onebase")).await.unwrap();
+        client
+            .batch_execute("CREATE TABLE survivor (v int); INSERT INTO survivor VALUES (42)")
+            .await
+            .unwrap();
+    });
+
+    signal(&server, nix::sys::signal::Signal::SIGKILL);
+    server.wait().unwrap();
+    // The parent-death signal makes the orphaned Postgres shut down by itself.
+    wait_until(
+        "the orphaned postgres exits",
+        Duration::from_secs(60),
+        || !is_alive(pg_pid),
+    );
+    let mut server = start_server(&data_dir, 54337, port);
+
+    let v: i32 = rt.block_on(async {
+        let client = pg::connect_once(&socket_config("onebase")).await.unwrap();
+        client
+            .query_one("SELECT v FROM survivor", &[])
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(v, 42);
+    signal(&server, nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait().unwrap().success());
+}

@@ -1,0 +1,160 @@
+//! Test harness: one shared embedded cluster per test run, a fresh database per test, the app
+//! bound to port 0, and a `TestApp` with request helpers. Tests talk to the real Postgres (with
+//! pgvector) through the HTTP API; nothing is mocked.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use clap::Parser;
+use onebase::config::{Cli, Config};
+use onebase::pg::{self, embedded::EmbeddedOptions, embedded::EmbeddedPostgres};
+use onebase::startup::Application;
+
+/// The tools directory written by scripts/bootstrap (make test runs it first).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("ONEBASE_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".onebase"))
+}
+
+/// A config as the binary would parse it with no flags, pointed at the test setup.
+pub fn test_config() -> Config {
+    let mut config = Cli::try_parse_from(["onebase"])
+        .expect("default config parses")
+        .config;
+    config.bind = "127.0.0.1:0".parse().expect("valid address");
+    config.database_url = None;
+    config.tools_dir = tools_dir();
+    config.embedded.pg_bin = None;
+    config.embedded.pg_setting = vec![];
+    config.workers = Some(1);
+    config.pool_size = Some(4);
+    config.body_limit = 64 * 1024;
+    config
+}
+
+/// Options for a throwaway cluster in `data_dir`, with small memory settings so several can
+/// run at once.
+pub fn cluster_options(data_dir: PathBuf, port: u16) -> EmbeddedOptions {
+    let mut opts = test_config().embedded_options();
+    opts.data_dir = data_dir;
+    opts.port = port;
+    opts.overrides = vec![
+        ("shared_buffers".into(), "128MB".into()),
+        ("max_connections".into(), "300".into()),
+    ];
+    opts
+}
+
+/// The cluster shared by every test of this run, started on first use. It is stopped by the
+/// parent-death signal when the test process exits.
+pub fn shared_cluster() -> &'static EmbeddedPostgres {
+    static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-cluster");
+        EmbeddedPostgres::start(cluster_options(dir, 54329))
+            .expect("the shared test cluster starts")
+    })
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db_name: String,
+    pub client: reqwest::Client,
+    pub pool: deadpool_postgres::Pool,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// Starts the app on a fresh database of the shared cluster.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        onebase::telemetry::init(onebase::config::LogFormat::Pretty);
+    }
+    let cluster = shared_cluster();
+    let db_name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let admin = pg::connect_once(&cluster.client_config("postgres"))
+        .await
+        .expect("admin connection");
+    pg::ensure_database(&admin, &db_name)
+        .await
+        .expect("create test database");
+    let mut config = test_config();
+    customize(&mut config);
+    let app = Application::build(&config, cluster.client_config(&db_name))
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool().clone();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        db_name,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        pool,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+/// Reads a response as JSON, with the status for assertions.
+pub async fn json(res: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, value)
+}
+
+/// Asserts an error response: status, stable code, a message and the request id.
+pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let (got, body) = json(res).await;
+    assert_eq!(got, status, "status, body: {body}");
+    assert_eq!(body["code"], code, "code, body: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message, body: {body}"
+    );
+    assert_eq!(
+        body["request_id"].as_str().map(str::to_string),
+        request_id,
+        "request id in body and header"
+    );
+    body
+}

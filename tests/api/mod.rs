@@ -1,0 +1,6 @@
+mod helpers;
+
+mod embedded;
+mod errors;
+mod openapi;
+mod system;

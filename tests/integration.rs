@@ -1,0 +1,2 @@
+//! All integration tests live in one binary so the crate links once (see tests/api/).
+mod api;
