@@ -76,6 +76,19 @@ pub struct Config {
     #[arg(long, env = "ONEBASE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 
+    /// The server-wide admin key (at least 32 characters). Unset: no admin access.
+    #[arg(long, env = "ONEBASE_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// Secret for signing access tokens (HS256), at least 32 bytes. Unset: a random secret is
+    /// generated on first start and kept in the database.
+    #[arg(long, env = "ONEBASE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "ONEBASE_TOKEN_TTL", default_value_t = 1800)]
+    pub token_ttl_secs: u64,
+
     /// Local tools directory written by scripts/bootstrap (Postgres binaries, ONNX Runtime,
     /// models).
     #[arg(long, env = "ONEBASE_TOOLS_DIR", default_value = ".onebase")]
@@ -125,11 +138,7 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("expected name=value, got `{s}`"))?;
     let name = name.trim();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
-    {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
         return Err(format!("invalid setting name `{name}`"));
     }
     Ok((name.to_string(), value.trim().to_string()))
@@ -137,8 +146,7 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
 
 impl Config {
     pub fn pool_size(&self) -> usize {
-        self.pool_size
-            .unwrap_or_else(|| (num_cpus::get() * 4).max(8))
+        self.pool_size.unwrap_or_else(|| (num_cpus::get() * 4).max(8))
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

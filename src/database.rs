@@ -16,8 +16,7 @@ pub struct Database {
 
 pub async fn resolve(config: &Config) -> anyhow::Result<Database> {
     if let Some(url) = &config.database_url {
-        let pg_config = tokio_postgres::Config::from_str(url)
-            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        let pg_config = tokio_postgres::Config::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?;
         return Ok(Database {
             config: pg_config,
             embedded: None,

@@ -48,31 +48,34 @@ pub enum ApiError {
     InvalidRequest(String),
     /// A field failed validation.
     #[error("invalid `{field}`: {message}")]
-    Validation {
-        field: &'static str,
-        message: String,
-    },
+    Validation { field: &'static str, message: String },
     /// The body is larger than the configured limit.
     #[error("request body exceeds the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// The body is not sent as `application/json`.
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
-    /// Missing or invalid credentials.
+    /// No `Authorization: Bearer ...` header.
+    #[error("authentication required: send `Authorization: Bearer <api key or access token>`")]
+    MissingCredentials,
+    /// A key, token, email or password that does not check out.
     #[error("{0}")]
-    Unauthorized(String),
+    InvalidCredentials(String),
+    /// An access token past its expiry.
+    #[error("the access token has expired; log in again")]
+    TokenExpired,
     /// Valid credentials without the required role.
     #[error("{0}")]
     Forbidden(String),
-    /// The request conflicts with existing state (e.g. a duplicate unique value).
+    /// The request conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
+    /// Registration with an email that already has an account in the tenant.
+    #[error("an account with this email already exists in this tenant")]
+    EmailTaken,
     /// The server is temporarily unable to take the request (queue full); retry later.
     #[error("{message}")]
-    Overloaded {
-        message: String,
-        retry_after_secs: u32,
-    },
+    Overloaded { message: String, retry_after_secs: u32 },
     /// The database cannot be reached.
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(String),
@@ -93,9 +96,12 @@ impl ApiError {
             ApiError::Validation { .. } => "validation_failed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::MissingCredentials => "missing_credentials",
+            ApiError::InvalidCredentials(_) => "invalid_credentials",
+            ApiError::TokenExpired => "token_expired",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
+            ApiError::EmailTaken => "email_taken",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -112,9 +118,12 @@ impl ApiError {
             ApiError::Validation { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::MissingCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,11 +158,11 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut builder = HttpResponse::build(self.status());
-        if let ApiError::Overloaded {
-            retry_after_secs, ..
-        } = self
-        {
+        if let ApiError::Overloaded { retry_after_secs, .. } = self {
             builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
+        if self.status() == StatusCode::UNAUTHORIZED {
+            builder.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         builder.json(self.body())
     }
@@ -174,6 +183,13 @@ impl From<tokio_postgres::Error> for ApiError {
         }
         ApiError::Internal(anyhow::Error::new(err))
     }
+}
+
+/// True when `err` is a unique violation of the named constraint or index.
+pub fn is_unique_violation(err: &tokio_postgres::Error, constraint: &str) -> bool {
+    err.as_db_error().is_some_and(|db| {
+        db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint)
+    })
 }
 
 impl From<anyhow::Error> for ApiError {

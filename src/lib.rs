@@ -1,8 +1,11 @@
 //! onebase: one Rust HTTP server and one PostgreSQL database for everything an AI application
 //! stores.
 
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod database;
+pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod observe;

@@ -1,9 +1,7 @@
 //! Prometheus metrics: requests and latency per route and status, and the pool's gauges
 //! (refreshed at scrape time from the pool's own counters).
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
@@ -19,10 +17,7 @@ impl Metrics {
     pub fn new() -> anyhow::Result<Self> {
         let registry = Registry::new_custom(Some("onebase".into()), None)?;
         let requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests by method, route and status",
-            ),
+            Opts::new("http_requests_total", "HTTP requests by method, route and status"),
             &["method", "route", "status"],
         )?;
         let latency = HistogramVec::new(
@@ -36,8 +31,7 @@ impl Metrics {
             &["method", "route", "status"],
         )?;
         let pool_size = IntGauge::new("db_pool_connections", "Open connections in the pool")?;
-        let pool_max_size =
-            IntGauge::new("db_pool_max_connections", "Configured maximum pool size")?;
+        let pool_max_size = IntGauge::new("db_pool_max_connections", "Configured maximum pool size")?;
         let pool_available = IntGauge::new("db_pool_available", "Idle connections ready for use")?;
         let pool_waiting = IntGauge::new("db_pool_waiting", "Requests waiting for a connection")?;
         registry.register(Box::new(requests.clone()))?;

@@ -38,19 +38,16 @@ pub async fn observe(
     .await?;
 
     let status = res.status().as_u16();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let elapsed = started.elapsed();
     if let Some(state) = &state {
         state
             .metrics
             .observe_request(&method, &route, status, elapsed.as_secs_f64());
     }
-    span.in_scope(|| {
-        tracing::info!(status, route = %route, latency_ms = elapsed.as_secs_f64() * 1000.0, "request completed")
-    });
+    span.in_scope(
+        || tracing::info!(status, route = %route, latency_ms = elapsed.as_secs_f64() * 1000.0, "request completed"),
+    );
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static(request_id::HEADER),
@@ -60,10 +57,7 @@ pub async fn observe(
     Ok(res)
 }
 
-async fn ensure_json_error(
-    res: ServiceResponse<BoxBody>,
-    body_limit: usize,
-) -> ServiceResponse<BoxBody> {
+async fn ensure_json_error(res: ServiceResponse<BoxBody>, body_limit: usize) -> ServiceResponse<BoxBody> {
     let status = res.status();
     let is_json = res
         .headers()
@@ -85,15 +79,10 @@ async fn ensure_json_error(
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed { method, path },
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: body_limit },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
-        StatusCode::UNAUTHORIZED => {
-            ApiError::Unauthorized(or_default(text, "authentication required"))
-        }
+        StatusCode::UNAUTHORIZED => ApiError::InvalidCredentials(or_default(text, "authentication required")),
         StatusCode::FORBIDDEN => ApiError::Forbidden(or_default(text, "forbidden")),
         s if s.is_server_error() => ApiError::Internal(anyhow::anyhow!("{status}: {text}")),
-        _ => ApiError::InvalidRequest(or_default(
-            text,
-            status.canonical_reason().unwrap_or("bad request"),
-        )),
+        _ => ApiError::InvalidRequest(or_default(text, status.canonical_reason().unwrap_or("bad request"))),
     };
     // Keep the original status: the rewrite changes the body's shape, not the outcome.
     let response = HttpResponse::build(status).json(err.body());

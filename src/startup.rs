@@ -13,6 +13,8 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use deadpool_postgres::Pool;
 
+use crate::auth::setup::FirstRun;
+use crate::auth::{keys, AuthConfig};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pg;
@@ -22,6 +24,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    first_run: Option<FirstRun>,
 }
 
 impl Application {
@@ -31,18 +34,17 @@ impl Application {
     pub async fn build(config: &Config, db: tokio_postgres::Config) -> anyhow::Result<Self> {
         let pool = pg::build_pool(db, config.pool_size(), config.db_ca_file.as_deref())?;
         prepare_database(&pool).await?;
+        let auth = auth_config(config, &pool).await?;
+        let first_run = crate::auth::setup::first_run(&pool).await?;
 
-        let listener =
-            TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
-        let port = listener
-            .local_addr()
-            .context("reading the bound address")?
-            .port();
+        let listener = TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
+        let port = listener.local_addr().context("reading the bound address")?.port();
         let state = web::Data::new(AppState {
             pool,
             metrics: Arc::new(Metrics::new()?),
             body_limit: config.body_limit,
             started_at: Instant::now(),
+            auth,
         });
         let body_limit = config.body_limit;
         let app_state = state.clone();
@@ -57,14 +59,12 @@ impl Application {
         if let Some(workers) = config.workers {
             server = server.workers(workers);
         }
-        let server = server
-            .listen(listener)
-            .context("starting the HTTP server")?
-            .run();
+        let server = server.listen(listener).context("starting the HTTP server")?.run();
         Ok(Application {
             port,
             server,
             state,
+            first_run,
         })
     }
 
@@ -76,6 +76,11 @@ impl Application {
         &self.state.pool
     }
 
+    /// The `default` tenant and its owner key, when this start was the database's first.
+    pub fn first_run(&self) -> Option<&FirstRun> {
+        self.first_run.as_ref()
+    }
+
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
@@ -85,6 +90,19 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+async fn auth_config(config: &Config, pool: &Pool) -> anyhow::Result<AuthConfig> {
+    let admin_key_hash = match &config.admin_key {
+        Some(key) if key.len() < 32 => anyhow::bail!("ONEBASE_ADMIN_KEY must be at least 32 characters"),
+        Some(key) => Some(keys::hash(key)),
+        None => None,
+    };
+    Ok(AuthConfig {
+        jwt_secret: crate::auth::setup::jwt_secret(pool, config.jwt_secret.as_deref()).await?,
+        token_ttl: std::time::Duration::from_secs(config.token_ttl_secs),
+        admin_key_hash,
+    })
 }
 
 /// Checks that pgvector is usable, then applies pending migrations.

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use deadpool_postgres::Pool;
 
+use crate::auth::AuthConfig;
 use crate::metrics::Metrics;
 
 pub struct AppState {
@@ -12,4 +13,5 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub body_limit: usize,
     pub started_at: Instant,
+    pub auth: AuthConfig,
 }

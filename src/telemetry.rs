@@ -10,11 +10,7 @@ pub fn init(format: LogFormat) {
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // try_init: a second initialisation (tests build several apps) is not an error.
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
 }

@@ -43,7 +43,9 @@ pub enum EmbeddedError {
     BinariesMissing(PathBuf),
     #[error("onebase runs as root, and Postgres refuses to; the OS user `{0}` to run it as does not exist (set ONEBASE_PG_USER)")]
     UserMissing(String),
-    #[error("{path} exists and is not empty, but is not a PostgreSQL data directory (no PG_VERSION); refusing to touch it")]
+    #[error(
+        "{path} exists and is not empty, but is not a PostgreSQL data directory (no PG_VERSION); refusing to touch it"
+    )]
     NotADataDir { path: PathBuf },
     #[error("the OS user `{user}` cannot run {binary}: {detail}. Every directory above it must be readable and searchable by that user (or run onebase as a non-root user)")]
     BinaryNotAccessible {
@@ -60,10 +62,7 @@ pub enum EmbeddedError {
     #[error("another postgres (pid {0}) is running on this data directory and did not stop")]
     StalePostmasterAlive(i32),
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
@@ -105,20 +104,14 @@ pub fn tuned_settings(total_memory_bytes: u64, cores: usize) -> Vec<(String, Str
     let worker_processes = (cores * 2).max(8);
     vec![
         ("shared_buffers".into(), format!("{shared_buffers}MB")),
-        (
-            "effective_cache_size".into(),
-            format!("{effective_cache}MB"),
-        ),
+        ("effective_cache_size".into(), format!("{effective_cache}MB")),
         ("maintenance_work_mem".into(), format!("{maintenance}MB")),
         ("work_mem".into(), format!("{work_mem}MB")),
         ("max_wal_size".into(), "4GB".into()),
         ("min_wal_size".into(), "256MB".into()),
         ("max_worker_processes".into(), worker_processes.to_string()),
         ("max_parallel_workers".into(), cores.max(2).to_string()),
-        (
-            "max_parallel_maintenance_workers".into(),
-            maint_workers.to_string(),
-        ),
+        ("max_parallel_maintenance_workers".into(), maint_workers.to_string()),
         ("max_connections".into(), "200".into()),
     ]
 }
@@ -225,10 +218,7 @@ impl EmbeddedPostgres {
             cmd.arg("-c").arg(format!("{name}={value}"));
         }
         cmd.stdin(Stdio::null())
-            .stdout(
-                log.try_clone()
-                    .map_err(io_err("duplicating the log handle"))?,
-            )
+            .stdout(log.try_clone().map_err(io_err("duplicating the log handle"))?)
             .stderr(log)
             .current_dir(&opts.data_dir)
             // Own process group: a terminal's Ctrl-C reaches onebase only, which then drains
@@ -253,8 +243,7 @@ impl EmbeddedPostgres {
             });
         }
 
-        let exit: Arc<(Mutex<Option<ExitStatus>>, Condvar)> =
-            Arc::new((Mutex::new(None), Condvar::new()));
+        let exit: Arc<(Mutex<Option<ExitStatus>>, Condvar)> = Arc::new((Mutex::new(None), Condvar::new()));
         let (pid_tx, pid_rx) = std::sync::mpsc::channel();
         let exit_for_thread = exit.clone();
         std::thread::Builder::new()
@@ -310,9 +299,7 @@ impl EmbeddedPostgres {
             // The socket appears once the postmaster listens; the "ready to accept connections"
             // line follows once recovery is done. Checking both avoids connecting during
             // recovery, which Postgres answers with an error.
-            if socket.exists()
-                && tail_from(log_path, log_start, 200).contains("ready to accept connections")
-            {
+            if socket.exists() && tail_from(log_path, log_start, 200).contains("ready to accept connections") {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -383,11 +370,7 @@ impl EmbeddedPostgres {
                 tracing::info!(pid = self.pid, "embedded postgres stopped");
                 return;
             }
-            tracing::warn!(
-                pid = self.pid,
-                ?signal,
-                "postgres did not stop in time; escalating"
-            );
+            tracing::warn!(pid = self.pid, ?signal, "postgres did not stop in time; escalating");
         }
     }
 }
@@ -434,11 +417,9 @@ fn check_runnable(postgres_bin: &Path, run_as: &RunAs) -> Result<(), EmbeddedErr
 
 fn chown_to(path: &Path, run_as: Option<&RunAs>) -> Result<(), EmbeddedError> {
     if let Some(run_as) = run_as {
-        nix::unistd::chown(path, Some(run_as.uid), Some(run_as.gid)).map_err(|e| {
-            EmbeddedError::Io {
-                context: format!("chown {} to {}", path.display(), run_as.name),
-                source: e.into(),
-            }
+        nix::unistd::chown(path, Some(run_as.uid), Some(run_as.gid)).map_err(|e| EmbeddedError::Io {
+            context: format!("chown {} to {}", path.display(), run_as.name),
+            source: e.into(),
         })?;
     }
     Ok(())
@@ -447,18 +428,11 @@ fn chown_to(path: &Path, run_as: Option<&RunAs>) -> Result<(), EmbeddedError> {
 /// Runs initdb unless the data directory already holds a cluster. initdb works in a sibling
 /// temporary directory that is renamed into place only on success, so an interrupted initdb
 /// leaves nothing that looks like a cluster; its leftovers are removed on the next start.
-fn init_cluster(
-    opts: &EmbeddedOptions,
-    initdb_bin: &Path,
-    run_as: Option<&RunAs>,
-) -> Result<(), EmbeddedError> {
+fn init_cluster(opts: &EmbeddedOptions, initdb_bin: &Path, run_as: Option<&RunAs>) -> Result<(), EmbeddedError> {
     let data_dir = &opts.data_dir;
     let tmp = data_dir.with_file_name(format!(
         "{}.initdb-tmp",
-        data_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("postgres")
+        data_dir.file_name().and_then(|n| n.to_str()).unwrap_or("postgres")
     ));
     if tmp.exists() {
         tracing::warn!(path = %tmp.display(), "removing an unfinished initdb");
@@ -474,16 +448,12 @@ fn init_cluster(
             .next()
             .is_none();
         if !empty {
-            return Err(EmbeddedError::NotADataDir {
-                path: data_dir.clone(),
-            });
+            return Err(EmbeddedError::NotADataDir { path: data_dir.clone() });
         }
-        fs::remove_dir(data_dir)
-            .map_err(io_err(format!("removing empty {}", data_dir.display())))?;
+        fs::remove_dir(data_dir).map_err(io_err(format!("removing empty {}", data_dir.display())))?;
     }
     fs::create_dir_all(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700))
-        .map_err(io_err("chmod 700 on the data directory"))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o700)).map_err(io_err("chmod 700 on the data directory"))?;
     chown_to(&tmp, run_as)?;
     tracing::info!(data_dir = %data_dir.display(), "initializing a new PostgreSQL cluster");
     let mut cmd = Command::new(initdb_bin);
@@ -516,21 +486,14 @@ fn init_cluster(
             ),
         });
     }
-    fs::rename(&tmp, data_dir).map_err(io_err(format!(
-        "moving the new cluster into {}",
-        data_dir.display()
-    )))?;
+    fs::rename(&tmp, data_dir).map_err(io_err(format!("moving the new cluster into {}", data_dir.display())))?;
     Ok(())
 }
 
 /// The socket lives in the data directory (private: mode 0700, owned by the Postgres user).
 /// Unix socket paths are limited to ~107 bytes, so a deep data directory falls back to a
 /// per-cluster directory under /tmp.
-fn socket_dir_for(
-    data_dir: &Path,
-    port: u16,
-    run_as: Option<&RunAs>,
-) -> Result<PathBuf, EmbeddedError> {
+fn socket_dir_for(data_dir: &Path, port: u16, run_as: Option<&RunAs>) -> Result<PathBuf, EmbeddedError> {
     let socket_name_len = format!("/.s.PGSQL.{port}").len();
     if data_dir.as_os_str().len() + socket_name_len < 100 {
         return Ok(data_dir.to_path_buf());
@@ -551,11 +514,7 @@ fn socket_dir_for(
 ///   containers) -> the file and the socket lock are stale: remove them;
 /// * it is still our postmaster (onebase was killed and Postgres outlived it) -> ask it to shut
 ///   down cleanly and wait, then start afresh.
-fn recover_stale_postmaster(
-    data_dir: &Path,
-    socket_dir: &Path,
-    port: u16,
-) -> Result<(), EmbeddedError> {
+fn recover_stale_postmaster(data_dir: &Path, socket_dir: &Path, port: u16) -> Result<(), EmbeddedError> {
     let pid_file = data_dir.join("postmaster.pid");
     let Ok(contents) = fs::read_to_string(&pid_file) else {
         return Ok(());

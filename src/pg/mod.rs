@@ -29,9 +29,7 @@ pub fn build_pool(
     let mgr_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
-    let manager = if config.get_ssl_mode() == SslMode::Disable
-        || config.get_hosts().iter().all(is_unix_host)
-    {
+    let manager = if config.get_ssl_mode() == SslMode::Disable || config.get_hosts().iter().all(is_unix_host) {
         Manager::from_config(config, tokio_postgres::NoTls, mgr_config)
     } else {
         Manager::from_config(config, make_tls(ca_file)?, mgr_config)
@@ -50,14 +48,11 @@ fn is_unix_host(host: &tokio_postgres::config::Host) -> bool {
     matches!(host, tokio_postgres::config::Host::Unix(_))
 }
 
-fn make_tls(
-    ca_file: Option<&std::path::Path>,
-) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+fn make_tls(ca_file: Option<&std::path::Path>) -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let pem =
-            std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?;
+        let pem = std::fs::read(path).with_context(|| format!("reading CA file {}", path.display()))?;
         let mut reader = std::io::BufReader::new(pem.as_slice());
         for cert in rustls_pemfile_certs(&mut reader)? {
             roots.add(cert).context("adding a CA certificate")?;
@@ -85,10 +80,7 @@ fn rustls_pemfile_certs(
 pub fn major_minor(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.split('.');
     let major = parts.next()?.trim().parse().ok()?;
-    let minor = parts
-        .next()
-        .map(|m| m.trim().parse().ok())
-        .unwrap_or(Some(0))?;
+    let minor = parts.next().map(|m| m.trim().parse().ok()).unwrap_or(Some(0))?;
     Some((major, minor))
 }
 
@@ -154,9 +146,7 @@ pub fn quote_ident(ident: &str) -> String {
 }
 
 /// Connects one client outside the pool (for setup steps), driving the connection on a task.
-pub async fn connect_once(
-    config: &tokio_postgres::Config,
-) -> anyhow::Result<tokio_postgres::Client> {
+pub async fn connect_once(config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await

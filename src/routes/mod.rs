@@ -1,8 +1,12 @@
 //! The HTTP routes. Every route is declared once in [`all`], which both registers it with actix
 //! and lets a test check that the OpenAPI spec documents it.
 
+pub mod audit;
+pub mod auth;
 pub mod docs;
+pub mod pagination;
 pub mod system;
+pub mod tenants;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -35,6 +39,18 @@ pub fn all() -> Vec<Route> {
         route!(get, "/metrics", system::metrics),
         route!(get, "/openapi.json", docs::openapi_json),
         route!(get, "/docs", docs::docs_redirect),
+        route!(post, "/v1/tenants", tenants::create_tenant),
+        route!(get, "/v1/tenants", tenants::list_tenants),
+        route!(get, "/v1/tenants/{id}", tenants::get_tenant),
+        route!(patch, "/v1/tenants/{id}", tenants::update_tenant),
+        route!(delete, "/v1/tenants/{id}", tenants::delete_tenant),
+        route!(post, "/v1/tenants/{id}/keys", tenants::create_key),
+        route!(get, "/v1/tenants/{id}/keys", tenants::list_keys),
+        route!(delete, "/v1/tenants/{id}/keys/{key_id}", tenants::revoke_key),
+        route!(post, "/v1/auth/register", auth::register),
+        route!(post, "/v1/auth/login", auth::login),
+        route!(get, "/v1/auth/me", auth::me),
+        route!(get, "/v1/audit", audit::list_audit),
     ]
 }
 
@@ -74,7 +90,10 @@ async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_string() })
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+    })
 }
 
 fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {

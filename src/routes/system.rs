@@ -88,18 +88,13 @@ pub async fn ready(state: web::Data<AppState>) -> Result<web::Json<Ready>, ApiEr
     const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
     tokio::time::timeout(PROBE_TIMEOUT, ready_report(&state))
         .await
-        .map_err(|_| {
-            ApiError::DatabaseUnavailable(format!("timed out after {}s", PROBE_TIMEOUT.as_secs()))
-        })?
+        .map_err(|_| ApiError::DatabaseUnavailable(format!("timed out after {}s", PROBE_TIMEOUT.as_secs())))?
 }
 
 async fn ready_report(state: &AppState) -> Result<web::Json<Ready>, ApiError> {
     let client = state.pool.get().await?;
     let row = client
-        .query_one(
-            "SELECT current_setting('server_version'), current_database()",
-            &[],
-        )
+        .query_one("SELECT current_setting('server_version'), current_database()", &[])
         .await
         .map_err(|e| ApiError::DatabaseUnavailable(e.to_string()))?;
     let extensions = client
@@ -110,10 +105,7 @@ async fn ready_report(state: &AppState) -> Result<web::Json<Ready>, ApiError> {
         .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
         .collect();
     let applied_version: Option<i64> = client
-        .query_one(
-            "SELECT max(version)::bigint FROM refinery_schema_history",
-            &[],
-        )
+        .query_one("SELECT max(version)::bigint FROM refinery_schema_history", &[])
         .await
         .map_err(|e| ApiError::DatabaseUnavailable(e.to_string()))?
         .get(0);
@@ -128,10 +120,7 @@ async fn ready_report(state: &AppState) -> Result<web::Json<Ready>, ApiError> {
         extensions,
         migrations: MigrationInfo {
             applied_version,
-            latest_version: crate::pg::migrations::embedded_versions()
-                .iter()
-                .map(|(v, _)| *v)
-                .max(),
+            latest_version: crate::pg::migrations::embedded_versions().iter().map(|(v, _)| *v).max(),
         },
         pool: PoolInfo {
             size: pool.size,

@@ -13,11 +13,7 @@ use crate::api::helpers::{cluster_options, tools_dir};
 fn is_alive(pid: i32) -> bool {
     // A zombie is not alive for our purposes.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.split_whitespace()
-                .nth(2)
-                .is_some_and(|state| state == "Z")
-        })
+        .map(|s| !s.split_whitespace().nth(2).is_some_and(|state| state == "Z"))
         .unwrap_or(false)
 }
 
@@ -45,9 +41,7 @@ async fn data_survives_a_restart_of_the_cluster() {
     let data_dir = dir.path().join("pg");
     {
         let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54331)).unwrap();
-        let client = pg::connect_once(&cluster.client_config("postgres"))
-            .await
-            .unwrap();
+        let client = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
         client
             .batch_execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')")
             .await
@@ -55,14 +49,8 @@ async fn data_survives_a_restart_of_the_cluster() {
     } // dropped: clean shutdown
 
     let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54331)).unwrap();
-    let client = pg::connect_once(&cluster.client_config("postgres"))
-        .await
-        .unwrap();
-    let v: String = client
-        .query_one("SELECT v FROM kept", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let client = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
+    let v: String = client.query_one("SELECT v FROM kept", &[]).await.unwrap().get(0);
 
     assert_eq!(v, "still here");
 }
@@ -77,9 +65,7 @@ async fn a_stale_postmaster_pid_is_recovered() {
 
     let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54332)).unwrap();
 
-    let client = pg::connect_once(&cluster.client_config("postgres"))
-        .await
-        .unwrap();
+    let client = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
     assert_eq!(postmaster_pid(&data_dir), Some(cluster.pid()));
@@ -108,10 +94,7 @@ async fn a_non_empty_directory_that_is_not_a_cluster_is_left_alone() {
 
     let err = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54334)).unwrap_err();
 
-    assert!(
-        err.to_string().contains("not a PostgreSQL data directory"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("not a PostgreSQL data directory"), "{err}");
     assert!(data_dir.join("precious.txt").exists());
 }
 
@@ -143,9 +126,7 @@ fn start_server(data_dir: &Path, pg_port: u16, http_port: u16) -> Child {
         .spawn()
         .expect("onebase binary starts");
     let url = format!("http://127.0.0.1:{http_port}/ready");
-    wait_until("the server is ready", Duration::from_secs(120), || {
-        http_get_ok(&url)
-    });
+    wait_until("the server is ready", Duration::from_secs(120), || http_get_ok(&url));
     child
 }
 
@@ -213,10 +194,7 @@ fn after_kill_9_the_server_comes_back_with_its_data() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let socket_config = |db: &str| {
         let mut c = tokio_postgres::Config::new();
-        c.host_path(&data_dir)
-            .port(54337)
-            .user("postgres")
-            .dbname(db);
+        c.host_path(&data_dir).port(54337).user("postgres").dbname(db);
         c
     };
     rt.block_on(async {
@@ -230,20 +208,14 @@ fn after_kill_9_the_server_comes_back_with_its_data() {
     signal(&server, nix::sys::signal::Signal::SIGKILL);
     server.wait().unwrap();
     // The parent-death signal makes the orphaned Postgres shut down by itself.
-    wait_until(
-        "the orphaned postgres exits",
-        Duration::from_secs(60),
-        || !is_alive(pg_pid),
-    );
+    wait_until("the orphaned postgres exits", Duration::from_secs(60), || {
+        !is_alive(pg_pid)
+    });
     let mut server = start_server(&data_dir, 54337, port);
 
     let v: i32 = rt.block_on(async {
         let client = pg::connect_once(&socket_config("onebase")).await.unwrap();
-        client
-            .query_one("SELECT v FROM survivor", &[])
-            .await
-            .unwrap()
-            .get(0)
+        client.query_one("SELECT v FROM survivor", &[]).await.unwrap().get(0)
     });
     assert_eq!(v, 42);
     signal(&server, nix::sys::signal::Signal::SIGTERM);

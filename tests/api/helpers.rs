@@ -19,9 +19,7 @@ pub fn tools_dir() -> PathBuf {
 
 /// A config as the binary would parse it with no flags, pointed at the test setup.
 pub fn test_config() -> Config {
-    let mut config = Cli::try_parse_from(["onebase"])
-        .expect("default config parses")
-        .config;
+    let mut config = Cli::try_parse_from(["onebase"]).expect("default config parses").config;
     config.bind = "127.0.0.1:0".parse().expect("valid address");
     config.database_url = None;
     config.tools_dir = tools_dir();
@@ -30,8 +28,13 @@ pub fn test_config() -> Config {
     config.workers = Some(1);
     config.pool_size = Some(4);
     config.body_limit = 64 * 1024;
+    config.admin_key = Some(ADMIN_KEY.into());
+    config.jwt_secret = Some(JWT_SECRET.into());
     config
 }
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
 
 /// Options for a throwaway cluster in `data_dir`, with small memory settings so several can
 /// run at once.
@@ -52,17 +55,18 @@ pub fn shared_cluster() -> &'static EmbeddedPostgres {
     static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-cluster");
-        EmbeddedPostgres::start(cluster_options(dir, 54329))
-            .expect("the shared test cluster starts")
+        EmbeddedPostgres::start(cluster_options(dir, 54329)).expect("the shared test cluster starts")
     })
 }
 
 pub struct TestApp {
     pub address: String,
+    /// The `default` tenant created on first start, and its owner key.
+    pub default_tenant: uuid::Uuid,
+    pub owner_key: String,
     pub db_name: String,
     pub client: reqwest::Client,
     pub pool: deadpool_postgres::Pool,
-    handle: actix_web::dev::ServerHandle,
 }
 
 /// Starts the app on a fresh database of the shared cluster.
@@ -88,18 +92,20 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let first = app.first_run().expect("a fresh database has a first run");
+    let (default_tenant, owner_key) = (first.tenant_id, first.owner_key.clone());
     let pool = app.pool().clone();
-    let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        default_tenant,
+        owner_key,
         db_name,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
         pool,
-        handle,
     }
 }
 
@@ -109,11 +115,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent")
+        self.client.get(self.url(path)).send().await.expect("request sent")
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
@@ -125,8 +127,38 @@ impl TestApp {
             .expect("request sent")
     }
 
-    pub async fn stop(&self) {
-        self.handle.stop(true).await;
+    /// A request with `Authorization: Bearer <credential>`.
+    pub fn with(&self, method: reqwest::Method, path: &str, credential: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(credential)
+    }
+
+    /// Creates a tenant with the admin key; returns its id.
+    pub async fn create_tenant(&self, name: &str) -> uuid::Uuid {
+        let res = self
+            .with(reqwest::Method::POST, "/v1/tenants", ADMIN_KEY)
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(res).await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Creates a key with `role` in `tenant` (using the admin key); returns (key id, key).
+    pub async fn create_key(&self, tenant: uuid::Uuid, role: &str) -> (uuid::Uuid, String) {
+        let res = self
+            .with(reqwest::Method::POST, &format!("/v1/tenants/{tenant}/keys"), ADMIN_KEY)
+            .json(&serde_json::json!({"name": format!("{role} key"), "role": role}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(res).await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["id"].as_str().unwrap().parse().unwrap(),
+            body["key"].as_str().unwrap().to_string(),
+        )
     }
 }
 

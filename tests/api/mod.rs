@@ -4,3 +4,5 @@ mod embedded;
 mod errors;
 mod openapi;
 mod system;
+mod tenancy;
+mod users;

@@ -24,10 +24,7 @@ async fn every_registered_route_is_in_the_openapi_spec_with_an_example() {
             route.path
         );
     }
-    assert!(
-        missing.is_empty(),
-        "routes missing from /openapi.json: {missing:?}"
-    );
+    assert!(missing.is_empty(), "routes missing from /openapi.json: {missing:?}");
     assert!(
         spec["components"]["schemas"]["ErrorBody"].is_object(),
         "error schema documented"
@@ -48,8 +45,5 @@ async fn docs_ui_is_served_by_the_binary() {
     // Its assets come from the binary too, not a CDN.
     let js = app.get("/docs/swagger-ui-bundle.js").await;
     assert_eq!(js.status().as_u16(), 200);
-    assert!(
-        !html.contains("https://"),
-        "no external asset URLs in the docs page"
-    );
+    assert!(!html.contains("https://"), "no external asset URLs in the docs page");
 }

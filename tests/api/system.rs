@@ -14,10 +14,7 @@ async fn health_answers_ok_with_a_request_id() {
         .to_str()
         .unwrap()
         .to_string();
-    assert_eq!(
-        uuid::Uuid::parse_str(&id).map(|u| u.get_version_num()),
-        Ok(4)
-    );
+    assert_eq!(uuid::Uuid::parse_str(&id).map(|u| u.get_version_num()), Ok(4));
     let (_, body) = json(res).await;
     assert_eq!(body["status"], "ok");
 }
@@ -58,16 +55,11 @@ async fn ready_reports_postgres_18_pgvector_08_and_migrations() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ready");
     assert!(
-        body["postgres"]["version"]
-            .as_str()
-            .unwrap()
-            .starts_with("18."),
+        body["postgres"]["version"].as_str().unwrap().starts_with("18."),
         "{body}"
     );
     assert_eq!(body["postgres"]["database"], app.db_name);
-    let vector = body["extensions"]["vector"]
-        .as_str()
-        .expect("vector installed");
+    let vector = body["extensions"]["vector"].as_str().expect("vector installed");
     assert!(vector.starts_with("0.8."), "pgvector 0.8.x, got {vector}");
     assert!(body["extensions"]["pg_trgm"].is_string());
     assert!(body["extensions"]["btree_gist"].is_string());
@@ -103,21 +95,14 @@ async fn metrics_count_requests_per_route_and_status_and_show_the_pool() {
     assert_eq!(res.status().as_u16(), 200);
     let text = res.text().await.unwrap();
     assert!(
-        text.contains(
-            r#"onebase_http_requests_total{method="GET",route="/health",status="200"} 2"#
-        ),
+        text.contains(r#"onebase_http_requests_total{method="GET",route="/health",status="200"} 2"#),
         "{text}"
     );
     assert!(
-        text.contains(
-            r#"onebase_http_requests_total{method="GET",route="unmatched",status="404"} 1"#
-        ),
+        text.contains(r#"onebase_http_requests_total{method="GET",route="unmatched",status="404"} 1"#),
         "{text}"
     );
-    assert!(
-        text.contains("onebase_http_request_duration_seconds_bucket"),
-        "{text}"
-    );
+    assert!(text.contains("onebase_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("onebase_db_pool_max_connections 4"), "{text}");
 }
 
@@ -133,19 +118,11 @@ async fn migrations_are_idempotent_on_restart() {
     };
     onebase::startup::prepare_database(&app.pool).await.unwrap();
 
-    assert!(
-        applied.is_empty(),
-        "nothing applied on restart, got {applied:?}"
-    );
+    assert!(applied.is_empty(), "nothing applied on restart, got {applied:?}");
     assert_eq!(count_meta(&app.pool).await, before);
     let mut client = app.pool.get().await.unwrap();
-    let history = onebase::pg::migrations::applied(&mut **client)
-        .await
-        .unwrap();
-    assert_eq!(
-        history.len(),
-        onebase::pg::migrations::embedded_versions().len()
-    );
+    let history = onebase::pg::migrations::applied(&mut **client).await.unwrap();
+    assert_eq!(history.len(), onebase::pg::migrations::embedded_versions().len());
 }
 
 async fn count_meta(pool: &deadpool_postgres::Pool) -> i64 {

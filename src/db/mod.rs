@@ -1,0 +1,5 @@
+//! Database access shared by the resources: transaction scopes and small helpers.
+
+pub mod scope;
+
+pub use scope::{system_tx, tenant_tx, APP_ROLE};

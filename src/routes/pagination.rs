@@ -1,0 +1,60 @@
+//! Keyset pagination: a page size and an opaque cursor naming the last row returned.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 500;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limit(u32);
+
+impl Limit {
+    pub fn parse(limit: Option<u32>) -> Result<Self, ApiError> {
+        match limit.unwrap_or(DEFAULT_LIMIT) {
+            n @ 1..=MAX_LIMIT => Ok(Limit(n)),
+            _ => Err(ApiError::validation("limit", format!("must be 1 to {MAX_LIMIT}"))),
+        }
+    }
+
+    /// Rows to fetch: one more than the page, to learn whether another page follows.
+    pub fn fetch(self) -> i64 {
+        i64::from(self.0) + 1
+    }
+
+    /// Cuts the extra row off; true when there is a next page.
+    pub fn trim<T>(self, rows: &mut Vec<T>) -> bool {
+        let more = rows.len() > self.0 as usize;
+        rows.truncate(self.0 as usize);
+        more
+    }
+}
+
+/// Position after a row ordered by (created_at, id), encoded as `<unix micros>_<uuid>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn new(created_at: DateTime<Utc>, id: Uuid) -> Self {
+        Cursor { created_at, id }
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{}_{}", self.created_at.timestamp_micros(), self.id.simple())
+    }
+
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let invalid = || ApiError::validation("cursor", "not a cursor returned by this endpoint");
+        let (micros, id) = s.split_once('_').ok_or_else(invalid)?;
+        let micros: i64 = micros.parse().map_err(|_| invalid())?;
+        Ok(Cursor {
+            created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+            id: Uuid::parse_str(id).map_err(|_| invalid())?,
+        })
+    }
+}

@@ -1,0 +1,599 @@
+//! Tenants (organizations) and their API keys.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::audit::{self, Event};
+use crate::auth::{keys, Principal, Role};
+use crate::db::{system_tx, tenant_tx};
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::pagination::{Cursor, Limit};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0b6e3f5c-4a34-4c6f-9d8e-2f1d1c3b9a10", "name": "acme", "settings": {"allow_registration": true},
+    "max_documents": 100000, "max_storage_bytes": null,
+    "created_at": "2026-11-22T10:00:00Z", "updated_at": "2026-11-22T10:00:00Z"
+}))]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    /// Free-form settings. `allow_registration: true` lets anyone register a reader account.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    /// Usage limit on documents (null: unlimited).
+    pub max_documents: Option<i64>,
+    /// Usage limit on stored bytes (null: unlimited).
+    pub max_storage_bytes: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const TENANT_COLUMNS: &str = "id, name, settings, max_documents, max_storage_bytes, created_at, updated_at";
+
+fn tenant_from_row(row: &tokio_postgres::Row) -> Tenant {
+    Tenant {
+        id: row.get(0),
+        name: row.get(1),
+        settings: row.get(2),
+        max_documents: row.get(3),
+        max_storage_bytes: row.get(4),
+        created_at: row.get(5),
+        updated_at: row.get(6),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "acme", "settings": {"allow_registration": true}, "max_documents": 100000}))]
+pub struct CreateTenant {
+    /// 1 to 200 characters.
+    pub name: String,
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
+    pub max_documents: Option<i64>,
+    pub max_storage_bytes: Option<i64>,
+}
+
+fn validate_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    let len = name.chars().count();
+    if len == 0 || len > 200 {
+        return Err(ApiError::validation("name", "must be 1 to 200 characters"));
+    }
+    Ok(name.to_string())
+}
+
+fn validate_settings(settings: Option<serde_json::Value>) -> Result<Option<serde_json::Value>, ApiError> {
+    match settings {
+        Some(v) if !v.is_object() => Err(ApiError::validation("settings", "must be a JSON object")),
+        Some(v) if v.to_string().len() > 64 * 1024 => Err(ApiError::validation("settings", "must be at most 64 KiB")),
+        other => Ok(other),
+    }
+}
+
+fn validate_limit(field: &'static str, value: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match value {
+        Some(v) if v < 0 => Err(ApiError::validation(field, "must be >= 0 (or null for unlimited)")),
+        other => Ok(other),
+    }
+}
+
+/// Creates a tenant (admin only).
+#[utoipa::path(
+    post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = Tenant),
+        (status = 400, description = "`validation_failed`, `invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin key", body = ErrorBody),
+    )
+)]
+pub async fn create_tenant(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<CreateTenant>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_admin()?;
+    let body = body.into_inner();
+    let name = validate_name(&body.name)?;
+    let settings = validate_settings(body.settings)?.unwrap_or_else(|| serde_json::json!({}));
+    let max_documents = validate_limit("max_documents", body.max_documents)?;
+    let max_storage_bytes = validate_limit("max_storage_bytes", body.max_storage_bytes)?;
+
+    let mut client = state.pool.get().await?;
+    let tx = system_tx(&mut client).await?;
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO tenants (name, settings, max_documents, max_storage_bytes) VALUES ($1, $2, $3, $4) \
+                 RETURNING {TENANT_COLUMNS}"
+            ),
+            &[&name, &settings, &max_documents, &max_storage_bytes],
+        )
+        .await?;
+    let tenant = tenant_from_row(&row);
+    audit::record(
+        &tx,
+        tenant.id,
+        &principal,
+        Event::new("tenant.create", "tenant", tenant.id).details(serde_json::json!({"name": name})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(tenant))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    pub data: Vec<Tenant>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Lists all tenants (admin only), oldest first.
+#[utoipa::path(
+    get, path = "/v1/tenants", tag = "tenants", params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of tenants", body = TenantList),
+        (status = 400, description = "`validation_failed`: bad limit or cursor", body = ErrorBody),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin key", body = ErrorBody),
+    )
+)]
+pub async fn list_tenants(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<ListParams>,
+) -> Result<web::Json<TenantList>, ApiError> {
+    principal.require_admin()?;
+    let limit = Limit::parse(query.limit)?;
+    let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let (after_ts, after_id) = cursor.map(|c| (Some(c.created_at), Some(c.id))).unwrap_or((None, None));
+    let client = state.pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants \
+                 WHERE $1::timestamptz IS NULL OR (created_at, id) > ($1, $2) \
+                 ORDER BY created_at, id LIMIT $3"
+            ),
+            &[&after_ts, &after_id, &limit.fetch()],
+        )
+        .await?;
+    let mut data: Vec<Tenant> = rows.iter().map(tenant_from_row).collect();
+    let next_cursor = limit
+        .trim(&mut data)
+        .then(|| data.last().map(|t| Cursor::new(t.created_at, t.id).encode()))
+        .flatten();
+    Ok(web::Json(TenantList { data, next_cursor }))
+}
+
+/// Reads a tenant: the admin reads any, a tenant's own credentials read their tenant.
+#[utoipa::path(
+    get, path = "/v1/tenants/{id}", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 404, description = "`not_found` (also for other tenants' ids)", body = ErrorBody),
+    )
+)]
+pub async fn get_tenant(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<Tenant>, ApiError> {
+    let id = id.into_inner();
+    principal.require_tenant(id, Role::Reader)?;
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, id).await?;
+    let row = tx
+        .query_opt(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"), &[&id])
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            resource: "tenant",
+            id: id.to_string(),
+        })?;
+    tx.commit().await?;
+    Ok(web::Json(tenant_from_row(&row)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "acme-renamed", "max_documents": null}))]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    /// Replaces the settings object.
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
+    /// Admin only. `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub max_documents: Option<Option<i64>>,
+    /// Admin only. `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub max_storage_bytes: Option<Option<i64>>,
+}
+
+/// Distinguishes an absent field (leave as is) from an explicit null (clear).
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+/// Updates a tenant. Owners may change `name` and `settings`; usage limits need the admin key.
+#[utoipa::path(
+    patch, path = "/v1/tenants/{id}", tag = "tenants", request_body = UpdateTenant,
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated tenant", body = Tenant),
+        (status = 400, description = "`validation_failed`, `invalid_json`, `invalid_request`", body = ErrorBody),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an owner, or limits changed without the admin key", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+pub async fn update_tenant(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateTenant>,
+) -> Result<web::Json<Tenant>, ApiError> {
+    let id = id.into_inner();
+    principal.require_tenant(id, Role::Owner)?;
+    let body = body.into_inner();
+    if (body.max_documents.is_some() || body.max_storage_bytes.is_some()) && !principal.is_admin() {
+        return Err(ApiError::Forbidden(
+            "usage limits can only be changed with the admin key".into(),
+        ));
+    }
+    let name = body.name.as_deref().map(validate_name).transpose()?;
+    let settings = validate_settings(body.settings)?;
+    let max_documents = body
+        .max_documents
+        .map(|v| validate_limit("max_documents", v))
+        .transpose()?;
+    let max_storage_bytes = body
+        .max_storage_bytes
+        .map(|v| validate_limit("max_storage_bytes", v))
+        .transpose()?;
+
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, id).await?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE tenants SET \
+                   name = coalesce($2, name), \
+                   settings = coalesce($3, settings), \
+                   max_documents = CASE WHEN $4 THEN $5 ELSE max_documents END, \
+                   max_storage_bytes = CASE WHEN $6 THEN $7 ELSE max_storage_bytes END, \
+                   updated_at = now() \
+                 WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+            ),
+            &[
+                &id,
+                &name,
+                &settings,
+                &max_documents.is_some(),
+                &max_documents.flatten(),
+                &max_storage_bytes.is_some(),
+                &max_storage_bytes.flatten(),
+            ],
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            resource: "tenant",
+            id: id.to_string(),
+        })?;
+    let changed: Vec<&str> = [
+        ("name", name.is_some()),
+        ("settings", settings.is_some()),
+        ("max_documents", max_documents.is_some()),
+        ("max_storage_bytes", max_storage_bytes.is_some()),
+    ]
+    .iter()
+    .filter_map(|(f, c)| c.then_some(*f))
+    .collect();
+    audit::record(
+        &tx,
+        id,
+        &principal,
+        Event::new("tenant.update", "tenant", id).details(serde_json::json!({"fields": changed})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(web::Json(tenant_from_row(&row)))
+}
+
+/// Deletes a tenant and all of its data in one transaction (admin only).
+#[utoipa::path(
+    delete, path = "/v1/tenants/{id}", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted, with every row of the tenant"),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not the admin key", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+pub async fn delete_tenant(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_admin()?;
+    let id = id.into_inner();
+    let mut client = state.pool.get().await?;
+    let tx = system_tx(&mut client).await?;
+    // Every tenant-owned table references tenants ON DELETE CASCADE (a test enforces it).
+    let deleted = tx
+        .query_opt("DELETE FROM tenants WHERE id = $1 RETURNING name", &[&id])
+        .await?;
+    let Some(row) = deleted else {
+        return Err(ApiError::NotFound {
+            resource: "tenant",
+            id: id.to_string(),
+        });
+    };
+    let name: String = row.get(0);
+    audit::record_admin(
+        &tx,
+        None,
+        &principal,
+        Event::new("tenant.delete", "tenant", id).details(serde_json::json!({"name": name})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "5d1c7e0e-1b9a-4f0e-8e59-3c8a7f6b2d11", "name": "ingest worker", "prefix": "k3x9q2m7a1b4",
+    "role": "writer", "created_at": "2026-11-22T10:00:00Z", "last_used_at": null, "revoked_at": null
+}))]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    /// The visible part of the key: keys look like `ob_<prefix>_<secret>`.
+    pub prefix: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "5d1c7e0e-1b9a-4f0e-8e59-3c8a7f6b2d11", "name": "ingest worker", "prefix": "k3x9q2m7a1b4",
+    "role": "writer", "created_at": "2026-11-22T10:00:00Z",
+    "key": "ob_k3x9q2m7a1b4_q7Vd0m4uQ2n1c8Zr5xYwE3tH6jK9pL0aS2dF4gH7jK8"
+}))]
+pub struct CreatedApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    /// The key. Shown only in this response: store it now.
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "ingest worker", "role": "writer"}))]
+pub struct CreateApiKey {
+    /// A label, up to 200 characters.
+    #[serde(default)]
+    pub name: String,
+    /// `owner`, `writer` or `reader`.
+    pub role: Role,
+}
+
+const KEY_COLUMNS: &str = "id, name, prefix, role, created_at, last_used_at, revoked_at";
+
+fn key_from_row(row: &tokio_postgres::Row) -> Result<ApiKey, ApiError> {
+    let role: &str = row.get(3);
+    Ok(ApiKey {
+        id: row.get(0),
+        name: row.get(1),
+        prefix: row.get(2),
+        role: Role::parse(role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {role}")))?,
+        created_at: row.get(4),
+        last_used_at: row.get(5),
+        revoked_at: row.get(6),
+    })
+}
+
+/// Creates an API key for the tenant (owner or admin). The key is returned once.
+#[utoipa::path(
+    post, path = "/v1/tenants/{id}/keys", tag = "tenants", request_body = CreateApiKey,
+    params(("id" = Uuid, Path, description = "Tenant id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `key` is shown only now", body = CreatedApiKey),
+        (status = 400, description = "`validation_failed`, `invalid_json`, `invalid_request` (e.g. role `admin`)", body = ErrorBody),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: needs owner", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+pub async fn create_key(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+    body: web::Json<CreateApiKey>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = id.into_inner();
+    principal.require_tenant(tenant, Role::Owner)?;
+    let body = body.into_inner();
+    if body.role == Role::Admin {
+        return Err(ApiError::validation(
+            "role",
+            "tenant keys are owner, writer or reader; the admin key comes from ONEBASE_ADMIN_KEY",
+        ));
+    }
+    let name = body.name.trim().to_string();
+    if name.chars().count() > 200 {
+        return Err(ApiError::validation("name", "must be at most 200 characters"));
+    }
+    let new_key = keys::generate();
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    ensure_tenant_visible(&tx, tenant).await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO api_keys (tenant_id, name, prefix, secret_hash, role, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at",
+            &[
+                &tenant,
+                &name,
+                &new_key.prefix,
+                &new_key.hash.as_slice(),
+                &body.role.as_str(),
+                &principal.actor_id(),
+            ],
+        )
+        .await?;
+    let key_id: Uuid = row.get(0);
+    audit::record(
+        &tx,
+        tenant,
+        &principal,
+        Event::new("api_key.create", "api_key", key_id)
+            .details(serde_json::json!({"role": body.role, "prefix": new_key.prefix})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(CreatedApiKey {
+        id: key_id,
+        name,
+        prefix: new_key.prefix,
+        role: body.role,
+        created_at: row.get(1),
+        key: new_key.key,
+    }))
+}
+
+/// Inside a tenant transaction, the tenant row is visible only if it exists.
+async fn ensure_tenant_visible(tx: &deadpool_postgres::Transaction<'_>, tenant: Uuid) -> Result<(), ApiError> {
+    tx.query_opt("SELECT 1 FROM tenants WHERE id = $1", &[&tenant])
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::NotFound {
+            resource: "tenant",
+            id: tenant.to_string(),
+        })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    pub data: Vec<ApiKey>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct KeyListParams {
+    /// Include revoked keys (default false).
+    #[serde(default)]
+    pub include_revoked: bool,
+}
+
+/// Lists the tenant's keys: prefixes, roles, last use; never the secrets (owner or admin).
+#[utoipa::path(
+    get, path = "/v1/tenants/{id}/keys", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Tenant id"), KeyListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The keys, oldest first", body = ApiKeyList),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: needs owner", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+pub async fn list_keys(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+    query: web::Query<KeyListParams>,
+) -> Result<web::Json<ApiKeyList>, ApiError> {
+    let tenant = id.into_inner();
+    principal.require_tenant(tenant, Role::Owner)?;
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    ensure_tenant_visible(&tx, tenant).await?;
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND ($2 OR revoked_at IS NULL) \
+                 ORDER BY created_at, id"
+            ),
+            &[&tenant, &query.include_revoked],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(web::Json(ApiKeyList {
+        data: rows.iter().map(key_from_row).collect::<Result<_, _>>()?,
+    }))
+}
+
+/// Revokes a key; requests with it fail with 401 from now on (owner or admin).
+#[utoipa::path(
+    delete, path = "/v1/tenants/{id}/keys/{key_id}", tag = "tenants",
+    params(("id" = Uuid, Path, description = "Tenant id"), ("key_id" = Uuid, Path, description = "Key id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: needs owner", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such active key in this tenant", body = ErrorBody),
+    )
+)]
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, key_id) = path.into_inner();
+    principal.require_tenant(tenant, Role::Owner)?;
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let revoked = tx
+        .query_opt(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING prefix",
+            &[&key_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            resource: "api_key",
+            id: key_id.to_string(),
+        })?;
+    let prefix: String = revoked.get(0);
+    audit::record(
+        &tx,
+        tenant,
+        &principal,
+        Event::new("api_key.revoke", "api_key", key_id).details(serde_json::json!({"prefix": prefix})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
