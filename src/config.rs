@@ -41,95 +41,95 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address the HTTP server listens on.
-    #[arg(long, env = "ONEBASE_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, global = true, env = "ONEBASE_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
 
     /// External PostgreSQL to use instead of the embedded one, e.g.
     /// postgres://user:pass@host:5432/db?sslmode=require
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// PEM file with extra CA certificates for TLS to an external database.
-    #[arg(long, env = "ONEBASE_DB_CA_FILE")]
+    #[arg(long, global = true, env = "ONEBASE_DB_CA_FILE")]
     pub db_ca_file: Option<PathBuf>,
 
     #[command(flatten)]
     pub embedded: EmbeddedConfig,
 
     /// Maximum number of pooled database connections (default: 4 per core, at least 8).
-    #[arg(long, env = "ONEBASE_POOL_SIZE")]
+    #[arg(long, global = true, env = "ONEBASE_POOL_SIZE")]
     pub pool_size: Option<usize>,
 
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "ONEBASE_BODY_LIMIT", default_value_t = 10 * 1024 * 1024)]
+    #[arg(long, global = true, env = "ONEBASE_BODY_LIMIT", default_value_t = 10 * 1024 * 1024)]
     pub body_limit: usize,
 
     /// Log format: json (one object per line) or pretty.
-    #[arg(long, env = "ONEBASE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    #[arg(long, global = true, env = "ONEBASE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 
     /// HTTP worker threads (default: one per core).
-    #[arg(long, env = "ONEBASE_WORKERS")]
+    #[arg(long, global = true, env = "ONEBASE_WORKERS")]
     pub workers: Option<usize>,
 
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
-    #[arg(long, env = "ONEBASE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    #[arg(long, global = true, env = "ONEBASE_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 
     /// The server-wide admin key (at least 32 characters). Unset: no admin access.
-    #[arg(long, env = "ONEBASE_ADMIN_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "ONEBASE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
 
     /// Secret for signing access tokens (HS256), at least 32 bytes. Unset: a random secret is
     /// generated on first start and kept in the database.
-    #[arg(long, env = "ONEBASE_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, global = true, env = "ONEBASE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
     /// Lifetime of access tokens, in seconds.
-    #[arg(long, env = "ONEBASE_TOKEN_TTL", default_value_t = 1800)]
+    #[arg(long, global = true, env = "ONEBASE_TOKEN_TTL", default_value_t = 1800)]
     pub token_ttl_secs: u64,
 
     /// Local tools directory written by scripts/bootstrap (Postgres binaries, ONNX Runtime,
     /// models).
-    #[arg(long, env = "ONEBASE_TOOLS_DIR", default_value = ".onebase")]
+    #[arg(long, global = true, env = "ONEBASE_TOOLS_DIR", default_value = ".onebase")]
     pub tools_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct EmbeddedConfig {
     /// Data directory of the embedded cluster (used when DATABASE_URL is not set).
-    #[arg(long, env = "ONEBASE_DATA_DIR", default_value = "./data/postgres")]
+    #[arg(long, global = true, env = "ONEBASE_DATA_DIR", default_value = "./data/postgres")]
     pub data_dir: PathBuf,
 
     /// Directory with the `postgres` and `initdb` binaries (default: <tools-dir>/pg/bin).
-    #[arg(long, env = "ONEBASE_PG_BIN")]
+    #[arg(long, global = true, env = "ONEBASE_PG_BIN")]
     pub pg_bin: Option<PathBuf>,
 
     /// OS user to run the embedded Postgres as when onebase runs as root.
-    #[arg(long, env = "ONEBASE_PG_USER", default_value = "postgres")]
+    #[arg(long, global = true, env = "ONEBASE_PG_USER", default_value = "postgres")]
     pub pg_user: String,
 
     /// Port of the embedded Postgres (names its unix socket; TCP only with --pg-listen).
-    #[arg(long, env = "ONEBASE_PG_PORT", default_value_t = 5432)]
+    #[arg(long, global = true, env = "ONEBASE_PG_PORT", default_value_t = 5432)]
     pub pg_port: u16,
 
     /// TCP addresses for the embedded Postgres to listen on, e.g. 127.0.0.1 (default: none,
     /// unix socket only).
-    #[arg(long, env = "ONEBASE_PG_LISTEN", default_value = "")]
+    #[arg(long, global = true, env = "ONEBASE_PG_LISTEN", default_value = "")]
     pub pg_listen: String,
 
     /// Postgres settings overriding the tuned defaults, comma-separated name=value pairs, e.g.
     /// shared_buffers=2GB,max_wal_size=8GB
-    #[arg(long, env = "ONEBASE_PG_SETTINGS", value_parser = parse_setting, value_delimiter = ',')]
+    #[arg(long, global = true, env = "ONEBASE_PG_SETTINGS", value_parser = parse_setting, value_delimiter = ',')]
     pub pg_setting: Vec<(String, String)>,
 
     /// Name of the database onebase uses inside the embedded cluster.
-    #[arg(long, env = "ONEBASE_DB_NAME", default_value = "onebase")]
+    #[arg(long, global = true, env = "ONEBASE_DB_NAME", default_value = "onebase")]
     pub db_name: String,
 
     /// Seconds to wait for the embedded Postgres to accept connections (crash recovery of a
     /// large cluster can take a while).
-    #[arg(long, env = "ONEBASE_PG_START_TIMEOUT", default_value_t = 300)]
+    #[arg(long, global = true, env = "ONEBASE_PG_START_TIMEOUT", default_value_t = 300)]
     pub pg_start_timeout_secs: u64,
 }
 

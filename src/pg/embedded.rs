@@ -159,6 +159,9 @@ impl EmbeddedPostgres {
     /// Blocking: call it from a plain thread or `spawn_blocking` (the child itself is owned by a
     /// dedicated thread, see the module docs).
     pub fn start(mut opts: EmbeddedOptions) -> Result<Self, EmbeddedError> {
+        // Absolute paths: Postgres and initdb run from other working directories.
+        opts.bin_dir = absolute(&opts.bin_dir)?;
+        opts.data_dir = absolute(&opts.data_dir)?;
         let postgres_bin = opts.bin_dir.join("postgres");
         let initdb_bin = opts.bin_dir.join("initdb");
         for bin in [&postgres_bin, &initdb_bin] {
@@ -185,7 +188,6 @@ impl EmbeddedPostgres {
 
         fs::create_dir_all(opts.data_dir.parent().unwrap_or(Path::new(".")))
             .map_err(io_err("creating the data directory's parent"))?;
-        opts.data_dir = absolute(&opts.data_dir)?;
         init_cluster(&opts, &initdb_bin, run_as.as_ref())?;
         let socket_dir = socket_dir_for(&opts.data_dir, opts.port, run_as.as_ref())?;
         recover_stale_postmaster(&opts.data_dir, &socket_dir, opts.port)?;
