@@ -112,10 +112,15 @@ async fn missing_binaries_are_named_in_the_error() {
 
 /// Runs the real binary on its own embedded cluster and waits for /ready.
 fn start_server(data_dir: &Path, pg_port: u16, http_port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_onebase"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onebase"));
+    // From the repository root with the default, relative tools dir, exactly as `make run`.
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("ONEBASE_TOOLS_DIR").is_some() {
+        cmd.env("ONEBASE_TOOLS_DIR", tools_dir());
+    }
+    let child = cmd
         .arg("serve")
         .env_remove("DATABASE_URL")
-        .env("ONEBASE_TOOLS_DIR", tools_dir())
         .env("ONEBASE_DATA_DIR", data_dir)
         .env("ONEBASE_PG_PORT", pg_port.to_string())
         .env("ONEBASE_PG_SETTINGS", "shared_buffers=128MB")
