@@ -10,7 +10,7 @@ run: bootstrap
 	./target/release/onebase serve
 
 test: bootstrap
-	$(CARGO) test --all-targets
+	$(CARGO) test
 
 bootstrap:
 	@scripts/bootstrap

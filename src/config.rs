@@ -89,6 +89,9 @@ pub struct Config {
     #[arg(long, global = true, env = "ONEBASE_TOKEN_TTL", default_value_t = 1800)]
     pub token_ttl_secs: u64,
 
+    #[command(flatten)]
+    pub embed: EmbedSettings,
+
     /// Local tools directory written by scripts/bootstrap (Postgres binaries, ONNX Runtime,
     /// models).
     #[arg(long, global = true, env = "ONEBASE_TOOLS_DIR", default_value = ".onebase")]
@@ -160,6 +163,21 @@ impl Config {
             .unwrap_or_else(|| self.tools_dir.join("pg").join("bin"))
     }
 
+    /// The embedder's settings, with paths defaulting into the tools directory.
+    pub fn embed_config(&self) -> crate::embed::EmbedConfig {
+        let mut cfg = crate::embed::EmbedConfig::new(&self.tools_dir);
+        cfg.model_name = self.embed.embed_model.clone();
+        cfg.model_dir = self.embed.model_dir.clone();
+        if let Some(path) = &self.embed.ort_dylib {
+            cfg.ort_dylib = path.clone();
+        }
+        cfg.max_batch = self.embed.embed_max_batch;
+        cfg.max_wait = Duration::from_millis(self.embed.embed_max_wait_ms);
+        cfg.queue_capacity = self.embed.embed_queue;
+        cfg.threads = self.embed.embed_threads;
+        cfg
+    }
+
     pub fn embedded_options(&self) -> crate::pg::embedded::EmbeddedOptions {
         crate::pg::embedded::EmbeddedOptions {
             data_dir: self.embedded.data_dir.clone(),
@@ -171,4 +189,46 @@ impl Config {
             start_timeout: Duration::from_secs(self.embedded.pg_start_timeout_secs),
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EmbedSettings {
+    /// Embedding model: all-MiniLM-L6-v2 (fp32) or all-MiniLM-L6-v2-int8 (quantized), a directory
+    /// name under <tools-dir>/models.
+    #[arg(long, global = true, env = "ONEBASE_EMBED_MODEL", default_value = "all-MiniLM-L6-v2")]
+    pub embed_model: String,
+
+    /// Directory of any BERT-style ONNX model with its tokenizer files (model.onnx,
+    /// tokenizer.json, config.json, special_tokens_map.json, tokenizer_config.json); overrides
+    /// --embed-model's directory, for offline deployments.
+    #[arg(long, global = true, env = "ONEBASE_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+
+    /// ONNX Runtime library (default: <tools-dir>/lib/libonnxruntime.so).
+    #[arg(long, global = true, env = "ONEBASE_ORT_DYLIB")]
+    pub ort_dylib: Option<PathBuf>,
+
+    /// Most texts per model call; concurrent requests are coalesced up to this size.
+    #[arg(long, global = true, env = "ONEBASE_EMBED_MAX_BATCH", default_value_t = 32)]
+    pub embed_max_batch: usize,
+
+    /// Milliseconds a partial batch waits for more texts.
+    #[arg(long, global = true, env = "ONEBASE_EMBED_MAX_WAIT_MS", default_value_t = 5)]
+    pub embed_max_wait_ms: u64,
+
+    /// Most texts queued for the model; beyond it requests get 503 with Retry-After.
+    #[arg(long, global = true, env = "ONEBASE_EMBED_QUEUE", default_value_t = 1024)]
+    pub embed_queue: usize,
+
+    /// Inference threads (each a model session; ONNX Runtime splits the cores between them).
+    #[arg(long, global = true, env = "ONEBASE_EMBED_THREADS", default_value_t = 1)]
+    pub embed_threads: usize,
+
+    /// Most inputs in one /v1/embeddings request (413 above).
+    #[arg(long, global = true, env = "ONEBASE_EMBED_MAX_INPUTS", default_value_t = 256)]
+    pub embed_max_inputs: usize,
+
+    /// Most characters in one input (400 above).
+    #[arg(long, global = true, env = "ONEBASE_EMBED_MAX_CHARS", default_value_t = 32_768)]
+    pub embed_max_chars: usize,
 }

@@ -73,6 +73,15 @@ pub enum ApiError {
     /// Registration with an email that already has an account in the tenant.
     #[error("an account with this email already exists in this tenant")]
     EmailTaken,
+    /// `model` names a model this server does not serve.
+    #[error("model `{requested}` is not served here; this server serves `{served}`")]
+    ModelNotFound { requested: String, served: String },
+    /// More inputs in one embeddings request than allowed.
+    #[error("{count} inputs in one request; at most {max} are allowed")]
+    TooManyInputs { count: usize, max: usize },
+    /// An input longer than allowed.
+    #[error("input {index} is longer than {max_chars} characters")]
+    InputTooLong { index: usize, max_chars: usize },
     /// The server is temporarily unable to take the request (queue full); retry later.
     #[error("{message}")]
     Overloaded { message: String, retry_after_secs: u32 },
@@ -102,6 +111,9 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
             ApiError::EmailTaken => "email_taken",
+            ApiError::ModelNotFound { .. } => "model_not_found",
+            ApiError::TooManyInputs { .. } => "too_many_inputs",
+            ApiError::InputTooLong { .. } => "input_too_long",
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -124,6 +136,9 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::EmailTaken => StatusCode::CONFLICT,
+            ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::TooManyInputs { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::InputTooLong { .. } => StatusCode::BAD_REQUEST,
             ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

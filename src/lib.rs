@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod database;
 pub mod db;
+pub mod embed;
 pub mod error;
 pub mod metrics;
 pub mod observe;

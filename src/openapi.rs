@@ -4,7 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::routes::{audit, auth, docs, system, tenants};
+use crate::routes::{audit, auth, docs, embeddings, system, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use crate::routes::{audit, auth, docs, system, tenants};
         tenants::delete_tenant, tenants::create_key, tenants::list_keys, tenants::revoke_key,
         auth::register, auth::login, auth::me,
         audit::list_audit,
+        embeddings::create_embeddings,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -32,6 +33,7 @@ use crate::routes::{audit, auth, docs, system, tenants};
         (name = "tenants", description = "Tenants (organizations) and their API keys"),
         (name = "auth", description = "Users, login and access tokens"),
         (name = "audit", description = "The audit log of every change"),
+        (name = "embeddings", description = "Text embeddings from the in-process model (OpenAI-compatible)"),
     )
 )]
 pub struct ApiDoc;

@@ -16,9 +16,10 @@ use deadpool_postgres::Pool;
 use crate::auth::setup::FirstRun;
 use crate::auth::{keys, AuthConfig};
 use crate::config::Config;
+use crate::embed::Embedder;
 use crate::metrics::Metrics;
 use crate::pg;
-use crate::state::AppState;
+use crate::state::{AppState, EmbedLimits};
 
 pub struct Application {
     port: u16,
@@ -32,6 +33,28 @@ impl Application {
     /// the HTTP listener. The server starts serving once [`Application::run_until_stopped`] is
     /// awaited (or the server future is spawned).
     pub async fn build(config: &Config, db: tokio_postgres::Config) -> anyhow::Result<Self> {
+        Self::build_with_embedder(config, db, None).await
+    }
+
+    /// Like [`Application::build`], reusing an already loaded embedder (tests share one model
+    /// across many apps) or loading the configured one when `None`.
+    pub async fn build_with_embedder(
+        config: &Config,
+        db: tokio_postgres::Config,
+        embedder: Option<Embedder>,
+    ) -> anyhow::Result<Self> {
+        // The model loads while nothing else waits on it; inference never runs on the executor.
+        let embedder = match embedder {
+            Some(embedder) => embedder,
+            None => {
+                let embed_config = config.embed_config();
+                tokio::task::spawn_blocking(move || Embedder::load(embed_config))
+                    .await
+                    .context("loading the embedding model panicked")?
+                    .context("loading the embedding model")?
+            }
+        };
+        tracing::info!(model = ?embedder.info(), "embedding model loaded");
         let pool = pg::build_pool(db, config.pool_size(), config.db_ca_file.as_deref())?;
         prepare_database(&pool).await?;
         let auth = auth_config(config, &pool).await?;
@@ -45,6 +68,11 @@ impl Application {
             body_limit: config.body_limit,
             started_at: Instant::now(),
             auth,
+            embedder,
+            embed_limits: EmbedLimits {
+                max_inputs: config.embed.embed_max_inputs,
+                max_chars: config.embed.embed_max_chars,
+            },
         });
         let body_limit = config.body_limit;
         let app_state = state.clone();

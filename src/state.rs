@@ -6,6 +6,7 @@ use std::time::Instant;
 use deadpool_postgres::Pool;
 
 use crate::auth::AuthConfig;
+use crate::embed::Embedder;
 use crate::metrics::Metrics;
 
 pub struct AppState {
@@ -14,4 +15,12 @@ pub struct AppState {
     pub body_limit: usize,
     pub started_at: Instant,
     pub auth: AuthConfig,
+    pub embedder: Embedder,
+    pub embed_limits: EmbedLimits,
+}
+
+/// Per-request limits of `/v1/embeddings`.
+pub struct EmbedLimits {
+    pub max_inputs: usize,
+    pub max_chars: usize,
 }

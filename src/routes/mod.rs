@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod docs;
+pub mod embeddings;
 pub mod pagination;
 pub mod system;
 pub mod tenants;
@@ -51,6 +52,7 @@ pub fn all() -> Vec<Route> {
         route!(post, "/v1/auth/login", auth::login),
         route!(get, "/v1/auth/me", auth::me),
         route!(get, "/v1/audit", audit::list_audit),
+        route!(post, "/v1/embeddings", embeddings::create_embeddings),
     ]
 }
 

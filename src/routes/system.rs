@@ -7,6 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::embed::ModelInfo;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -61,6 +62,8 @@ pub struct MigrationInfo {
     "extensions": {"btree_gist": "1.8", "pg_trgm": "1.6", "plpgsql": "1.0", "vector": "0.8.2"},
     "migrations": {"applied_version": 1, "latest_version": 1},
     "pool": {"size": 1, "max_size": 8, "available": 1, "waiting": 0},
+    "embedding": {"name": "all-MiniLM-L6-v2", "dims": 384, "precision": "fp32", "max_length": 256,
+        "model_dir": ".onebase/models/all-MiniLM-L6-v2"},
     "uptime_seconds": 12
 }))]
 pub struct Ready {
@@ -71,6 +74,8 @@ pub struct Ready {
     pub extensions: BTreeMap<String, String>,
     pub migrations: MigrationInfo,
     pub pool: PoolInfo,
+    /// The embedding model served by `/v1/embeddings`.
+    pub embedding: ModelInfo,
     pub uptime_seconds: u64,
 }
 
@@ -128,6 +133,7 @@ async fn ready_report(state: &AppState) -> Result<web::Json<Ready>, ApiError> {
             available: pool.available,
             waiting: pool.waiting,
         },
+        embedding: state.embedder.info().clone(),
         uptime_seconds: state.started_at.elapsed().as_secs(),
     }))
 }

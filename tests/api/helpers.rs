@@ -59,6 +59,26 @@ pub fn shared_cluster() -> &'static EmbeddedPostgres {
     })
 }
 
+/// The model shared by every app whose embedder settings are the defaults: loading it once keeps
+/// the suite fast and its memory flat.
+fn reusable_embedder(config: &Config) -> Option<onebase::embed::Embedder> {
+    static EMBEDDER: OnceLock<onebase::embed::Embedder> = OnceLock::new();
+    let (ours, default) = (&config.embed, &test_config().embed);
+    let same = ours.embed_model == default.embed_model
+        && ours.model_dir == default.model_dir
+        && ours.embed_max_batch == default.embed_max_batch
+        && ours.embed_max_wait_ms == default.embed_max_wait_ms
+        && ours.embed_queue == default.embed_queue
+        && ours.embed_threads == default.embed_threads;
+    same.then(|| {
+        EMBEDDER
+            .get_or_init(|| {
+                onebase::embed::Embedder::load(test_config().embed_config()).expect("the embedding model loads")
+            })
+            .clone()
+    })
+}
+
 pub struct TestApp {
     pub address: String,
     /// The `default` tenant created on first start, and its owner key.
@@ -88,7 +108,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
         .expect("create test database");
     let mut config = test_config();
     customize(&mut config);
-    let app = Application::build(&config, cluster.client_config(&db_name))
+    let app = Application::build_with_embedder(&config, cluster.client_config(&db_name), reusable_embedder(&config))
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -1,6 +1,7 @@
 mod helpers;
 
 mod embedded;
+mod embeddings;
 mod errors;
 mod openapi;
 mod system;

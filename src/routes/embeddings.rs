@@ -1,0 +1,182 @@
+//! `POST /v1/embeddings`, in OpenAI's request and response shape, served by the in-process model.
+
+use actix_web::web;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Principal, Role};
+use crate::embed::EmbedError;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+/// One text or a list of texts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"input": ["The cat sat on the mat.", "A dog barked."], "model": "all-MiniLM-L6-v2"}))]
+pub struct EmbeddingRequest {
+    pub input: EmbeddingInput,
+    /// Optional; when given it must name the loaded model.
+    pub model: Option<String>,
+    /// Accepted for OpenAI compatibility; only `float` is supported.
+    pub encoding_format: Option<String>,
+    /// Accepted for OpenAI compatibility; must be absent or equal to the model's dimensions.
+    pub dimensions: Option<usize>,
+    /// Accepted for OpenAI compatibility and ignored.
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingData {
+    /// Always `embedding`.
+    pub object: &'static str,
+    /// Position of the input this embedding belongs to.
+    pub index: usize,
+    /// L2-normalized vector.
+    pub embedding: Vec<f32>,
+    /// True when the input was longer than the model's maximum length and was cut to fit.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub total_tokens: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "object": "list",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.0123, -0.0456, 0.0789], "truncated": false}],
+    "model": "all-MiniLM-L6-v2",
+    "usage": {"prompt_tokens": 9, "total_tokens": 9},
+    "truncated_inputs": []
+}))]
+pub struct EmbeddingResponse {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<EmbeddingData>,
+    pub model: String,
+    pub usage: Usage,
+    /// Indexes of the inputs that were truncated to the model's maximum length.
+    pub truncated_inputs: Vec<usize>,
+}
+
+/// Embeds one or more texts with the server's model (any authenticated role).
+#[utoipa::path(
+    post, path = "/v1/embeddings", tag = "embeddings", request_body = EmbeddingRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One embedding per input, in input order", body = EmbeddingResponse),
+        (status = 400, description = "`validation_failed` (empty input or string, unsupported option), `input_too_long`, `invalid_json`", body = ErrorBody,
+            example = json!({"code": "validation_failed", "message": "invalid `input`: input 0 is an empty string"})),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 404, description = "`model_not_found`: `model` names a model this server does not serve", body = ErrorBody),
+        (status = 413, description = "`too_many_inputs`, `payload_too_large`", body = ErrorBody),
+        (status = 503, description = "`overloaded`: the embedding queue is full; retry after `Retry-After` seconds", body = ErrorBody),
+    )
+)]
+pub async fn create_embeddings(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<EmbeddingRequest>,
+) -> Result<web::Json<EmbeddingResponse>, ApiError> {
+    principal.require_role(Role::Reader)?;
+    let body = body.into_inner();
+    let info = state.embedder.info();
+    if let Some(model) = &body.model {
+        if model != &info.name {
+            return Err(ApiError::ModelNotFound {
+                requested: model.clone(),
+                served: info.name.clone(),
+            });
+        }
+    }
+    if body.encoding_format.as_deref().is_some_and(|f| f != "float") {
+        return Err(ApiError::validation("encoding_format", "only `float` is supported"));
+    }
+    if body.dimensions.is_some_and(|d| d != info.dims) {
+        return Err(ApiError::validation(
+            "dimensions",
+            format!("this model has {} dimensions", info.dims),
+        ));
+    }
+    let inputs = match body.input {
+        EmbeddingInput::One(text) => vec![text],
+        EmbeddingInput::Many(texts) => texts,
+    };
+    let limits = &state.embed_limits;
+    if inputs.is_empty() {
+        return Err(ApiError::validation("input", "must contain at least one text"));
+    }
+    if inputs.len() > limits.max_inputs {
+        return Err(ApiError::TooManyInputs {
+            count: inputs.len(),
+            max: limits.max_inputs,
+        });
+    }
+    for (index, text) in inputs.iter().enumerate() {
+        if text.is_empty() {
+            return Err(ApiError::validation(
+                "input",
+                format!("input {index} is an empty string"),
+            ));
+        }
+        if text.chars().count() > limits.max_chars {
+            return Err(ApiError::InputTooLong {
+                index,
+                max_chars: limits.max_chars,
+            });
+        }
+    }
+
+    let embedded = state.embedder.embed(inputs).await.map_err(ApiError::from)?;
+    let total_tokens = embedded.total_tokens();
+    let truncated_inputs = embedded
+        .truncated
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.then_some(i))
+        .collect();
+    let data = embedded
+        .vectors
+        .into_iter()
+        .zip(embedded.truncated)
+        .enumerate()
+        .map(|(index, (embedding, truncated))| EmbeddingData {
+            object: "embedding",
+            index,
+            embedding,
+            truncated,
+        })
+        .collect();
+    Ok(web::Json(EmbeddingResponse {
+        object: "list",
+        data,
+        model: info.name.clone(),
+        usage: Usage {
+            prompt_tokens: total_tokens,
+            total_tokens,
+        },
+        truncated_inputs,
+    }))
+}
+
+impl From<EmbedError> for ApiError {
+    fn from(err: EmbedError) -> Self {
+        match err {
+            EmbedError::Overloaded { retry_after_secs } => ApiError::Overloaded {
+                message: "the embedding queue is full; retry later".into(),
+                retry_after_secs: u32::try_from(retry_after_secs).unwrap_or(u32::MAX),
+            },
+            EmbedError::TooManyInputs { count, max } => ApiError::TooManyInputs { count, max },
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `POST /v1/embeddings` with the real model (all-MiniLM-L6-v2, exported by scripts/bootstrap).
+
+use reqwest::Method;
+use serde_json::json as j;
+
+use crate::api::helpers::{assert_error, json, spawn_app, spawn_app_with};
+
+/// fastembed-rs's published check for AllMiniLML6V2: the component sums of the normalized,
+/// mean-pooled embeddings of these four texts.
+const TEXTS: [&str; 4] = [
+    "Hello, World!",
+    "This is an example passage.",
+    "fastembed-rs is licensed under Apache-2.0",
+    "Some other short text here blah blah blah",
+];
+const EXPECTED_SUMS: [f64; 4] = [0.59605527, 0.36542925, -0.16450031, -0.40903988];
+
+#[tokio::test]
+async fn embeddings_match_fastembeds_published_check_within_1e_3() {
+    let app = spawn_app().await;
+
+    let res = app
+        .with(Method::POST, "/v1/embeddings", &app.owner_key)
+        .json(&j!({"input": TEXTS}))
+        .send()
+        .await
+        .unwrap();
+
+    let (status, body) = json(res).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["model"], "all-MiniLM-L6-v2");
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 4);
+    for (i, (item, expected)) in data.iter().zip(EXPECTED_SUMS).enumerate() {
+        assert_eq!(item["object"], "embedding");
+        assert_eq!(item["index"], i);
+        let v: Vec<f64> = item["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(v.len(), 384);
+        let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "normalized, got {norm}");
+        let sum: f64 = v.iter().sum();
+        assert!(
+            (sum - expected).abs() < 1e-3,
+            "text {i}: sum {sum}, expected {expected}"
+        );
+    }
+    let tokens = body["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(tokens > 20 && tokens < 80, "{tokens}");
+    assert_eq!(body["usage"]["total_tokens"], tokens);
+}
+
+#[tokio::test]
+async fn a_single_string_input_and_the_model_name_are_accepted() {
+    let app = spawn_app().await;
+
+    let res = app
+        .with(Method::POST, "/v1/embeddings", &app.owner_key)
+        .json(&j!({"input": "Hello, World!", "model": "all-MiniLM-L6-v2"}))
+        .send()
+        .await
+        .unwrap();
+
+    let (status, body) = json(res).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(body["truncated_inputs"], j!([]));
+}
+
+#[tokio::test]
+async fn long_inputs_are_truncated_and_the_response_says_so() {
+    let app = spawn_app().await;
+    let long = "word ".repeat(2000);
+
+    let res = app
+        .with(Method::POST, "/v1/embeddings", &app.owner_key)
+        .json(&j!({"input": ["short", long]}))
+        .send()
+        .await
+        .unwrap();
+
+    let (status, body) = json(res).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["truncated"], false);
+    assert_eq!(body["data"][1]["truncated"], true);
+    assert_eq!(body["truncated_inputs"], j!([1]));
+}
+
+#[tokio::test]
+async fn bad_embedding_requests_get_clear_errors() {
+    let app = spawn_app_with(|c| {
+        c.embed.embed_max_inputs = 3;
+        c.embed.embed_max_chars = 50;
+    })
+    .await;
+    let post = |body: serde_json::Value| {
+        app.with(Method::POST, "/v1/embeddings", &app.owner_key)
+            .json(&body)
+            .send()
+    };
+
+    assert_error(post(j!({"input": ""})).await.unwrap(), 400, "validation_failed").await;
+    assert_error(post(j!({"input": []})).await.unwrap(), 400, "validation_failed").await;
+    assert_error(post(j!({"input": ["a", ""]})).await.unwrap(), 400, "validation_failed").await;
+    assert_error(
+        post(j!({"input": ["a", "b", "c", "d"]})).await.unwrap(),
+        413,
+        "too_many_inputs",
+    )
+    .await;
+    assert_error(
+        post(j!({"input": "x".repeat(51)})).await.unwrap(),
+        400,
+        "input_too_long",
+    )
+    .await;
+    assert_error(
+        post(j!({"input": "a", "model": "text-embedding-3-small"}))
+            .await
+            .unwrap(),
+        404,
+        "model_not_found",
+    )
+    .await;
+    assert_error(post(j!({"input": 5})).await.unwrap(), 400, "invalid_request").await;
+    assert_error(
+        post(j!({"input": "a", "encoding_format": "base64"})).await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
+    let anonymous = app.post_json("/v1/embeddings", &j!({"input": "a"})).await;
+    assert_error(anonymous, 401, "missing_credentials").await;
+}
+
+#[tokio::test]
+async fn ready_reports_the_embedding_model() {
+    let app = spawn_app().await;
+
+    let (_, body) = json(app.get("/ready").await).await;
+
+    assert_eq!(body["embedding"]["name"], "all-MiniLM-L6-v2");
+    assert_eq!(body["embedding"]["dims"], 384);
+    assert_eq!(body["embedding"]["precision"], "fp32");
+    assert_eq!(body["embedding"]["max_length"], 256);
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_never_hangs() {
+    let app = spawn_app_with(|c| {
+        c.embed.embed_queue = 2;
+        c.embed.embed_max_batch = 1;
+    })
+    .await;
+
+    let requests = (0..40).map(|i| {
+        app.with(Method::POST, "/v1/embeddings", &app.owner_key)
+            .json(&j!({"input": [format!("first text {i}"), format!("second text {i}")]}))
+            .send()
+    });
+    let responses = futures_util::future::join_all(requests).await;
+
+    let mut ok = 0;
+    let mut overloaded = 0;
+    for res in responses {
+        let res = res.unwrap();
+        match res.status().as_u16() {
+            200 => ok += 1,
+            503 => {
+                let retry_after: u32 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!(retry_after >= 1);
+                assert_error(res, 503, "overloaded").await;
+                overloaded += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(ok >= 1, "some requests are served");
+    assert!(overloaded >= 1, "a burst beyond the queue is shed, got {ok} ok");
+}
