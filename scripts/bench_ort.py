@@ -10,7 +10,6 @@ Usage: python scripts/bench_ort.py --model-dir DIR [--batch-sizes 1,8,32,128]
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -18,23 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export_model import load_tokenizer  # noqa: E402  (same tokenizer settings as the export check)
 from sentences import passages, sentences  # noqa: E402
-
-
-def load_tokenizer(model_dir):
-    # Same settings as fastembed-rs: pad to the longest text in the batch with
-    # the configured pad token, truncate at 512 tokens.
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    cfg = json.loads((model_dir / "config.json").read_text())
-    special = json.loads((model_dir / "special_tokens_map.json").read_text())
-    pad = special["pad_token"]
-    pad = pad["content"] if isinstance(pad, dict) else pad
-    tok.enable_padding(pad_id=cfg.get("pad_token_id", 0), pad_token=pad)
-    tok.enable_truncation(max_length=512)
-    return tok
 
 
 def embed(sess, tok, texts):
