@@ -1,0 +1,137 @@
+//! End-to-end `/v1/embeddings` throughput with concurrent clients: `cargo bench --bench http_embeddings`.
+//!
+//! Starts the real server (embedded Postgres in a temporary directory, the configured model),
+//! then C clients (default 8) each post requests of B texts (default 1 and 32) from the same
+//! 2,000-sentence corpus as scripts/bench_ort.py and the `embed` bench, for a fixed time. The
+//! "embedder alone" row embeds the same corpus with `Embedder::embed_blocking` in batches of 32,
+//! the ceiling the HTTP path is compared against (target: >= 0.9x).
+//!
+//! Environment: ONEBASE_TOOLS_DIR (default ./.onebase), ONEBASE_EMBED_MODEL (default fp32),
+//! HTTP_BENCH_SECS (default 15), HTTP_BENCH_CLIENTS (default 8), HTTP_BENCH_BATCHES (1,32).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use onebase::config::Cli;
+use onebase::{database, embed::Embedder, startup::Application};
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn sentences(tools: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let python = tools.join("venv/bin/python");
+    let out = Command::new(&python)
+        .args(["-c", "import json, sys; sys.path.insert(0, 'scripts'); from sentences import sentences; json.dump(sentences(2000, seed=1234), sys.stdout)"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .with_context(|| format!("running {} (run scripts/bootstrap)", python.display()))?;
+    anyhow::ensure!(out.status.success(), "corpus generation failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn main() -> anyhow::Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("http_embeddings: skipped (run it with `cargo bench --bench http_embeddings`)");
+        return Ok(());
+    }
+    let secs: f64 = env_or("HTTP_BENCH_SECS", "15").parse()?;
+    let clients: usize = env_or("HTTP_BENCH_CLIENTS", "8").parse()?;
+    let batches: Vec<usize> = env_or("HTTP_BENCH_BATCHES", "1,32").split(',').map(|b| b.trim().parse()).collect::<Result<_, _>>()?;
+    let data = tempfile::tempdir()?;
+    let mut config = Cli::try_parse_from(["onebase"])?.config;
+    config.bind = "127.0.0.1:0".parse()?;
+    config.database_url = None;
+    config.embedded.data_dir = data.path().join("pg");
+    config.embedded.pg_port = 54399;
+    if config.tools_dir.is_relative() {
+        config.tools_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&config.tools_dir);
+    }
+    let corpus = Arc::new(sentences(&config.tools_dir)?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let embedder = {
+            let cfg = config.embed_config();
+            tokio::task::spawn_blocking(move || Embedder::load(cfg)).await??
+        };
+        let info = embedder.info().clone();
+        println!("model {} ({}), {} clients, {secs} s per row, {} cores", info.name, info.precision.as_str(), clients, num_cpus::get());
+
+        // The embedder alone, batches of 32 in corpus order, on a blocking thread.
+        let alone = {
+            let embedder = embedder.clone();
+            let corpus = corpus.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize, f64)> {
+                let started = Instant::now();
+                let (mut texts, mut tokens) = (0, 0);
+                for chunk in corpus.chunks(32).cycle() {
+                    let out = embedder.embed_blocking(chunk)?;
+                    texts += out.len();
+                    tokens += out.total_tokens();
+                    if started.elapsed().as_secs_f64() > secs {
+                        break;
+                    }
+                }
+                Ok((texts, tokens, started.elapsed().as_secs_f64()))
+            })
+            .await??
+        };
+        println!("{:<28} {:>8} {:>10} {:>10}", "path", "texts", "texts/s", "tokens/s");
+        println!("{:<28} {:>8} {:>10.1} {:>10.0}", "embedder alone (batch 32)", alone.0, alone.0 as f64 / alone.2, alone.1 as f64 / alone.2);
+
+        let db = database::resolve(&config).await?;
+        let app = Application::build_with_embedder(&config, db.config.clone(), Some(embedder)).await?;
+        let key = app.first_run().map(|f| f.owner_key.clone()).context("fresh database has a first run")?;
+        let url = format!("http://127.0.0.1:{}/v1/embeddings", app.port());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        let http = reqwest::Client::new();
+
+        for batch in batches {
+            let next = Arc::new(AtomicUsize::new(0));
+            let texts = Arc::new(AtomicUsize::new(0));
+            let tokens = Arc::new(AtomicUsize::new(0));
+            let started = Instant::now();
+            let deadline = started + Duration::from_secs_f64(secs);
+            let mut tasks = Vec::new();
+            for _ in 0..clients {
+                let (http, url, key, corpus) = (http.clone(), url.clone(), key.clone(), corpus.clone());
+                let (next, texts, tokens) = (next.clone(), texts.clone(), tokens.clone());
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let start = next.fetch_add(batch, Ordering::Relaxed);
+                        let input: Vec<&String> = (start..start + batch).map(|i| &corpus[i % corpus.len()]).collect();
+                        let res = http.post(&url).bearer_auth(&key).json(&serde_json::json!({"input": input})).send().await?;
+                        anyhow::ensure!(res.status().is_success(), "status {}", res.status());
+                        let body: serde_json::Value = res.json().await?;
+                        texts.fetch_add(batch, Ordering::Relaxed);
+                        tokens.fetch_add(body["usage"]["total_tokens"].as_u64().unwrap_or(0) as usize, Ordering::Relaxed);
+                    }
+                    Ok(())
+                }));
+            }
+            for task in tasks {
+                task.await??;
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            let (n, t) = (texts.load(Ordering::Relaxed), tokens.load(Ordering::Relaxed));
+            let ratio = (t as f64 / elapsed) / (alone.1 as f64 / alone.2);
+            println!(
+                "{:<28} {:>8} {:>10.1} {:>10.0}   ({ratio:.2}x the embedder alone)",
+                format!("HTTP, {clients} clients x {batch} texts"),
+                n,
+                n as f64 / elapsed,
+                t as f64 / elapsed
+            );
+        }
+        handle.stop(true).await;
+        drop(db);
+        Ok::<_, anyhow::Error>(())
+    })
+}
