@@ -9,8 +9,12 @@
 //! per text for dynamically quantized models). "queued" rows go through the server path
 //! (`Embedder::embed`), with many concurrent single-text callers coalesced by the batcher.
 //!
-//! Environment: ONEBASE_TOOLS_DIR (default ./.onebase), EMBED_BENCH_SECS (time cap per cell,
-//! default 8), EMBED_BENCH_BATCHES (default 1,8,32,128).
+//! Each cell is run EMBED_BENCH_REPS times (default 3) from the corpus start and the fastest
+//! run is reported: on a shared 2-core machine a compile in the background halves a single run's
+//! figure, and the best of a few short runs is the stable estimate of what the code can do.
+//!
+//! Environment: ONEBASE_TOOLS_DIR (default ./.onebase), EMBED_BENCH_SECS (time cap per run,
+//! default 3), EMBED_BENCH_REPS (default 3), EMBED_BENCH_BATCHES (default 1,8,32,128).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +40,8 @@ fn main() -> anyhow::Result<()> {
     let tools = std::env::var_os("ONEBASE_TOOLS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest_dir.join(".onebase"));
-    let max_secs: f64 = env_or("EMBED_BENCH_SECS", "8").parse()?;
+    let max_secs: f64 = env_or("EMBED_BENCH_SECS", "3").parse()?;
+    let reps: usize = env_or("EMBED_BENCH_REPS", "3").parse::<usize>()?.max(1);
     let batches: Vec<usize> = env_or("EMBED_BENCH_BATCHES", "1,8,32,128")
         .split(',')
         .map(|b| b.trim().parse())
@@ -68,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         println!(
             "\n{} ({}, {} dims, max_length {}) from {} | loaded in {:.2}s | {} worker x {} \
-             intra-op threads | max {:.0}s per cell",
+             intra-op threads | best of {} runs of max {:.0}s per cell",
             info.name,
             info.precision.as_str(),
             info.dims,
@@ -77,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             load_start.elapsed().as_secs_f64(),
             cfg.threads,
             cores / cfg.threads,
+            reps,
             max_secs
         );
         // Untimed, like the reference: first-call arena growth is not a steady-state cost.
@@ -89,10 +95,10 @@ fn main() -> anyhow::Result<()> {
         println!("{header}\n{}", "-".repeat(header.len()));
         for (name, texts) in &corpora {
             for &batch in &batches {
-                let cell = direct_cell(&embedder, texts, batch, max_secs)?;
+                let cell = best_of(reps, || direct_cell(&embedder, texts, batch, max_secs))?;
                 cell.print(name, &format!("direct b={batch}"));
             }
-            let cell = runtime.block_on(queued_cell(&embedder, texts, max_secs))?;
+            let cell = best_of(reps, || runtime.block_on(queued_cell(&embedder, texts, max_secs)))?;
             cell.print(name, &format!("queued {}x1 b<={}", QUEUED_CLIENTS, cfg.max_batch));
         }
         token_count_overhead(&embedder, &corpora)?;
@@ -137,6 +143,17 @@ struct Cell {
     texts: usize,
     tokens: usize,
     secs: f64,
+}
+
+fn best_of(reps: usize, mut run: impl FnMut() -> anyhow::Result<Cell>) -> anyhow::Result<Cell> {
+    let mut best = run()?;
+    for _ in 1..reps {
+        let cell = run()?;
+        if cell.texts as f64 / cell.secs > best.texts as f64 / best.secs {
+            best = cell;
+        }
+    }
+    Ok(best)
 }
 
 impl Cell {

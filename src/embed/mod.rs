@@ -687,7 +687,7 @@ fn max_length_for(identity: &str, model_dir: &Path, tokenizer_config: &[u8]) -> 
     serde_json::from_slice::<serde_json::Value>(tokenizer_config)
         .ok()
         .and_then(|v| v["model_max_length"].as_f64())
-        .filter(|&n| n >= 1.0 && n <= 1_000_000.0)
+        .filter(|n| (1.0..=1_000_000.0).contains(n))
         .map_or(FALLBACK_MAX_LENGTH, |n| (n as usize).min(FALLBACK_MAX_LENGTH))
 }
 
