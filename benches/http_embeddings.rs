@@ -31,7 +31,11 @@ fn sentences(tools: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .with_context(|| format!("running {} (run scripts/bootstrap)", python.display()))?;
-    anyhow::ensure!(out.status.success(), "corpus generation failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "corpus generation failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
@@ -42,7 +46,10 @@ fn main() -> anyhow::Result<()> {
     }
     let secs: f64 = env_or("HTTP_BENCH_SECS", "15").parse()?;
     let clients: usize = env_or("HTTP_BENCH_CLIENTS", "8").parse()?;
-    let batches: Vec<usize> = env_or("HTTP_BENCH_BATCHES", "1,32").split(',').map(|b| b.trim().parse()).collect::<Result<_, _>>()?;
+    let batches: Vec<usize> = env_or("HTTP_BENCH_BATCHES", "1,32")
+        .split(',')
+        .map(|b| b.trim().parse())
+        .collect::<Result<_, _>>()?;
     let data = tempfile::tempdir()?;
     let mut config = Cli::try_parse_from(["onebase"])?.config;
     config.bind = "127.0.0.1:0".parse()?;
@@ -61,7 +68,13 @@ fn main() -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || Embedder::load(cfg)).await??
         };
         let info = embedder.info().clone();
-        println!("model {} ({}), {} clients, {secs} s per row, {} cores", info.name, info.precision.as_str(), clients, num_cpus::get());
+        println!(
+            "model {} ({}), {} clients, {secs} s per row, {} cores",
+            info.name,
+            info.precision.as_str(),
+            clients,
+            num_cpus::get()
+        );
 
         // The embedder alone, batches of 32 in corpus order, on a blocking thread.
         let alone = {
@@ -83,11 +96,20 @@ fn main() -> anyhow::Result<()> {
             .await??
         };
         println!("{:<28} {:>8} {:>10} {:>10}", "path", "texts", "texts/s", "tokens/s");
-        println!("{:<28} {:>8} {:>10.1} {:>10.0}", "embedder alone (batch 32)", alone.0, alone.0 as f64 / alone.2, alone.1 as f64 / alone.2);
+        println!(
+            "{:<28} {:>8} {:>10.1} {:>10.0}",
+            "embedder alone (batch 32)",
+            alone.0,
+            alone.0 as f64 / alone.2,
+            alone.1 as f64 / alone.2
+        );
 
         let db = database::resolve(&config).await?;
         let app = Application::build_with_embedder(&config, db.config.clone(), Some(embedder)).await?;
-        let key = app.first_run().map(|f| f.owner_key.clone()).context("fresh database has a first run")?;
+        let key = app
+            .first_run()
+            .map(|f| f.owner_key.clone())
+            .context("fresh database has a first run")?;
         let url = format!("http://127.0.0.1:{}/v1/embeddings", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
@@ -107,11 +129,19 @@ fn main() -> anyhow::Result<()> {
                     while Instant::now() < deadline {
                         let start = next.fetch_add(batch, Ordering::Relaxed);
                         let input: Vec<&String> = (start..start + batch).map(|i| &corpus[i % corpus.len()]).collect();
-                        let res = http.post(&url).bearer_auth(&key).json(&serde_json::json!({"input": input})).send().await?;
+                        let res = http
+                            .post(&url)
+                            .bearer_auth(&key)
+                            .json(&serde_json::json!({"input": input}))
+                            .send()
+                            .await?;
                         anyhow::ensure!(res.status().is_success(), "status {}", res.status());
                         let body: serde_json::Value = res.json().await?;
                         texts.fetch_add(batch, Ordering::Relaxed);
-                        tokens.fetch_add(body["usage"]["total_tokens"].as_u64().unwrap_or(0) as usize, Ordering::Relaxed);
+                        tokens.fetch_add(
+                            body["usage"]["total_tokens"].as_u64().unwrap_or(0) as usize,
+                            Ordering::Relaxed,
+                        );
                     }
                     Ok(())
                 }));

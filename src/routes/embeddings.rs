@@ -176,6 +176,11 @@ impl From<EmbedError> for ApiError {
                 retry_after_secs: u32::try_from(retry_after_secs).unwrap_or(u32::MAX),
             },
             EmbedError::TooManyInputs { count, max } => ApiError::TooManyInputs { count, max },
+            // The server is stopping; another instance (or this one after restart) can serve it.
+            EmbedError::ShuttingDown => ApiError::Overloaded {
+                message: "the server is shutting down; retry later".into(),
+                retry_after_secs: 1,
+            },
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
