@@ -213,8 +213,7 @@ pub async fn login(
     let Some(row) = row.filter(|_| ok) else {
         return Err(ApiError::InvalidCredentials("wrong email or password".into()));
     };
-    let role_text: &str = row.get(3);
-    let role = Role::parse(role_text).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {role_text}")))?;
+    let role = Role::from_db(row.get(3))?;
     let user = User {
         id: row.get(0),
         tenant_id: row.get(1),

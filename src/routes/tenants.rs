@@ -412,12 +412,11 @@ pub struct CreateApiKey {
 const KEY_COLUMNS: &str = "id, name, prefix, role, created_at, last_used_at, revoked_at";
 
 fn key_from_row(row: &tokio_postgres::Row) -> Result<ApiKey, ApiError> {
-    let role: &str = row.get(3);
     Ok(ApiKey {
         id: row.get(0),
         name: row.get(1),
         prefix: row.get(2),
-        role: Role::parse(role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {role}")))?,
+        role: Role::from_db(row.get(3))?,
         created_at: row.get(4),
         last_used_at: row.get(5),
         revoked_at: row.get(6),
