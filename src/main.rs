@@ -52,16 +52,16 @@ async fn migrate(config: &Config, status: bool) -> anyhow::Result<()> {
     let pool = pg::build_pool(db.config.clone(), 1, config.db_ca_file.as_deref())?;
     let mut client = pool.get().await.context("connecting to PostgreSQL")?;
     if status {
-        let applied = pg::migrations::applied(&mut **client).await.unwrap_or_default();
+        let applied = pg::migrations::applied(&mut client).await.unwrap_or_default();
         for (version, name) in pg::migrations::embedded_versions() {
-            match applied.iter().find(|m| m.version == version) {
+            match applied.iter().find(|m| m.version == *version) {
                 Some(m) => println!("V{version}__{name}\tapplied {}", m.applied_on.as_deref().unwrap_or("")),
                 None => println!("V{version}__{name}\tpending"),
             }
         }
     } else {
         pg::check_vector_available(&client).await?;
-        let applied = pg::migrations::run(&mut **client).await?;
+        let applied = pg::migrations::run(&mut client).await?;
         println!("applied {} migration(s): {applied:?}", applied.len());
     }
     drop(client);

@@ -137,6 +137,6 @@ async fn auth_config(config: &Config, pool: &Pool) -> anyhow::Result<AuthConfig>
 pub async fn prepare_database(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool.get().await.context("connecting to PostgreSQL")?;
     pg::check_vector_available(&client).await?;
-    pg::migrations::run(&mut **client).await?;
+    pg::migrations::run(&mut client).await?;
     Ok(())
 }

@@ -85,7 +85,7 @@ pub async fn first_run(pool: &Pool) -> anyhow::Result<Option<FirstRun>> {
         Event::new("tenant.create", "tenant", tenant_id).details(serde_json::json!({"name": "default"})),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .context("recording the default tenant's creation")?;
     audit::record(
         &tx,
         tenant_id,
@@ -93,7 +93,7 @@ pub async fn first_run(pool: &Pool) -> anyhow::Result<Option<FirstRun>> {
         Event::new("api_key.create", "api_key", key_id).details(serde_json::json!({"role": "owner"})),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .context("recording the owner key's creation")?;
     tx.commit().await?;
     Ok(Some(FirstRun {
         tenant_id,

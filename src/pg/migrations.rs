@@ -12,7 +12,7 @@ mod embedded {
 }
 
 /// Arbitrary constant naming onebase's migration lock ("onebase" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x6f6e_6562_6173_65;
+const MIGRATION_LOCK_KEY: i64 = 0x006f_6e65_6261_7365;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AppliedMigration {
@@ -66,11 +66,15 @@ pub async fn applied(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<
         .collect())
 }
 
-/// The migrations embedded in this binary: (version, name).
-pub fn embedded_versions() -> Vec<(i64, String)> {
-    embedded::migrations::runner()
-        .get_migrations()
-        .iter()
-        .map(|m| (i64::from(m.version()), m.name().to_string()))
-        .collect()
+/// The migrations embedded in this binary: (version, name). Built once (`/ready` asks on every
+/// probe).
+pub fn embedded_versions() -> &'static [(i64, String)] {
+    static VERSIONS: std::sync::OnceLock<Vec<(i64, String)>> = std::sync::OnceLock::new();
+    VERSIONS.get_or_init(|| {
+        embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| (i64::from(m.version()), m.name().to_string()))
+            .collect()
+    })
 }

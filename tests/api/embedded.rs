@@ -13,7 +13,7 @@ use crate::api::helpers::{cluster_options, tools_dir};
 fn is_alive(pid: i32) -> bool {
     // A zombie is not alive for our purposes.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.split_whitespace().nth(2).is_some_and(|state| state == "Z"))
+        .map(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
         .unwrap_or(false)
 }
 

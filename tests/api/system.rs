@@ -114,14 +114,14 @@ async fn migrations_are_idempotent_on_restart() {
     // A second server on the same database applies nothing and changes nothing.
     let applied = {
         let mut client = app.pool.get().await.unwrap();
-        onebase::pg::migrations::run(&mut **client).await.unwrap()
+        onebase::pg::migrations::run(&mut client).await.unwrap()
     };
     onebase::startup::prepare_database(&app.pool).await.unwrap();
 
     assert!(applied.is_empty(), "nothing applied on restart, got {applied:?}");
     assert_eq!(count_meta(&app.pool).await, before);
     let mut client = app.pool.get().await.unwrap();
-    let history = onebase::pg::migrations::applied(&mut **client).await.unwrap();
+    let history = onebase::pg::migrations::applied(&mut client).await.unwrap();
     assert_eq!(history.len(), onebase::pg::migrations::embedded_versions().len());
 }
 

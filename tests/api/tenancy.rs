@@ -449,7 +449,7 @@ async fn every_change_writes_one_audit_row_in_its_transaction_and_bad_input_writ
     .await;
     assert!(older["data"][0]["id"].as_i64() < entry["id"].as_i64());
     let readers_view = app
-        .with(Method::GET, "/v1/audit", &key["key"].as_str().unwrap())
+        .with(Method::GET, "/v1/audit", key["key"].as_str().unwrap())
         .send()
         .await
         .unwrap();
