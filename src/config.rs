@@ -175,6 +175,10 @@ impl Config {
         cfg.max_wait = Duration::from_millis(self.embed.embed_max_wait_ms);
         cfg.queue_capacity = self.embed.embed_queue;
         cfg.threads = self.embed.embed_threads;
+        cfg.pooling = self.embed.embed_pooling;
+        if let Some(dir) = &self.embed.model_cache {
+            cfg.hub_cache = dir.clone();
+        }
         cfg
     }
 
@@ -194,7 +198,8 @@ impl Config {
 #[derive(Debug, Clone, Args)]
 pub struct EmbedSettings {
     /// Embedding model: all-MiniLM-L6-v2 (fp32) or all-MiniLM-L6-v2-int8 (quantized), a directory
-    /// name under <tools-dir>/models.
+    /// name under <tools-dir>/models; in builds with the `hub` feature also a fastembed model name
+    /// (e.g. BGESmallENV15), downloaded on first start.
     #[arg(long, global = true, env = "ONEBASE_EMBED_MODEL", default_value = "all-MiniLM-L6-v2")]
     pub embed_model: String,
 
@@ -223,6 +228,16 @@ pub struct EmbedSettings {
     /// Inference threads (each a model session; ONNX Runtime splits the cores between them).
     #[arg(long, global = true, env = "ONEBASE_EMBED_THREADS", default_value_t = 1)]
     pub embed_threads: usize,
+
+    /// Pooling of token vectors into a text vector: mean or cls (default: the model directory's
+    /// 1_Pooling/config.json if it has one, else mean).
+    #[arg(long, global = true, env = "ONEBASE_EMBED_POOLING", value_enum)]
+    pub embed_pooling: Option<crate::embed::PoolingKind>,
+
+    /// Download cache for fastembed model names, in builds with the `hub` feature (default:
+    /// <tools-dir>/hub; HF_HOME and HF_ENDPOINT are honoured).
+    #[arg(long, global = true, env = "ONEBASE_MODEL_CACHE")]
+    pub model_cache: Option<PathBuf>,
 
     /// Most inputs in one /v1/embeddings request (413 above).
     #[arg(long, global = true, env = "ONEBASE_EMBED_MAX_INPUTS", default_value_t = 256)]

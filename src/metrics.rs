@@ -1,7 +1,11 @@
-//! Prometheus metrics: requests and latency per route and status, and the pool's gauges
-//! (refreshed at scrape time from the pool's own counters).
+//! Prometheus metrics: requests and latency per route and status, plus the database pool's and
+//! the embedder's gauges and counters (refreshed at scrape time from their own counters).
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::embed::EmbedStatsSnapshot;
 
 pub struct Metrics {
     registry: Registry,
@@ -11,6 +15,13 @@ pub struct Metrics {
     pool_max_size: IntGauge,
     pool_available: IntGauge,
     pool_waiting: IntGauge,
+    embed_queued: IntGauge,
+    embed_queue_capacity: IntGauge,
+    embed_texts: IntCounter,
+    embed_tokens: IntCounter,
+    embed_calls: IntCounter,
+    embed_busy: Counter,
+    render_lock: std::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -40,6 +51,24 @@ impl Metrics {
         registry.register(Box::new(pool_max_size.clone()))?;
         registry.register(Box::new(pool_available.clone()))?;
         registry.register(Box::new(pool_waiting.clone()))?;
+        let embed_queued = IntGauge::new("embed_queue_texts", "Texts waiting for an inference thread")?;
+        let embed_queue_capacity = IntGauge::new(
+            "embed_queue_capacity",
+            "Most texts that may wait for the model; beyond it requests get 503",
+        )?;
+        let embed_texts = IntCounter::new("embed_texts_total", "Texts embedded")?;
+        let embed_tokens = IntCounter::new("embed_tokens_total", "Tokens embedded (after truncation)")?;
+        let embed_calls = IntCounter::new("embed_model_calls_total", "Calls into the embedding model")?;
+        let embed_busy = Counter::new(
+            "embed_busy_seconds_total",
+            "Time the inference threads spent tokenizing and running the model",
+        )?;
+        registry.register(Box::new(embed_queued.clone()))?;
+        registry.register(Box::new(embed_queue_capacity.clone()))?;
+        registry.register(Box::new(embed_texts.clone()))?;
+        registry.register(Box::new(embed_tokens.clone()))?;
+        registry.register(Box::new(embed_calls.clone()))?;
+        registry.register(Box::new(embed_busy.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -48,6 +77,13 @@ impl Metrics {
             pool_max_size,
             pool_available,
             pool_waiting,
+            embed_queued,
+            embed_queue_capacity,
+            embed_texts,
+            embed_tokens,
+            embed_calls,
+            embed_busy,
+            render_lock: std::sync::Mutex::new(()),
         })
     }
 
@@ -58,15 +94,34 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
-    /// Renders the text exposition format, refreshing the pool gauges first.
-    pub fn render(&self, pool: &deadpool_postgres::Pool) -> anyhow::Result<String> {
+    /// Renders the text exposition format, refreshing the pool's and the embedder's figures first.
+    pub fn render(&self, pool: &deadpool_postgres::Pool, embed: EmbedStatsSnapshot) -> anyhow::Result<String> {
         let status = pool.status();
         self.pool_size.set(status.size as i64);
         self.pool_max_size.set(status.max_size as i64);
         self.pool_available.set(status.available as i64);
         self.pool_waiting.set(status.waiting as i64);
+        self.embed_queued.set(embed.queued_texts as i64);
+        self.embed_queue_capacity.set(embed.queue_capacity as i64);
+        // The embedder keeps its own monotonic totals and the counters catch up to them; the lock
+        // keeps two concurrent scrapes from both adding the same difference.
+        let _serialized = self
+            .render_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        catch_up(&self.embed_texts, embed.texts);
+        catch_up(&self.embed_tokens, embed.tokens);
+        catch_up(&self.embed_calls, embed.model_calls);
+        let busy = embed.busy_seconds - self.embed_busy.get();
+        if busy > 0.0 {
+            self.embed_busy.inc_by(busy);
+        }
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         Ok(String::from_utf8(buf)?)
     }
+}
+
+fn catch_up(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }

@@ -11,10 +11,14 @@ mod batcher;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
+use fastembed::{
+    EmbeddingModel, InitOptionsUserDefined, Pooling, QuantizationMode, TextEmbedding, TokenizerFiles,
+    UserDefinedEmbeddingModel,
+};
 use ort::environment::Environment;
 use serde::Serialize;
 use tokenizers::Tokenizer;
@@ -74,6 +78,30 @@ pub struct EmbedConfig {
     /// Inference worker threads, each with its own session. ONNX Runtime's intra-op threads per
     /// session are `cores / threads`, so the total stays at one thread per core.
     pub threads: usize,
+    /// How token vectors become one text vector. `None` = the model directory's
+    /// `1_Pooling/config.json` (sentence-transformers layout) if present, else mean pooling.
+    pub pooling: Option<PoolingKind>,
+    /// Download cache for fastembed model names (cargo feature `hub`), default `<tools>/hub`.
+    pub hub_cache: PathBuf,
+}
+
+/// Pooling of the model's token vectors into one text vector (then L2-normalized).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolingKind {
+    /// Average of the real (non-padding) tokens: all-MiniLM-L6-v2 and most sentence-transformers.
+    Mean,
+    /// The first ([CLS]) token: bge, gte, mxbai and other CLS-trained models.
+    Cls,
+}
+
+impl PoolingKind {
+    fn to_fastembed(self) -> Pooling {
+        match self {
+            PoolingKind::Mean => Pooling::Mean,
+            PoolingKind::Cls => Pooling::Cls,
+        }
+    }
 }
 
 impl EmbedConfig {
@@ -89,6 +117,8 @@ impl EmbedConfig {
             max_wait: Duration::from_millis(5),
             queue_capacity: 1024,
             threads: 1,
+            pooling: None,
+            hub_cache: tools_dir.join("hub"),
         }
     }
 
@@ -99,17 +129,32 @@ impl EmbedConfig {
             .unwrap_or_else(|| self.models_root.join(&self.model_name))
     }
 
+    /// Where `load` takes the model from: an explicit directory, the model's directory under
+    /// `models_root`, or (for a fastembed model name with no such directory) the hub.
+    fn source(&self) -> Result<Source, EmbedError> {
+        if let Some(dir) = &self.model_dir {
+            return Ok(Source::Dir(dir.clone()));
+        }
+        let name = self.model_name.as_str();
+        let plain = !name.is_empty() && !name.contains(['/', '\\']) && !name.starts_with('.');
+        let hub = hub_model(name);
+        if plain {
+            let dir = self.models_root.join(name);
+            if dir.exists() || hub.is_none() {
+                return Ok(Source::Dir(dir));
+            }
+        }
+        match hub {
+            Some(model) => Ok(Source::Hub(model)),
+            None => Err(EmbedError::InvalidConfig(format!(
+                "model name `{name}` is neither a plain directory name under {} nor a fastembed model name",
+                self.models_root.display()
+            ))),
+        }
+    }
+
     fn validate(&self) -> Result<(), EmbedError> {
         let invalid = |msg: String| Err(EmbedError::InvalidConfig(msg));
-        if self.model_dir.is_none()
-            && (self.model_name.is_empty() || self.model_name.contains(['/', '\\']) || self.model_name.starts_with('.'))
-        {
-            return invalid(format!(
-                "model name `{}` must be a plain directory name under {}",
-                self.model_name,
-                self.models_root.display()
-            ));
-        }
         if self.max_batch == 0 {
             return invalid("max_batch must be at least 1".into());
         }
@@ -121,6 +166,225 @@ impl EmbedConfig {
         }
         Ok(())
     }
+}
+
+/// Where the model comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A directory with model.onnx and the tokenizer files (what `scripts/bootstrap` installs).
+    Dir(PathBuf),
+    /// A model of fastembed's catalogue, fetched from the Hugging Face hub (cargo feature `hub`).
+    Hub(EmbeddingModel),
+}
+
+impl Source {
+    fn kind(&self) -> ModelSource {
+        match self {
+            Source::Dir(_) => ModelSource::Directory,
+            Source::Hub(_) => ModelSource::Hub,
+        }
+    }
+}
+
+/// A fastembed catalogue model named by its variant (`BGESmallENV15`, case-insensitive) or by its
+/// hub repository (`Xenova/bge-small-en-v1.5`).
+fn hub_model(name: &str) -> Option<EmbeddingModel> {
+    if let Ok(model) = name.parse::<EmbeddingModel>() {
+        return Some(model);
+    }
+    TextEmbedding::list_supported_models()
+        .into_iter()
+        .find(|m| m.model_code.eq_ignore_ascii_case(name))
+        .map(|m| m.model)
+}
+
+/// Sessions and traits of a model, whichever source it came from.
+struct Loaded {
+    sessions: Vec<TextEmbedding>,
+    precision: Precision,
+    pooling: PoolingKind,
+    max_length: usize,
+    batch_invariant: bool,
+    /// The directory (or hub cache) it was loaded from, for errors and `/ready`.
+    location: String,
+}
+
+fn load_dir(
+    cfg: &EmbedConfig,
+    model_dir: &Path,
+    environment: &Environment,
+    intra_threads: usize,
+) -> Result<Loaded, EmbedError> {
+    let model_path = model_dir.join(MODEL_FILE);
+    for file in std::iter::once(MODEL_FILE).chain(TOKENIZER_FILES) {
+        let path = model_dir.join(file);
+        if !path.is_file() {
+            return Err(EmbedError::ModelFileMissing { path });
+        }
+    }
+    let read = |file: &str| {
+        let path = model_dir.join(file);
+        std::fs::read(&path).map_err(|source| EmbedError::Io { path, source })
+    };
+    let tokenizer_config = read("tokenizer_config.json")?;
+    let identity = model_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| cfg.model_name.clone());
+    let max_length = max_length_for(&identity, model_dir, &tokenizer_config);
+    let pooling = match cfg.pooling {
+        Some(p) => p,
+        None => pooling_from_dir(model_dir)?.unwrap_or(PoolingKind::Mean),
+    };
+    let onnx = read(MODEL_FILE)?;
+    let graph = GraphTraits::scan(&onnx);
+    let precision = if graph.quantized || identity.to_ascii_lowercase().contains("int8") {
+        Precision::Int8
+    } else {
+        Precision::Fp32
+    };
+    let model = UserDefinedEmbeddingModel::new(
+        onnx,
+        TokenizerFiles {
+            tokenizer_file: read("tokenizer.json")?,
+            config_file: read("config.json")?,
+            special_tokens_map_file: read("special_tokens_map.json")?,
+            tokenizer_config_file: tokenizer_config,
+        },
+    )
+    // Quantization stays at its default (None): fastembed only uses it to refuse splitting a call
+    // into several batches for dynamically quantized models, and every call made here is already
+    // exactly one batch.
+    .with_pooling(pooling.to_fastembed());
+    let sessions = (0..cfg.threads)
+        .map(|_| {
+            let options = InitOptionsUserDefined::new()
+                .with_environment(environment.clone())
+                .with_max_length(max_length)
+                .with_intra_threads(intra_threads);
+            TextEmbedding::try_new_from_user_defined(model.clone(), options).map_err(|e| EmbedError::ModelLoad {
+                path: model_path.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Loaded {
+        sessions,
+        precision,
+        pooling,
+        max_length,
+        batch_invariant: !graph.dynamic_quantization,
+        location: model_dir.display().to_string(),
+    })
+}
+
+/// The pooling a sentence-transformers model directory declares in `1_Pooling/config.json`.
+fn pooling_from_dir(model_dir: &Path) -> Result<Option<PoolingKind>, EmbedError> {
+    let path = model_dir.join("1_Pooling").join("config.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(EmbedError::Io { path, source }),
+    };
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| EmbedError::ModelLoad {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    if v["pooling_mode_cls_token"] == true {
+        Ok(Some(PoolingKind::Cls))
+    } else if v["pooling_mode_mean_tokens"] == true {
+        Ok(Some(PoolingKind::Mean))
+    } else {
+        Err(EmbedError::InvalidConfig(format!(
+            "{} asks for a pooling mode other than mean or cls, which is not supported; set \
+             ONEBASE_EMBED_POOLING to override",
+            path.display()
+        )))
+    }
+}
+
+#[cfg(feature = "hub")]
+fn load_hub(
+    cfg: &EmbedConfig,
+    model: &EmbeddingModel,
+    environment: &Environment,
+    intra_threads: usize,
+) -> Result<Loaded, EmbedError> {
+    use fastembed::TextInitOptions;
+
+    let load_error = |message: String| EmbedError::ModelLoad {
+        path: cfg.hub_cache.clone(),
+        message: format!("{model:?}: {message}"),
+    };
+    let pooling = match TextEmbedding::get_default_pooling_method(model) {
+        Some(Pooling::Cls) => PoolingKind::Cls,
+        _ => PoolingKind::Mean,
+    };
+    if cfg.pooling.is_some_and(|p| p != pooling) {
+        return Err(EmbedError::InvalidConfig(format!(
+            "{model:?} uses {pooling:?} pooling, which fastembed applies itself; unset ONEBASE_EMBED_POOLING"
+        )));
+    }
+    let quantization = TextEmbedding::get_quantization_mode(model);
+    let max_length = if format!("{model:?}").starts_with("AllMiniLM") {
+        MINILM_MAX_LENGTH
+    } else {
+        FALLBACK_MAX_LENGTH
+    };
+    // The first session downloads into the cache; the others find the files there.
+    let sessions = (0..cfg.threads)
+        .map(|_| {
+            let options = TextInitOptions::new(model.clone())
+                .with_cache_dir(cfg.hub_cache.clone())
+                .with_environment(environment.clone())
+                .with_max_length(max_length)
+                .with_intra_threads(intra_threads)
+                .with_show_download_progress(false);
+            TextEmbedding::try_new(options).map_err(|e| load_error(error_chain(&e)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Loaded {
+        sessions,
+        precision: if quantization == QuantizationMode::None {
+            Precision::Fp32
+        } else {
+            Precision::Int8
+        },
+        pooling,
+        max_length,
+        batch_invariant: quantization != QuantizationMode::Dynamic,
+        location: cfg.hub_cache.display().to_string(),
+    })
+}
+
+/// An error with its causes, `outer: inner: ...` (fastembed's download errors keep the network
+/// failure in their source).
+#[cfg(feature = "hub")]
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Some wrappers already repeat their cause in their own message.
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = cause.source();
+    }
+    msg
+}
+
+#[cfg(not(feature = "hub"))]
+fn load_hub(_: &EmbedConfig, model: &EmbeddingModel, _: &Environment, _: usize) -> Result<Loaded, EmbedError> {
+    // Keep the catalogue lookups compiled (and type-checked) in builds without the feature.
+    let _ = (
+        TextEmbedding::get_quantization_mode(model) == QuantizationMode::None,
+        Pooling::Cls,
+    );
+    Err(EmbedError::HubDisabled {
+        name: format!("{model:?}"),
+    })
 }
 
 fn ort_dylib_file_name() -> String {
@@ -158,6 +422,13 @@ pub enum EmbedError {
 
     #[error("invalid embedding configuration: {0}")]
     InvalidConfig(String),
+
+    #[error(
+        "`{name}` is a fastembed hub model, but this build cannot download models: build with \
+         `cargo build --release --features hub` on a machine that reaches huggingface.co, or put \
+         the model's files in a directory and set ONEBASE_MODEL_DIR"
+    )]
+    HubDisabled { name: String },
 
     #[error("failed to load the embedding model from {path}: {message}")]
     ModelLoad { path: PathBuf, message: String },
@@ -204,17 +475,29 @@ pub struct ModelInfo {
     #[schema(example = 384)]
     pub dims: usize,
     pub precision: Precision,
+    pub pooling: PoolingKind,
     /// Inputs are truncated to this many tokens (special tokens included).
     #[schema(example = 256)]
     pub max_length: usize,
-    /// Directory the model was loaded from.
+    pub source: ModelSource,
+    /// Directory the model was loaded from (for `hub`, the download cache).
     pub model_dir: String,
+}
+
+/// Where the model was loaded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSource {
+    /// A local directory (installed by scripts/bootstrap, or ONEBASE_MODEL_DIR).
+    Directory,
+    /// fastembed's Hugging Face hub download (builds with the `hub` feature).
+    Hub,
 }
 
 /// Embeddings of a list of texts, in input order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Embedded {
-    /// L2-normalized, mean-pooled vectors.
+    /// L2-normalized pooled vectors (see [`PoolingKind`]).
     pub vectors: Vec<Vec<f32>>,
     /// Tokens the model saw per text: special tokens included, after truncation.
     pub token_counts: Vec<usize>,
@@ -288,91 +571,56 @@ impl Embedder {
     /// starting the async runtime or from `spawn_blocking`.
     pub fn load(cfg: EmbedConfig) -> Result<Embedder, EmbedError> {
         cfg.validate()?;
+        let source = cfg.source()?;
         let started = Instant::now();
-        let model_dir = cfg.resolved_model_dir();
-        let model_path = model_dir.join(MODEL_FILE);
-        for file in std::iter::once(MODEL_FILE).chain(TOKENIZER_FILES) {
-            let path = model_dir.join(file);
-            if !path.is_file() {
-                return Err(EmbedError::ModelFileMissing { path });
-            }
-        }
         let environment = ort_environment(&cfg.ort_dylib)?;
-
-        let read = |file: &str| {
-            let path = model_dir.join(file);
-            std::fs::read(&path).map_err(|source| EmbedError::Io { path, source })
-        };
-        let tokenizer_config = read("tokenizer_config.json")?;
-        let identity = model_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| cfg.model_name.clone());
-        let max_length = max_length_for(&identity, &model_dir, &tokenizer_config);
-        let onnx = read(MODEL_FILE)?;
-        let graph = GraphTraits::scan(&onnx);
-        let precision = if graph.quantized || identity.to_ascii_lowercase().contains("int8") {
-            Precision::Int8
-        } else {
-            Precision::Fp32
-        };
-        let model = UserDefinedEmbeddingModel::new(
-            onnx,
-            TokenizerFiles {
-                tokenizer_file: read("tokenizer.json")?,
-                config_file: read("config.json")?,
-                special_tokens_map_file: read("special_tokens_map.json")?,
-                tokenizer_config_file: tokenizer_config,
-            },
-        )
-        // all-MiniLM-L6-v2 and most sentence-transformers BERT models use mean pooling.
-        // Quantization stays at its default (None): fastembed only uses it to refuse splitting a
-        // call into several batches for dynamically quantized models, and every call made here
-        // is already exactly one batch.
-        .with_pooling(Pooling::Mean);
-
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let intra_threads = (cores / cfg.threads).max(1);
-        let load_error = |e: fastembed::Error| EmbedError::ModelLoad {
-            path: model_path.clone(),
-            message: e.to_string(),
+        let loaded = match &source {
+            Source::Dir(dir) => load_dir(&cfg, dir, &environment, intra_threads)?,
+            Source::Hub(model) => load_hub(&cfg, model, &environment, intra_threads)?,
+        };
+        let Loaded {
+            sessions,
+            precision,
+            pooling,
+            max_length,
+            batch_invariant,
+            location,
+        } = loaded;
+        let load_error = |message: String| EmbedError::ModelLoad {
+            path: PathBuf::from(&location),
+            message,
         };
 
-        let mut models = Vec::with_capacity(cfg.threads);
+        let mut models = Vec::with_capacity(sessions.len());
         let mut dims = 0;
-        for _ in 0..cfg.threads {
-            let options = InitOptionsUserDefined::new()
-                .with_environment(environment.clone())
-                .with_max_length(max_length)
-                .with_intra_threads(intra_threads);
-            let mut te = TextEmbedding::try_new_from_user_defined(model.clone(), options).map_err(load_error)?;
-            let probe = te.embed([PROBE_TEXT], None).map_err(load_error)?;
+        for mut te in sessions {
+            let probe = te.embed([PROBE_TEXT], None).map_err(|e| load_error(e.to_string()))?;
             dims = probe.first().map_or(0, Vec::len);
             if dims == 0 {
-                return Err(EmbedError::ModelLoad {
-                    path: model_path.clone(),
-                    message: "the model returned an empty embedding for a probe text".into(),
-                });
+                return Err(load_error(
+                    "the model returned an empty embedding for a probe text".into(),
+                ));
             }
             models.push(Arc::new(Mutex::new(te)));
         }
-        drop(model);
+        let Some(first) = models.first() else {
+            return Err(EmbedError::InvalidConfig("threads must be at least 1".into()));
+        };
 
         let counter = {
-            let first = lock(&models[0]);
-            let mut tok = first.tokenizer.clone();
+            let mut tok = lock(first).tokenizer.clone();
             tok.with_truncation(None)
-                .map_err(|e| EmbedError::ModelLoad {
-                    path: model_dir.join("tokenizer.json"),
-                    message: e.to_string(),
-                })?
+                .map_err(|e| load_error(format!("tokenizer: {e}")))?
                 .with_padding(None);
             tok
         };
         let pipeline = Arc::new(Pipeline {
             counter,
             max_length,
-            batch_invariant: !graph.dynamic_quantization,
+            batch_invariant,
+            stats: Arc::new(EmbedStats::default()),
         });
 
         let queue = Arc::new(Queue::new(cfg.queue_capacity, cfg.max_batch, cfg.max_wait, cfg.threads));
@@ -388,10 +636,7 @@ impl Embedder {
             if let Err(e) = spawned {
                 // Release the threads already started; they would otherwise wait forever.
                 queue.shutdown();
-                return Err(EmbedError::ModelLoad {
-                    path: model_path.clone(),
-                    message: format!("cannot start an inference thread: {e}"),
-                });
+                return Err(load_error(format!("cannot start an inference thread: {e}")));
             }
         }
 
@@ -399,14 +644,18 @@ impl Embedder {
             name: cfg.model_name.clone(),
             dims,
             precision,
+            pooling,
             max_length,
-            model_dir: model_dir.display().to_string(),
+            source: source.kind(),
+            model_dir: location,
         };
         tracing::info!(
             model = %info.name,
             dims,
             precision = precision.as_str(),
+            pooling = ?pooling,
             max_length,
+            source = ?info.source,
             model_dir = %info.model_dir,
             workers = cfg.threads,
             intra_threads,
@@ -438,6 +687,19 @@ impl Embedder {
     /// Texts currently waiting for an inference thread (for metrics).
     pub fn queued_texts(&self) -> usize {
         self.inner.queue.queued_texts()
+    }
+
+    /// Counters and queue depth, for `/metrics`.
+    pub fn stats(&self) -> EmbedStatsSnapshot {
+        let s = &self.inner.pipeline.stats;
+        EmbedStatsSnapshot {
+            texts: s.texts.load(Ordering::Relaxed),
+            tokens: s.tokens.load(Ordering::Relaxed),
+            model_calls: s.model_calls.load(Ordering::Relaxed),
+            busy_seconds: s.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            queued_texts: self.inner.queue.queued_texts() as u64,
+            queue_capacity: self.inner.queue.capacity() as u64,
+        }
     }
 
     /// Embed texts through the shared batching queue; results are in input order.
@@ -605,6 +867,33 @@ struct Pipeline {
     /// all-MiniLM-L6-v2-int8). Such models get one call per text, which on CPU costs little
     /// because it also removes all padding.
     batch_invariant: bool,
+    stats: Arc<EmbedStats>,
+}
+
+/// Cumulative work of the model, for `/metrics`.
+#[derive(Debug, Default)]
+struct EmbedStats {
+    texts: AtomicU64,
+    tokens: AtomicU64,
+    model_calls: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+/// A reading of the embedder's counters and queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EmbedStatsSnapshot {
+    /// Texts embedded since start.
+    pub texts: u64,
+    /// Tokens the model saw since start (after truncation, special tokens included).
+    pub tokens: u64,
+    /// ONNX Runtime calls (a batch is split into calls of similar length).
+    pub model_calls: u64,
+    /// Time spent tokenizing and in inference.
+    pub busy_seconds: f64,
+    /// Texts waiting for an inference thread right now.
+    pub queued_texts: u64,
+    /// Most texts that may wait; beyond it requests get 503.
+    pub queue_capacity: u64,
 }
 
 impl Pipeline {
@@ -612,6 +901,7 @@ impl Pipeline {
         if texts.is_empty() {
             return Ok(Embedded::default());
         }
+        let started = Instant::now();
         let full = self.full_token_counts(texts)?;
         // Truncation keeps the first `max_length` tokens, special tokens included.
         let truncated = full.iter().map(|&n| n > self.max_length).collect();
@@ -622,6 +912,7 @@ impl Pipeline {
             (0..texts.len()).map(|i| vec![i]).collect()
         };
         let mut vectors = vec![Vec::new(); texts.len()];
+        let calls = groups.len();
         for group in groups {
             let group_texts: Vec<&str> = group.iter().map(|&i| texts[i]).collect();
             let out = run_model(model, &group_texts)?;
@@ -629,6 +920,15 @@ impl Pipeline {
                 vectors[i] = v;
             }
         }
+        let stats = &self.stats;
+        stats.texts.fetch_add(texts.len() as u64, Ordering::Relaxed);
+        stats
+            .tokens
+            .fetch_add(token_counts.iter().sum::<usize>() as u64, Ordering::Relaxed);
+        stats.model_calls.fetch_add(calls as u64, Ordering::Relaxed);
+        stats
+            .busy_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(Embedded {
             vectors,
             token_counts,
@@ -939,6 +1239,119 @@ mod tests {
         let mut cfg = test_config();
         cfg.model_name = "../etc".into();
         assert!(matches!(Embedder::load(cfg), Err(EmbedError::InvalidConfig(_))));
+        let mut cfg = test_config();
+        cfg.model_name = "no-such-model".into();
+        let err = Embedder::load(cfg).unwrap_err().to_string();
+        assert!(err.contains("models/no-such-model/model.onnx"), "{err}");
+    }
+
+    #[test]
+    fn fastembed_model_names_resolve_to_the_hub_and_directories_win() {
+        let cfg = |name: &str| EmbedConfig {
+            model_name: name.into(),
+            ..test_config()
+        };
+        // The bootstrap's models are directories even though fastembed knows the same model.
+        assert!(matches!(cfg(DEFAULT_MODEL).source(), Ok(Source::Dir(_))));
+        assert!(matches!(
+            cfg("BGESmallENV15").source(),
+            Ok(Source::Hub(EmbeddingModel::BGESmallENV15))
+        ));
+        assert!(matches!(
+            cfg("bgesmallenv15").source(),
+            Ok(Source::Hub(EmbeddingModel::BGESmallENV15))
+        ));
+        assert!(matches!(
+            cfg("Xenova/bge-small-en-v1.5").source(),
+            Ok(Source::Hub(EmbeddingModel::BGESmallENV15))
+        ));
+        assert!(matches!(cfg("no-such-model").source(), Ok(Source::Dir(_))));
+        assert!(matches!(
+            cfg("someone/unknown").source(),
+            Err(EmbedError::InvalidConfig(_))
+        ));
+    }
+
+    #[cfg(not(feature = "hub"))]
+    #[test]
+    fn hub_models_need_the_hub_feature() {
+        let cfg = EmbedConfig {
+            model_name: "BGESmallENV15".into(),
+            ..test_config()
+        };
+        let err = Embedder::load(cfg).unwrap_err();
+        assert!(matches!(err, EmbedError::HubDisabled { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--features hub") && msg.contains("ONEBASE_MODEL_DIR"),
+            "{msg}"
+        );
+    }
+
+    /// Offline, the hub path must fail at startup with a clear error, not panic or hang.
+    #[cfg(feature = "hub")]
+    #[test]
+    fn hub_download_failure_is_a_load_error() {
+        let cache = tempfile::tempdir().unwrap();
+        // Nothing listens on port 9 of the loopback: the download fails at once.
+        std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9");
+        let cfg = EmbedConfig {
+            model_name: "BGESmallENV15".into(),
+            hub_cache: cache.path().to_path_buf(),
+            ..test_config()
+        };
+        let err = Embedder::load(cfg).unwrap_err();
+        assert!(matches!(err, EmbedError::ModelLoad { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("BGESmallENV15") && msg.contains("model.onnx"), "{msg}");
+        assert!(msg.contains("Connection refused"), "the network cause is kept: {msg}");
+    }
+
+    /// A model directory in the sentence-transformers layout declares its pooling; CLS pooling
+    /// of the same network gives a different (still normalized) vector.
+    #[test]
+    fn pooling_comes_from_the_model_directory_or_the_setting() {
+        let base = test_config().resolved_model_dir();
+        let dir = tempfile::tempdir().unwrap();
+        for file in std::iter::once(MODEL_FILE).chain(TOKENIZER_FILES) {
+            std::os::unix::fs::symlink(base.join(file), dir.path().join(file)).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+        std::fs::write(
+            dir.path().join("1_Pooling/config.json"),
+            br#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
+        )
+        .unwrap();
+        let with_dir = |pooling| EmbedConfig {
+            model_dir: Some(dir.path().to_path_buf()),
+            pooling,
+            ..test_config()
+        };
+        let texts = strings(&ACCEPT_TEXTS);
+
+        let cls = Embedder::load(with_dir(None)).unwrap();
+        assert_eq!(cls.info().pooling, PoolingKind::Cls);
+        let cls_vectors = cls.embed_blocking(&texts).unwrap();
+        let mean = Embedder::load(with_dir(Some(PoolingKind::Mean))).unwrap();
+        assert_eq!(mean.info().pooling, PoolingKind::Mean);
+        let mean_vectors = mean.embed_blocking(&texts).unwrap();
+
+        assert_acceptance(&mean_vectors);
+        for (c, m) in cls_vectors.vectors.iter().zip(&mean_vectors.vectors) {
+            let norm: f32 = c.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-4);
+            assert!(cosine(c, m) < 0.99, "cls and mean pooling differ");
+        }
+
+        std::fs::write(
+            dir.path().join("1_Pooling/config.json"),
+            br#"{"pooling_mode_max_tokens": true}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            Embedder::load(with_dir(None)),
+            Err(EmbedError::InvalidConfig(_))
+        ));
     }
 
     #[test]

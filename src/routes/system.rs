@@ -62,8 +62,8 @@ pub struct MigrationInfo {
     "extensions": {"btree_gist": "1.8", "pg_trgm": "1.6", "plpgsql": "1.0", "vector": "0.8.2"},
     "migrations": {"applied_version": 1, "latest_version": 1},
     "pool": {"size": 1, "max_size": 8, "available": 1, "waiting": 0},
-    "embedding": {"name": "all-MiniLM-L6-v2", "dims": 384, "precision": "fp32", "max_length": 256,
-        "model_dir": ".onebase/models/all-MiniLM-L6-v2"},
+    "embedding": {"name": "all-MiniLM-L6-v2", "dims": 384, "precision": "fp32", "pooling": "mean",
+        "max_length": 256, "source": "directory", "model_dir": ".onebase/models/all-MiniLM-L6-v2"},
     "uptime_seconds": 12
 }))]
 pub struct Ready {
@@ -145,7 +145,7 @@ async fn ready_report(state: &AppState) -> Result<web::Json<Ready>, ApiError> {
         body = String, example = "onebase_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 3"))
 )]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let text = state.metrics.render(&state.pool)?;
+    let text = state.metrics.render(&state.pool, state.embedder.stats())?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))

@@ -148,6 +148,43 @@ async fn ready_reports_the_embedding_model() {
     assert_eq!(body["embedding"]["dims"], 384);
     assert_eq!(body["embedding"]["precision"], "fp32");
     assert_eq!(body["embedding"]["max_length"], 256);
+    assert_eq!(body["embedding"]["pooling"], "mean");
+    assert_eq!(body["embedding"]["source"], "directory");
+}
+
+/// Reads one unlabelled sample from the Prometheus text format.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_show_the_embedders_queue_and_work() {
+    let app = spawn_app().await;
+    let before = app.get("/metrics").await.text().await.unwrap();
+
+    let res = app
+        .with(Method::POST, "/v1/embeddings", &app.owner_key)
+        .json(&j!({"input": TEXTS}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(res).await;
+    assert_eq!(status, 200, "{body}");
+    let after = app.get("/metrics").await.text().await.unwrap();
+
+    // The model is shared with tests running in parallel, so the totals grow by at least this
+    // request's share.
+    let grew = |name: &str| sample(&after, name) - sample(&before, name);
+    assert!(grew("onebase_embed_texts_total") >= 4.0, "{after}");
+    let tokens = body["usage"]["total_tokens"].as_f64().unwrap();
+    assert!(grew("onebase_embed_tokens_total") >= tokens, "{after}");
+    assert!(grew("onebase_embed_model_calls_total") >= 1.0, "{after}");
+    assert!(grew("onebase_embed_busy_seconds_total") > 0.0, "{after}");
+    assert_eq!(sample(&after, "onebase_embed_queue_capacity"), 1024.0);
+    assert!(sample(&after, "onebase_embed_queue_texts") >= 0.0);
 }
 
 #[tokio::test]
