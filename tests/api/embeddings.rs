@@ -72,6 +72,49 @@ async fn a_single_string_input_and_the_model_name_are_accepted() {
     assert_eq!(body["truncated_inputs"], j!([]));
 }
 
+/// OpenAI's SDKs ask for base64 unless told otherwise and decode it as little-endian float32.
+#[tokio::test]
+async fn base64_encoding_carries_the_same_float32_vectors() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let post = |format: &str| {
+        app.with(Method::POST, "/v1/embeddings", &app.owner_key)
+            .json(&j!({"input": TEXTS, "encoding_format": format}))
+            .send()
+    };
+
+    let (status, floats) = json(post("float").await.unwrap()).await;
+    assert_eq!(status, 200, "{floats}");
+    let (status, encoded) = json(post("base64").await.unwrap()).await;
+    assert_eq!(status, 200, "{encoded}");
+
+    assert_eq!(encoded["usage"], floats["usage"]);
+    for (i, (b, f)) in encoded["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(floats["data"].as_array().unwrap())
+        .enumerate()
+    {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b["embedding"].as_str().expect("a base64 string"))
+            .unwrap();
+        let decoded: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let expected: Vec<f32> = f["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(decoded, expected, "text {i}");
+        let sum: f32 = decoded.iter().sum();
+        assert!((sum - EXPECTED_SUMS[i] as f32).abs() < 1e-3, "text {i}: sum {sum}");
+    }
+}
+
 #[tokio::test]
 async fn long_inputs_are_truncated_and_the_response_says_so() {
     let app = spawn_app().await;
@@ -129,11 +172,12 @@ async fn bad_embedding_requests_get_clear_errors() {
     .await;
     assert_error(post(j!({"input": 5})).await.unwrap(), 400, "invalid_request").await;
     assert_error(
-        post(j!({"input": "a", "encoding_format": "base64"})).await.unwrap(),
+        post(j!({"input": "a", "encoding_format": "int8"})).await.unwrap(),
         400,
-        "validation_failed",
+        "invalid_request",
     )
     .await;
+    assert_error(post(j!({"input": "a", "dimensions": 512})).await.unwrap(), 400, "validation_failed").await;
     let anonymous = app.post_json("/v1/embeddings", &j!({"input": "a"})).await;
     assert_error(anonymous, 401, "missing_credentials").await;
 }
