@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use fastembed::{
-    EmbeddingModel, InitOptionsUserDefined, Pooling, QuantizationMode, TextEmbedding, TokenizerFiles,
-    UserDefinedEmbeddingModel,
+    EmbeddingModel, InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
 };
 use ort::environment::Environment;
 use serde::Serialize;
@@ -209,12 +208,7 @@ struct Loaded {
     location: String,
 }
 
-fn load_dir(
-    cfg: &EmbedConfig,
-    model_dir: &Path,
-    environment: &Environment,
-    intra_threads: usize,
-) -> Result<Loaded, EmbedError> {
+fn load_dir(cfg: &EmbedConfig, model_dir: &Path, intra_threads: usize) -> Result<Loaded, EmbedError> {
     let model_path = model_dir.join(MODEL_FILE);
     for file in std::iter::once(MODEL_FILE).chain(TOKENIZER_FILES) {
         let path = model_dir.join(file);
@@ -222,6 +216,7 @@ fn load_dir(
             return Err(EmbedError::ModelFileMissing { path });
         }
     }
+    let environment = ort_environment(&cfg.ort_dylib)?;
     let read = |file: &str| {
         let path = model_dir.join(file);
         std::fs::read(&path).map_err(|source| EmbedError::Io { path, source })
@@ -304,14 +299,10 @@ fn pooling_from_dir(model_dir: &Path) -> Result<Option<PoolingKind>, EmbedError>
 }
 
 #[cfg(feature = "hub")]
-fn load_hub(
-    cfg: &EmbedConfig,
-    model: &EmbeddingModel,
-    environment: &Environment,
-    intra_threads: usize,
-) -> Result<Loaded, EmbedError> {
-    use fastembed::TextInitOptions;
+fn load_hub(cfg: &EmbedConfig, model: &EmbeddingModel, intra_threads: usize) -> Result<Loaded, EmbedError> {
+    use fastembed::{QuantizationMode, TextInitOptions};
 
+    let environment = ort_environment(&cfg.ort_dylib)?;
     let load_error = |message: String| EmbedError::ModelLoad {
         path: cfg.hub_cache.clone(),
         message: format!("{model:?}: {message}"),
@@ -376,12 +367,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(not(feature = "hub"))]
-fn load_hub(_: &EmbedConfig, model: &EmbeddingModel, _: &Environment, _: usize) -> Result<Loaded, EmbedError> {
-    // Keep the catalogue lookups compiled (and type-checked) in builds without the feature.
-    let _ = (
-        TextEmbedding::get_quantization_mode(model) == QuantizationMode::None,
-        Pooling::Cls,
-    );
+fn load_hub(_: &EmbedConfig, model: &EmbeddingModel, _: usize) -> Result<Loaded, EmbedError> {
     Err(EmbedError::HubDisabled {
         name: format!("{model:?}"),
     })
@@ -573,12 +559,11 @@ impl Embedder {
         cfg.validate()?;
         let source = cfg.source()?;
         let started = Instant::now();
-        let environment = ort_environment(&cfg.ort_dylib)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let intra_threads = (cores / cfg.threads).max(1);
         let loaded = match &source {
-            Source::Dir(dir) => load_dir(&cfg, dir, &environment, intra_threads)?,
-            Source::Hub(model) => load_hub(&cfg, model, &environment, intra_threads)?,
+            Source::Dir(dir) => load_dir(&cfg, dir, intra_threads)?,
+            Source::Hub(model) => load_hub(&cfg, model, intra_threads)?,
         };
         let Loaded {
             sessions,

@@ -177,7 +177,12 @@ async fn bad_embedding_requests_get_clear_errors() {
         "invalid_request",
     )
     .await;
-    assert_error(post(j!({"input": "a", "dimensions": 512})).await.unwrap(), 400, "validation_failed").await;
+    assert_error(
+        post(j!({"input": "a", "dimensions": 512})).await.unwrap(),
+        400,
+        "validation_failed",
+    )
+    .await;
     let anonymous = app.post_json("/v1/embeddings", &j!({"input": "a"})).await;
     assert_error(anonymous, 401, "missing_credentials").await;
 }
