@@ -24,7 +24,7 @@ use crate::routes::{audit, auth, docs, embeddings, system, tenants};
         tenants::delete_tenant, tenants::create_key, tenants::list_keys, tenants::revoke_key,
         auth::register, auth::login, auth::me,
         audit::list_audit,
-        embeddings::create_embeddings,
+        embeddings::create_embeddings, embeddings::list_models, embeddings::get_model,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

@@ -198,6 +198,93 @@ pub async fn create_embeddings(
     }))
 }
 
+/// A model in OpenAI's `/v1/models` shape, with what onebase knows about it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "all-MiniLM-L6-v2", "object": "model", "created": 1763800000, "owned_by": "onebase",
+    "dims": 384, "precision": "fp32", "pooling": "mean", "max_length": 256
+}))]
+pub struct Model {
+    /// The name to pass as `model` to `/v1/embeddings`.
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// Unix time the server started (and loaded the model).
+    pub created: i64,
+    /// Always `onebase`.
+    pub owned_by: &'static str,
+    pub dims: usize,
+    pub precision: crate::embed::Precision,
+    pub pooling: crate::embed::PoolingKind,
+    pub max_length: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<Model>,
+}
+
+fn served_model(state: &AppState) -> Model {
+    let info = state.embedder.info();
+    Model {
+        id: info.name.clone(),
+        object: "model",
+        created: chrono::Utc::now().timestamp() - state.started_at.elapsed().as_secs() as i64,
+        owned_by: "onebase",
+        dims: info.dims,
+        precision: info.precision,
+        pooling: info.pooling,
+        max_length: info.max_length,
+    }
+}
+
+/// Lists the models this server serves (one: the embedding model), as OpenAI's `GET /v1/models`.
+#[utoipa::path(
+    get, path = "/v1/models", tag = "embeddings",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The served models", body = ModelList),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+    )
+)]
+pub async fn list_models(state: web::Data<AppState>, principal: Principal) -> Result<web::Json<ModelList>, ApiError> {
+    principal.require_role(Role::Reader)?;
+    Ok(web::Json(ModelList {
+        object: "list",
+        data: vec![served_model(&state)],
+    }))
+}
+
+/// One model by id, as OpenAI's `GET /v1/models/{id}`.
+#[utoipa::path(
+    get, path = "/v1/models/{id}", tag = "embeddings",
+    params(("id" = String, Path, description = "Model name, e.g. all-MiniLM-L6-v2")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The model", body = Model),
+        (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
+        (status = 404, description = "`model_not_found`", body = ErrorBody,
+            example = json!({"code": "model_not_found", "message": "model `text-embedding-3-small` is not served here; this server serves `all-MiniLM-L6-v2`"})),
+    )
+)]
+pub async fn get_model(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<web::Json<Model>, ApiError> {
+    principal.require_role(Role::Reader)?;
+    let model = served_model(&state);
+    if *id != model.id {
+        return Err(ApiError::ModelNotFound {
+            requested: id.into_inner(),
+            served: model.id,
+        });
+    }
+    Ok(web::Json(model))
+}
+
 impl From<EmbedError> for ApiError {
     fn from(err: EmbedError) -> Self {
         match err {

@@ -53,6 +53,8 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/auth/me", auth::me),
         route!(get, "/v1/audit", audit::list_audit),
         route!(post, "/v1/embeddings", embeddings::create_embeddings),
+        route!(get, "/v1/models", embeddings::list_models),
+        route!(get, "/v1/models/{id}", embeddings::get_model),
     ]
 }
 

@@ -269,3 +269,44 @@ async fn a_full_queue_answers_503_with_retry_after_and_never_hangs() {
     assert!(ok >= 1, "some requests are served");
     assert!(overloaded >= 1, "a burst beyond the queue is shed, got {ok} ok");
 }
+
+#[tokio::test]
+async fn models_are_listed_in_openais_shape() {
+    let app = spawn_app().await;
+
+    let (status, list) = json(
+        app.with(Method::GET, "/v1/models", &app.owner_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["object"], "list");
+    let model = &list["data"][0];
+    assert_eq!(model["id"], "all-MiniLM-L6-v2");
+    assert_eq!(model["object"], "model");
+    assert_eq!(model["owned_by"], "onebase");
+    assert_eq!(model["dims"], 384);
+    let now = chrono::Utc::now().timestamp();
+    let created = model["created"].as_i64().unwrap();
+    assert!(created <= now && created > now - 600, "{created}");
+
+    let (status, one) = json(
+        app.with(Method::GET, "/v1/models/all-MiniLM-L6-v2", &app.owner_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(&one, model);
+
+    let other = app
+        .with(Method::GET, "/v1/models/text-embedding-3-small", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_error(other, 404, "model_not_found").await;
+    assert_error(app.get("/v1/models").await, 401, "missing_credentials").await;
+}
