@@ -124,12 +124,7 @@ pub async fn create_embeddings(
     let format = body.encoding_format.unwrap_or_default();
     let info = state.embedder.info();
     if let Some(model) = &body.model {
-        if model != &info.name {
-            return Err(ApiError::ModelNotFound {
-                requested: model.clone(),
-                served: info.name.clone(),
-            });
-        }
+        require_served(&state, model)?;
     }
     if body.dimensions.is_some_and(|d| d != info.dims) {
         return Err(ApiError::validation(
@@ -275,14 +270,20 @@ pub async fn get_model(
     id: web::Path<String>,
 ) -> Result<web::Json<Model>, ApiError> {
     principal.require_role(Role::Reader)?;
-    let model = served_model(&state);
-    if *id != model.id {
+    require_served(&state, &id)?;
+    Ok(web::Json(served_model(&state)))
+}
+
+/// `model_not_found` unless `requested` is the name of the model this server serves.
+fn require_served(state: &AppState, requested: &str) -> Result<(), ApiError> {
+    let served = &state.embedder.info().name;
+    if requested != served {
         return Err(ApiError::ModelNotFound {
-            requested: id.into_inner(),
-            served: model.id,
+            requested: requested.to_string(),
+            served: served.clone(),
         });
     }
-    Ok(web::Json(model))
+    Ok(())
 }
 
 impl From<EmbedError> for ApiError {
