@@ -166,7 +166,7 @@ impl Config {
     /// The embedder's settings, with paths defaulting into the tools directory.
     pub fn embed_config(&self) -> crate::embed::EmbedConfig {
         let mut cfg = crate::embed::EmbedConfig::new(&self.tools_dir);
-        cfg.model_name = self.embed.embed_model.clone();
+        cfg.model_name = self.embed.model_name();
         cfg.model_dir = self.embed.model_dir.clone();
         if let Some(path) = &self.embed.ort_dylib {
             cfg.ort_dylib = path.clone();
@@ -195,13 +195,27 @@ impl Config {
     }
 }
 
+impl EmbedSettings {
+    /// The served model's name: as configured, else the model directory's name, else the default.
+    pub fn model_name(&self) -> String {
+        self.embed_model
+            .clone()
+            .or_else(|| {
+                let dir = self.model_dir.as_ref()?;
+                Some(dir.file_name()?.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| crate::embed::DEFAULT_MODEL.to_string())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct EmbedSettings {
     /// Embedding model: all-MiniLM-L6-v2 (fp32) or all-MiniLM-L6-v2-int8 (quantized), a directory
     /// name under <tools-dir>/models; in builds with the `hub` feature also a fastembed model name
-    /// (e.g. BGESmallENV15), downloaded on first start.
-    #[arg(long, global = true, env = "ONEBASE_EMBED_MODEL", default_value = "all-MiniLM-L6-v2")]
-    pub embed_model: String,
+    /// (e.g. BGESmallENV15), downloaded on first start. It is the `model` clients name. Default:
+    /// all-MiniLM-L6-v2, or with --model-dir that directory's name.
+    #[arg(long, global = true, env = "ONEBASE_EMBED_MODEL")]
+    pub embed_model: Option<String>,
 
     /// Directory of any BERT-style ONNX model with its tokenizer files (model.onnx,
     /// tokenizer.json, config.json, special_tokens_map.json, tokenizer_config.json); overrides
@@ -246,4 +260,33 @@ pub struct EmbedSettings {
     /// Most characters in one input (400 above).
     #[arg(long, global = true, env = "ONEBASE_EMBED_MAX_CHARS", default_value_t = 32_768)]
     pub embed_max_chars: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    fn model_name(args: &[&str]) -> String {
+        let cli = Cli::try_parse_from(std::iter::once("onebase").chain(args.iter().copied())).unwrap();
+        cli.config.embed.model_name()
+    }
+
+    #[test]
+    fn the_model_name_defaults_to_the_model_directorys_name() {
+        assert_eq!(model_name(&[]), "all-MiniLM-L6-v2");
+        assert_eq!(
+            model_name(&["--model-dir", "/srv/models/bge-small-en-v1.5"]),
+            "bge-small-en-v1.5"
+        );
+        assert_eq!(
+            model_name(&["--model-dir", "/srv/models/bge", "--embed-model", "bge-small"]),
+            "bge-small"
+        );
+        assert_eq!(
+            model_name(&["--embed-model", "all-MiniLM-L6-v2-int8"]),
+            "all-MiniLM-L6-v2-int8"
+        );
+    }
 }

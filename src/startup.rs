@@ -67,6 +67,7 @@ impl Application {
             metrics: Arc::new(Metrics::new()?),
             body_limit: config.body_limit,
             started_at: Instant::now(),
+            started_unix: chrono::Utc::now().timestamp(),
             auth,
             embedder,
             embed_limits: EmbedLimits {

@@ -14,6 +14,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub body_limit: usize,
     pub started_at: Instant,
+    /// Wall-clock start, in Unix seconds (the `created` of `/v1/models`).
+    pub started_unix: i64,
     pub auth: AuthConfig,
     pub embedder: Embedder,
     pub embed_limits: EmbedLimits,

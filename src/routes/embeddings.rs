@@ -26,8 +26,8 @@ pub struct EmbeddingRequest {
     /// Optional; when given it must name the loaded model.
     pub model: Option<String>,
     /// `float` (default): each embedding is an array of numbers. `base64`: each embedding is the
-    /// base64 of its little-endian float32 bytes (what OpenAI's SDKs ask for by default; about a
-    /// quarter of the JSON size and much cheaper to encode and parse).
+    /// base64 of its little-endian float32 bytes (what OpenAI's SDKs ask for by default; about 40%
+    /// of the JSON size and much cheaper to encode and parse).
     #[schema(example = "float")]
     pub encoding_format: Option<EncodingFormat>,
     /// Accepted for OpenAI compatibility; must be absent or equal to the model's dimensions.
@@ -226,7 +226,7 @@ fn served_model(state: &AppState) -> Model {
     Model {
         id: info.name.clone(),
         object: "model",
-        created: chrono::Utc::now().timestamp() - state.started_at.elapsed().as_secs() as i64,
+        created: state.started_unix,
         owned_by: "onebase",
         dims: info.dims,
         precision: info.precision,

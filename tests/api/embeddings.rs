@@ -109,7 +109,12 @@ async fn base64_encoding_carries_the_same_float32_vectors() {
             .iter()
             .map(|x| x.as_f64().unwrap() as f32)
             .collect();
-        assert_eq!(decoded, expected, "text {i}");
+        assert_eq!(decoded.len(), expected.len());
+        // Two requests may be batched differently with other tests' texts, which can move the
+        // last bits of fp32 results.
+        for (d, e) in decoded.iter().zip(&expected) {
+            assert!((d - e).abs() < 1e-5, "text {i}: {d} vs {e}");
+        }
         let sum: f32 = decoded.iter().sum();
         assert!((sum - EXPECTED_SUMS[i] as f32).abs() < 1e-3, "text {i}: sum {sum}");
     }

@@ -69,7 +69,9 @@ fn reusable_embedder(config: &Config) -> Option<onebase::embed::Embedder> {
         && ours.embed_max_batch == default.embed_max_batch
         && ours.embed_max_wait_ms == default.embed_max_wait_ms
         && ours.embed_queue == default.embed_queue
-        && ours.embed_threads == default.embed_threads;
+        && ours.embed_threads == default.embed_threads
+        && ours.embed_pooling == default.embed_pooling
+        && ours.model_cache == default.model_cache;
     same.then(|| {
         EMBEDDER
             .get_or_init(|| {
