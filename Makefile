@@ -3,7 +3,7 @@ CARGO ?= cargo
 ONEBASE_BIND ?= 127.0.0.1:8080
 export ONEBASE_BIND
 
-.PHONY: run test bootstrap build bench clean-data
+.PHONY: run test test-hub bootstrap build bench clean-data
 
 run: bootstrap
 	$(CARGO) build --release
@@ -12,11 +12,20 @@ run: bootstrap
 test: bootstrap
 	$(CARGO) test
 
+# The optional `hub` feature (fastembed model download): compiles it and checks that a failed
+# download is a clear startup error. Not part of `make test`; no hub is reachable here.
+test-hub: bootstrap
+	$(CARGO) test --features hub --lib embed::
+
 bootstrap:
 	@scripts/bootstrap
 
 build:
 	$(CARGO) build --release
+
+# The embedding benchmarks (release build; prints figures, asserts nothing).
+bench: bootstrap
+	$(CARGO) bench
 
 # Removes the embedded cluster's data (asks first).
 clean-data:
