@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json as j;
 
-use crate::api::helpers::{assert_error, json, spawn_app, spawn_app_with};
+use crate::api::helpers::{assert_error, json, spawn_app, spawn_app_with, TestApp};
 
 /// fastembed-rs's published check for AllMiniLML6V2: the component sums of the normalized,
 /// mean-pooled embeddings of these four texts.
@@ -15,16 +15,20 @@ const TEXTS: [&str; 4] = [
 ];
 const EXPECTED_SUMS: [f64; 4] = [0.59605527, 0.36542925, -0.16450031, -0.40903988];
 
+/// POSTs `body` to /v1/embeddings with the default tenant's owner key.
+async fn embed(app: &TestApp, body: serde_json::Value) -> reqwest::Response {
+    app.with(Method::POST, "/v1/embeddings", &app.owner_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn embeddings_match_fastembeds_published_check_within_1e_3() {
     let app = spawn_app().await;
 
-    let res = app
-        .with(Method::POST, "/v1/embeddings", &app.owner_key)
-        .json(&j!({"input": TEXTS}))
-        .send()
-        .await
-        .unwrap();
+    let res = embed(&app, j!({"input": TEXTS})).await;
 
     let (status, body) = json(res).await;
     assert_eq!(status, 200, "{body}");
@@ -59,12 +63,7 @@ async fn embeddings_match_fastembeds_published_check_within_1e_3() {
 async fn a_single_string_input_and_the_model_name_are_accepted() {
     let app = spawn_app().await;
 
-    let res = app
-        .with(Method::POST, "/v1/embeddings", &app.owner_key)
-        .json(&j!({"input": "Hello, World!", "model": "all-MiniLM-L6-v2"}))
-        .send()
-        .await
-        .unwrap();
+    let res = embed(&app, j!({"input": "Hello, World!", "model": "all-MiniLM-L6-v2"})).await;
 
     let (status, body) = json(res).await;
     assert_eq!(status, 200, "{body}");
@@ -77,15 +76,11 @@ async fn a_single_string_input_and_the_model_name_are_accepted() {
 async fn base64_encoding_carries_the_same_float32_vectors() {
     use base64::Engine;
     let app = spawn_app().await;
-    let post = |format: &str| {
-        app.with(Method::POST, "/v1/embeddings", &app.owner_key)
-            .json(&j!({"input": TEXTS, "encoding_format": format}))
-            .send()
-    };
+    let post = |format: &str| embed(&app, j!({"input": TEXTS, "encoding_format": format}));
 
-    let (status, floats) = json(post("float").await.unwrap()).await;
+    let (status, floats) = json(post("float").await).await;
     assert_eq!(status, 200, "{floats}");
-    let (status, encoded) = json(post("base64").await.unwrap()).await;
+    let (status, encoded) = json(post("base64").await).await;
     assert_eq!(status, 200, "{encoded}");
 
     assert_eq!(encoded["usage"], floats["usage"]);
@@ -125,12 +120,7 @@ async fn long_inputs_are_truncated_and_the_response_says_so() {
     let app = spawn_app().await;
     let long = "word ".repeat(2000);
 
-    let res = app
-        .with(Method::POST, "/v1/embeddings", &app.owner_key)
-        .json(&j!({"input": ["short", long]}))
-        .send()
-        .await
-        .unwrap();
+    let res = embed(&app, j!({"input": ["short", long]})).await;
 
     let (status, body) = json(res).await;
     assert_eq!(status, 200, "{body}");
@@ -146,44 +136,28 @@ async fn bad_embedding_requests_get_clear_errors() {
         c.embed.embed_max_chars = 50;
     })
     .await;
-    let post = |body: serde_json::Value| {
-        app.with(Method::POST, "/v1/embeddings", &app.owner_key)
-            .json(&body)
-            .send()
-    };
+    let post = |body: serde_json::Value| embed(&app, body);
 
-    assert_error(post(j!({"input": ""})).await.unwrap(), 400, "validation_failed").await;
-    assert_error(post(j!({"input": []})).await.unwrap(), 400, "validation_failed").await;
-    assert_error(post(j!({"input": ["a", ""]})).await.unwrap(), 400, "validation_failed").await;
+    assert_error(post(j!({"input": ""})).await, 400, "validation_failed").await;
+    assert_error(post(j!({"input": []})).await, 400, "validation_failed").await;
+    assert_error(post(j!({"input": ["a", ""]})).await, 400, "validation_failed").await;
+    assert_error(post(j!({"input": ["a", "b", "c", "d"]})).await, 413, "too_many_inputs").await;
+    assert_error(post(j!({"input": "x".repeat(51)})).await, 400, "input_too_long").await;
     assert_error(
-        post(j!({"input": ["a", "b", "c", "d"]})).await.unwrap(),
-        413,
-        "too_many_inputs",
-    )
-    .await;
-    assert_error(
-        post(j!({"input": "x".repeat(51)})).await.unwrap(),
-        400,
-        "input_too_long",
-    )
-    .await;
-    assert_error(
-        post(j!({"input": "a", "model": "text-embedding-3-small"}))
-            .await
-            .unwrap(),
+        post(j!({"input": "a", "model": "text-embedding-3-small"})).await,
         404,
         "model_not_found",
     )
     .await;
-    assert_error(post(j!({"input": 5})).await.unwrap(), 400, "invalid_request").await;
+    assert_error(post(j!({"input": 5})).await, 400, "invalid_request").await;
     assert_error(
-        post(j!({"input": "a", "encoding_format": "int8"})).await.unwrap(),
+        post(j!({"input": "a", "encoding_format": "int8"})).await,
         400,
         "invalid_request",
     )
     .await;
     assert_error(
-        post(j!({"input": "a", "dimensions": 512})).await.unwrap(),
+        post(j!({"input": "a", "dimensions": 512})).await,
         400,
         "validation_failed",
     )
@@ -219,12 +193,7 @@ async fn metrics_show_the_embedders_queue_and_work() {
     let app = spawn_app().await;
     let before = app.get("/metrics").await.text().await.unwrap();
 
-    let res = app
-        .with(Method::POST, "/v1/embeddings", &app.owner_key)
-        .json(&j!({"input": TEXTS}))
-        .send()
-        .await
-        .unwrap();
+    let res = embed(&app, j!({"input": TEXTS})).await;
     let (status, body) = json(res).await;
     assert_eq!(status, 200, "{body}");
     let after = app.get("/metrics").await.text().await.unwrap();
