@@ -138,7 +138,7 @@ impl EmbedConfig {
         let plain = !name.is_empty() && !name.contains(['/', '\\']) && !name.starts_with('.');
         let hub = hub_model(name);
         if plain {
-            let dir = self.models_root.join(name);
+            let dir = self.resolved_model_dir();
             if dir.exists() || hub.is_none() {
                 return Ok(Source::Dir(dir));
             }
@@ -669,11 +669,6 @@ impl Embedder {
         self.inner.queue.capacity()
     }
 
-    /// Texts currently waiting for an inference thread (for metrics).
-    pub fn queued_texts(&self) -> usize {
-        self.inner.queue.queued_texts()
-    }
-
     /// Counters and queue depth, for `/metrics`.
     pub fn stats(&self) -> EmbedStatsSnapshot {
         let s = &self.inner.pipeline.stats;
@@ -1182,7 +1177,7 @@ mod tests {
         }
         assert!(ok > 0, "nothing succeeded");
         assert!(overloaded > 0, "nothing was rejected");
-        assert_eq!(e.queued_texts(), 0);
+        assert_eq!(e.stats().queued_texts, 0);
     }
 
     #[tokio::test]
