@@ -35,8 +35,8 @@ pub enum ApiError {
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
     /// The route exists but not for this method.
-    #[error("method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
+    #[error("method {method} is not allowed on {path}; allowed: {allow}")]
+    MethodNotAllowed { method: String, path: String, allow: String },
     /// A resource addressed by id does not exist (or is not visible to the caller).
     #[error("{resource} {id} not found")]
     NotFound { resource: &'static str, id: String },
@@ -176,6 +176,9 @@ impl ResponseError for ApiError {
         if let ApiError::Overloaded { retry_after_secs, .. } = self {
             builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            builder.insert_header((header::ALLOW, allow.as_str()));
+        }
         if self.status() == StatusCode::UNAUTHORIZED {
             builder.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
@@ -195,6 +198,11 @@ impl From<tokio_postgres::Error> for ApiError {
         // is a bug until a caller maps it to a specific variant (e.g. a unique violation).
         if err.is_closed() {
             return ApiError::DatabaseUnavailable(err.to_string());
+        }
+        // PostgreSQL text and jsonb cannot hold U+0000; the client sent one in some string.
+        use tokio_postgres::error::SqlState;
+        if matches!(err.code(), Some(c) if c == &SqlState::CHARACTER_NOT_IN_REPERTOIRE || c == &SqlState::UNTRANSLATABLE_CHARACTER) {
+            return ApiError::InvalidRequest("text may not contain the NUL character (\\u0000)".into());
         }
         ApiError::Internal(anyhow::Error::new(err))
     }

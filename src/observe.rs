@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse, ResponseError};
@@ -68,6 +68,7 @@ async fn ensure_json_error(res: ServiceResponse<BoxBody>, body_limit: usize) -> 
         return res;
     }
     let (req, response) = res.into_parts();
+    let allow = response.headers().get(ALLOW).cloned();
     let text = actix_web::body::to_bytes(response.into_body())
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
@@ -76,7 +77,11 @@ async fn ensure_json_error(res: ServiceResponse<BoxBody>, body_limit: usize) -> 
     let path = req.path().to_string();
     let err = match status {
         StatusCode::NOT_FOUND => ApiError::RouteNotFound { method, path },
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed { method, path },
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed {
+            method,
+            path,
+            allow: allow.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+        },
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: body_limit },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         StatusCode::UNAUTHORIZED => ApiError::InvalidCredentials(or_default(text, "authentication required")),
@@ -85,7 +90,11 @@ async fn ensure_json_error(res: ServiceResponse<BoxBody>, body_limit: usize) -> 
         _ => ApiError::InvalidRequest(or_default(text, status.canonical_reason().unwrap_or("bad request"))),
     };
     // Keep the original status: the rewrite changes the body's shape, not the outcome.
-    let response = HttpResponse::build(status).json(err.body());
+    let mut response = HttpResponse::build(status);
+    if let Some(allow) = allow {
+        response.insert_header((ALLOW, allow));
+    }
+    let response = response.json(err.body());
     if status.is_server_error() {
         let _ = err.error_response(); // logs the internal error
     }

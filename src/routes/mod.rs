@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod docs;
 pub mod embeddings;
 pub mod pagination;
@@ -76,11 +77,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     paths.sort_unstable();
     paths.dedup();
     for path in paths {
+        let allow = allowed_methods(&routes, path);
         let resource = routes
             .iter()
             .filter(|r| r.path == path)
             .fold(web::resource(path), |resource, route| (route.add_to)(resource));
-        cfg.service(resource.default_service(web::to(method_not_allowed)));
+        cfg.service(resource.default_service(web::to(move |req: HttpRequest| {
+            let allow = allow.clone();
+            async move { method_not_allowed(req, allow) }
+        })));
     }
     docs::configure(cfg);
     cfg.default_service(web::to(route_not_found));
@@ -93,10 +98,24 @@ async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     })
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+/// The value of the `Allow` header for `path`: its methods, upper-case, in a fixed order.
+fn allowed_methods(routes: &[Route], path: &str) -> String {
+    let mut methods: Vec<String> = routes
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| r.method.to_uppercase())
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods.join(", ")
+}
+
+/// 405 with the `Allow` header RFC 9110 requires, naming the methods the path does support.
+fn method_not_allowed(req: HttpRequest, allow: String) -> Result<HttpResponse, ApiError> {
     Err(ApiError::MethodNotAllowed {
         method: req.method().to_string(),
         path: req.path().to_string(),
+        allow,
     })
 }
 
