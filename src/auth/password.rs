@@ -8,7 +8,7 @@ use argon2::Argon2;
 use crate::error::ApiError;
 
 pub const MIN_LEN: usize = 12;
-/// Hashing cost grows with length; an upper bound keeps one request from being expensive.
+/// An upper bound (in characters, as the OpenAPI `maxLength` counts) keeps one request cheap.
 pub const MAX_LEN: usize = 1024;
 
 pub fn validate(password: &str) -> Result<(), ApiError> {
@@ -19,10 +19,10 @@ pub fn validate(password: &str) -> Result<(), ApiError> {
             format!("must be at least {MIN_LEN} characters"),
         ));
     }
-    if password.len() > MAX_LEN {
+    if chars > MAX_LEN {
         return Err(ApiError::validation(
             "password",
-            format!("must be at most {MAX_LEN} bytes"),
+            format!("must be at most {MAX_LEN} characters"),
         ));
     }
     Ok(())

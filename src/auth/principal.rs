@@ -51,6 +51,26 @@ impl Role {
     }
 }
 
+/// The roles a tenant's credential (an API key or a user) can be given: every role but `admin`,
+/// which only the `ONEBASE_ADMIN_KEY` holder has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantRole {
+    Reader,
+    Writer,
+    Owner,
+}
+
+impl From<TenantRole> for Role {
+    fn from(role: TenantRole) -> Role {
+        match role {
+            TenantRole::Reader => Role::Reader,
+            TenantRole::Writer => Role::Writer,
+            TenantRole::Owner => Role::Owner,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     ApiKey(Uuid),

@@ -7,9 +7,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::audit::{self, Event};
-use crate::auth::{password, token, Actor, MaybePrincipal, Principal, Role};
+use crate::auth::{password, token, Actor, MaybePrincipal, Principal, Role, TenantRole};
 use crate::db::{system_tx, tenant_tx};
 use crate::error::{is_unique_violation, ApiError, ErrorBody};
+use crate::routes::body::JsonObject;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -18,11 +19,14 @@ use crate::state::AppState;
 pub struct RegisterRequest {
     /// The tenant to join. Optional for a tenant credential (its own tenant); required otherwise.
     pub tenant_id: Option<Uuid>,
+    /// An email address (`local@domain.tld`), at most 254 characters; stored lower-cased.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
-    /// At least 12 characters.
+    /// 12 to 1024 characters.
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: String,
     /// `owner`, `writer` or `reader` (default). Self-registration can only create readers.
-    pub role: Option<Role>,
+    pub role: Option<TenantRole>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,7 +64,11 @@ fn normalize_email(email: &str) -> Result<String, ApiError> {
     post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     security((), ("bearer" = [])),
     responses(
-        (status = 201, description = "Registered", body = User),
+        (status = 201, description = "Registered", body = User, links(
+            ("Login" = (operation_id = "login", request_body = json!({
+                "email": "$request.body#/email", "password": "$request.body#/password",
+                "tenant_id": "$response.body#/tenant_id"}))),
+        )),
         (status = 400, description = "`validation_failed` (weak password, bad email, missing tenant_id)", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: a credential was sent but is not valid", body = ErrorBody),
         (status = 403, description = "`forbidden`: registration closed, or the role needs an owner", body = ErrorBody),
@@ -72,15 +80,12 @@ fn normalize_email(email: &str) -> Result<String, ApiError> {
 pub async fn register(
     state: web::Data<AppState>,
     caller: MaybePrincipal,
-    body: web::Json<RegisterRequest>,
+    body: JsonObject<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let email = normalize_email(&body.email)?;
     password::validate(&body.password)?;
-    let role = body.role.unwrap_or(Role::Reader);
-    if role == Role::Admin {
-        return Err(ApiError::validation("role", "users are owner, writer or reader"));
-    }
+    let role = body.role.map_or(Role::Reader, Role::from);
     let tenant = match &caller.0 {
         Some(principal) => {
             let tenant = principal.acting_tenant(body.tenant_id)?;
@@ -150,7 +155,9 @@ pub async fn register(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery staple"}))]
 pub struct LoginRequest {
+    /// Any string; an unknown or malformed email is `invalid_credentials`.
     pub email: String,
+    /// Any string; a wrong password is `invalid_credentials`.
     pub password: String,
     /// Needed only when the email has accounts in several tenants.
     pub tenant_id: Option<Uuid>,
@@ -182,12 +189,12 @@ pub struct TokenResponse {
 )]
 pub async fn login(
     state: web::Data<AppState>,
-    body: web::Json<LoginRequest>,
+    body: JsonObject<LoginRequest>,
 ) -> Result<web::Json<TokenResponse>, ApiError> {
     let body = body.into_inner();
     let email =
         normalize_email(&body.email).map_err(|_| ApiError::InvalidCredentials("wrong email or password".into()))?;
-    if body.password.len() > password::MAX_LEN {
+    if body.password.chars().count() > password::MAX_LEN {
         return Err(ApiError::InvalidCredentials("wrong email or password".into()));
     }
     // The tenant is what we are looking for, so this lookup is cross-tenant by nature.

@@ -8,9 +8,11 @@ use utoipa::ToSchema;
 use crate::auth::{Principal, Role};
 use crate::embed::EmbedError;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::body::{integer, JsonObject};
 use crate::state::AppState;
 
-/// One text or a list of texts.
+/// One text or a list of texts. Its schema's bounds are the server's configured limits, filled in
+/// by [`document_limits`] when the OpenAPI document is built.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
@@ -31,6 +33,8 @@ pub struct EmbeddingRequest {
     #[schema(example = "float")]
     pub encoding_format: Option<EncodingFormat>,
     /// Accepted for OpenAI compatibility; must be absent or equal to the model's dimensions.
+    #[serde(default, deserialize_with = "integer::option")]
+    #[schema(minimum = 1)]
     pub dimensions: Option<usize>,
     /// Accepted for OpenAI compatibility and ignored.
     pub user: Option<String>,
@@ -117,7 +121,7 @@ pub struct EmbeddingResponse {
 pub async fn create_embeddings(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<EmbeddingRequest>,
+    body: JsonObject<EmbeddingRequest>,
 ) -> Result<web::Json<EmbeddingResponse>, ApiError> {
     principal.require_role(Role::Reader)?;
     let body = body.into_inner();
@@ -240,7 +244,9 @@ fn served_model(state: &AppState) -> Model {
     get, path = "/v1/models", tag = "embeddings",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The served models", body = ModelList),
+        (status = 200, description = "The served models", body = ModelList, links(
+            ("GetModel" = (operation_id = "get_model", parameters(("id" = "$response.body#/data/0/id")))),
+        )),
         (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
     )
 )]
@@ -284,6 +290,30 @@ fn require_served(state: &AppState, requested: &str) -> Result<(), ApiError> {
         });
     }
     Ok(())
+}
+
+/// Writes this server's limits into the OpenAPI document: the bounds of `input` (texts per
+/// request, characters per text) and the one accepted value of `dimensions`, so that the spec
+/// states exactly what the handler accepts.
+pub fn document_limits(doc: &mut serde_json::Value, limits: &crate::state::EmbedLimits, dims: usize) {
+    let text = serde_json::json!({
+        "type": "string", "minLength": 1, "maxLength": limits.max_chars,
+        "description": format!("A non-empty text of at most {} characters (ONEBASE_EMBED_MAX_CHARS).", limits.max_chars)
+    });
+    let schemas = &mut doc["components"]["schemas"];
+    schemas["EmbeddingInput"] = serde_json::json!({
+        "description": format!(
+            "One text, or a list of 1 to {} texts (ONEBASE_EMBED_MAX_INPUTS).", limits.max_inputs),
+        "oneOf": [text, {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_inputs}],
+        "example": ["The cat sat on the mat.", "A dog barked."]
+    });
+    let dimensions = &mut schemas["EmbeddingRequest"]["properties"]["dimensions"];
+    if dimensions.is_object() {
+        dimensions["minimum"] = dims.into();
+        dimensions["maximum"] = dims.into();
+        dimensions["description"] =
+            format!("Accepted for OpenAI compatibility; absent, null or {dims} (the model's dimensions).").into();
+    }
 }
 
 impl From<EmbedError> for ApiError {

@@ -7,9 +7,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::audit::{self, Event};
-use crate::auth::{keys, Principal, Role};
+use crate::auth::{keys, Principal, Role, TenantRole};
 use crate::db::{system_tx, tenant_tx};
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::body::{integer, JsonObject};
 use crate::routes::pagination::{Cursor, Limit};
 use crate::state::AppState;
 
@@ -35,27 +36,36 @@ pub struct Tenant {
 
 const TENANT_COLUMNS: &str = "id, name, settings, max_documents, max_storage_bytes, created_at, updated_at";
 
-fn tenant_from_row(row: &tokio_postgres::Row) -> Tenant {
-    Tenant {
-        id: row.get(0),
-        name: row.get(1),
-        settings: row.get(2),
-        max_documents: row.get(3),
-        max_storage_bytes: row.get(4),
-        created_at: row.get(5),
-        updated_at: row.get(6),
-    }
+/// A tenant row; `try_get`, because `settings` holds whatever JSON a client stored.
+fn tenant_from_row(row: &tokio_postgres::Row) -> Result<Tenant, ApiError> {
+    Ok(Tenant {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        settings: row.try_get(2)?,
+        max_documents: row.try_get(3)?,
+        max_storage_bytes: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        updated_at: row.try_get(6)?,
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "acme", "settings": {"allow_registration": true}, "max_documents": 100000}))]
 pub struct CreateTenant {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, not all white space (leading and trailing white space is trimmed).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
+    /// A JSON object of at most 64 KiB. `allow_registration: true` lets anyone register a reader.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
+    /// Usage limit on documents, >= 0 (null or absent: unlimited).
+    #[serde(default, deserialize_with = "integer::option")]
+    #[schema(minimum = 0)]
     pub max_documents: Option<i64>,
+    /// Usage limit on stored bytes, >= 0 (null or absent: unlimited).
+    #[serde(default, deserialize_with = "integer::option")]
+    #[schema(minimum = 0)]
     pub max_storage_bytes: Option<i64>,
 }
 
@@ -88,7 +98,13 @@ fn validate_limit(field: &'static str, value: Option<i64>) -> Result<Option<i64>
     post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenant,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created", body = Tenant),
+        (status = 201, description = "Created", body = Tenant, links(
+            ("GetTenant" = (operation_id = "get_tenant", parameters(("id" = "$response.body#/id")))),
+            ("UpdateTenant" = (operation_id = "update_tenant", parameters(("id" = "$response.body#/id")))),
+            ("DeleteTenant" = (operation_id = "delete_tenant", parameters(("id" = "$response.body#/id")))),
+            ("CreateKey" = (operation_id = "create_key", parameters(("id" = "$response.body#/id")))),
+            ("ListKeys" = (operation_id = "list_keys", parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 400, description = "`validation_failed`, `invalid_json`, `invalid_request`", body = ErrorBody),
         (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
         (status = 403, description = "`forbidden`: not the admin key", body = ErrorBody),
@@ -97,7 +113,7 @@ fn validate_limit(field: &'static str, value: Option<i64>) -> Result<Option<i64>
 pub async fn create_tenant(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<CreateTenant>,
+    body: JsonObject<CreateTenant>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require_admin()?;
     let body = body.into_inner();
@@ -117,7 +133,7 @@ pub async fn create_tenant(
             &[&name, &settings, &max_documents, &max_storage_bytes],
         )
         .await?;
-    let tenant = tenant_from_row(&row);
+    let tenant = tenant_from_row(&row)?;
     audit::record(
         &tx,
         tenant.id,
@@ -139,8 +155,10 @@ pub struct TenantList {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListParams {
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
+    #[param(pattern = r"^[0-9]{1,16}_[0-9a-f]{32}$")]
     pub cursor: Option<String>,
 }
 
@@ -175,7 +193,7 @@ pub async fn list_tenants(
             &[&after_ts, &after_id, &limit.fetch()],
         )
         .await?;
-    let mut data: Vec<Tenant> = rows.iter().map(tenant_from_row).collect();
+    let mut data: Vec<Tenant> = rows.iter().map(tenant_from_row).collect::<Result<_, _>>()?;
     let next_cursor = limit
         .trim(&mut data)
         .then(|| data.last().map(|t| Cursor::new(t.created_at, t.id).encode()))
@@ -211,30 +229,27 @@ pub async fn get_tenant(
             id: id.to_string(),
         })?;
     tx.commit().await?;
-    Ok(web::Json(tenant_from_row(&row)))
+    Ok(web::Json(tenant_from_row(&row)?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "acme-renamed", "max_documents": null}))]
 pub struct UpdateTenant {
+    /// 1 to 200 characters, not all white space (leading and trailing white space is trimmed).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
     /// Replaces the settings object.
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
-    /// Admin only. `null` removes the limit.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    /// Admin only. >= 0; `null` removes the limit.
+    #[serde(default, deserialize_with = "integer::nullable")]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub max_documents: Option<Option<i64>>,
-    /// Admin only. `null` removes the limit.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    /// Admin only. >= 0; `null` removes the limit.
+    #[serde(default, deserialize_with = "integer::nullable")]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub max_storage_bytes: Option<Option<i64>>,
-}
-
-/// Distinguishes an absent field (leave as is) from an explicit null (clear).
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
-    Option::<i64>::deserialize(d).map(Some)
 }
 
 /// Updates a tenant. Owners may change `name` and `settings`; usage limits need the admin key.
@@ -254,7 +269,7 @@ pub async fn update_tenant(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateTenant>,
+    body: JsonObject<UpdateTenant>,
 ) -> Result<web::Json<Tenant>, ApiError> {
     let id = id.into_inner();
     principal.require_tenant(id, Role::Owner)?;
@@ -320,7 +335,7 @@ pub async fn update_tenant(
     )
     .await?;
     tx.commit().await?;
-    Ok(web::Json(tenant_from_row(&row)))
+    Ok(web::Json(tenant_from_row(&row)?))
 }
 
 /// Deletes a tenant and all of its data in one transaction (admin only).
@@ -402,11 +417,12 @@ pub struct CreatedApiKey {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "ingest worker", "role": "writer"}))]
 pub struct CreateApiKey {
-    /// A label, up to 200 characters.
+    /// A label, up to 200 characters (leading and trailing white space is trimmed).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub name: String,
     /// `owner`, `writer` or `reader`.
-    pub role: Role,
+    pub role: TenantRole,
 }
 
 const KEY_COLUMNS: &str = "id, name, prefix, role, created_at, last_used_at, revoked_at";
@@ -429,8 +445,12 @@ fn key_from_row(row: &tokio_postgres::Row) -> Result<ApiKey, ApiError> {
     params(("id" = Uuid, Path, description = "Tenant id")),
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created; `key` is shown only now", body = CreatedApiKey),
-        (status = 400, description = "`validation_failed`, `invalid_json`, `invalid_request` (e.g. role `admin`)", body = ErrorBody),
+        (status = 201, description = "Created; `key` is shown only now", body = CreatedApiKey, links(
+            ("RevokeKey" = (operation_id = "revoke_key",
+                parameters(("id" = "$request.path.id"), ("key_id" = "$response.body#/id")))),
+            ("ListKeys" = (operation_id = "list_keys", parameters(("id" = "$request.path.id")))),
+        )),
+        (status = 400, description = "`validation_failed`: name too long; `invalid_request`: e.g. role `admin`", body = ErrorBody),
         (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs owner", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
@@ -440,17 +460,12 @@ pub async fn create_key(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<Uuid>,
-    body: web::Json<CreateApiKey>,
+    body: JsonObject<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = id.into_inner();
     principal.require_tenant(tenant, Role::Owner)?;
     let body = body.into_inner();
-    if body.role == Role::Admin {
-        return Err(ApiError::validation(
-            "role",
-            "tenant keys are owner, writer or reader; the admin key comes from ONEBASE_ADMIN_KEY",
-        ));
-    }
+    let role = Role::from(body.role);
     let name = body.name.trim().to_string();
     if name.chars().count() > 200 {
         return Err(ApiError::validation("name", "must be at most 200 characters"));
@@ -468,7 +483,7 @@ pub async fn create_key(
                 &name,
                 &new_key.prefix,
                 &new_key.hash.as_slice(),
-                &body.role.as_str(),
+                &role.as_str(),
                 &principal.actor_id(),
             ],
         )
@@ -479,7 +494,7 @@ pub async fn create_key(
         tenant,
         &principal,
         Event::new("api_key.create", "api_key", key_id)
-            .details(serde_json::json!({"role": body.role, "prefix": new_key.prefix})),
+            .details(serde_json::json!({"role": role, "prefix": new_key.prefix})),
     )
     .await?;
     tx.commit().await?;
@@ -487,7 +502,7 @@ pub async fn create_key(
         id: key_id,
         name,
         prefix: new_key.prefix,
-        role: body.role,
+        role,
         created_at: row.get(1),
         key: new_key.key,
     }))

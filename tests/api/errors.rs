@@ -17,8 +17,17 @@ async fn wrong_method_is_a_json_405() {
     let app = spawn_app().await;
 
     let res = app.client.delete(app.url("/health")).send().await.unwrap();
+    let trace = app
+        .client
+        .request(Method::TRACE, app.url("/v1/tenants"))
+        .send()
+        .await
+        .unwrap();
 
+    assert_eq!(res.headers()["allow"], "GET", "RFC 9110: a 405 names the allowed methods");
     assert_error(res, 405, "method_not_allowed").await;
+    assert_eq!(trace.headers()["allow"], "GET, POST");
+    assert_error(trace, 405, "method_not_allowed").await;
 }
 
 use crate::api::helpers::ADMIN_KEY;
@@ -121,4 +130,93 @@ async fn tenant_count(app: &crate::api::helpers::TestApp) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+#[tokio::test]
+async fn a_json_array_is_not_an_object_body() {
+    let app = spawn_app().await;
+
+    // serde would map an array onto a struct's fields in order; the schema says object.
+    let res = app
+        .with(Method::POST, "/v1/tenants", ADMIN_KEY)
+        .json(&serde_json::json!(["array-tenant", null]))
+        .send()
+        .await
+        .unwrap();
+
+    let body = assert_error(res, 400, "invalid_request").await;
+    assert!(body["message"].as_str().unwrap().contains("JSON object"), "{body}");
+    assert_eq!(tenant_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn text_with_a_nul_character_is_a_400_not_a_500() {
+    let app = spawn_app().await;
+
+    let in_name = app
+        .with(Method::POST, "/v1/tenants", ADMIN_KEY)
+        .json(&serde_json::json!({"name": "nul\u{0}name"}))
+        .send()
+        .await
+        .unwrap();
+    let in_settings = app
+        .with(Method::POST, "/v1/tenants", ADMIN_KEY)
+        .json(&serde_json::json!({"name": "ok", "settings": {"k\u{0}": "v\u{0}"}}))
+        .send()
+        .await
+        .unwrap();
+    let in_query = app
+        .with(Method::GET, "/v1/audit?resource_type=%00", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
+
+    let body = assert_error(in_name, 400, "invalid_request").await;
+    assert!(body["message"].as_str().unwrap().contains("NUL"), "{body}");
+    assert_error(in_settings, 400, "invalid_request").await;
+    assert_error(in_query, 400, "invalid_request").await;
+    assert_eq!(tenant_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn integers_written_with_a_zero_fraction_are_integers() {
+    let app = spawn_app().await;
+
+    // JSON Schema's `integer` includes 5.0; numbers with a fraction are not integers.
+    let whole = app
+        .with(Method::POST, "/v1/tenants", ADMIN_KEY)
+        .json(&serde_json::json!({"name": "whole", "max_documents": 5.0}))
+        .send()
+        .await
+        .unwrap();
+    let fraction = app
+        .with(Method::POST, "/v1/tenants", ADMIN_KEY)
+        .json(&serde_json::json!({"name": "fraction", "max_documents": 5.5}))
+        .send()
+        .await
+        .unwrap();
+
+    let (status, tenant) = crate::api::helpers::json(whole).await;
+    assert_eq!(status, 201, "{tenant}");
+    assert_eq!(tenant["max_documents"], 5);
+    assert_error(fraction, 400, "invalid_request").await;
+    assert_eq!(tenant_count(&app).await, 2);
+}
+
+#[tokio::test]
+async fn any_json_number_in_settings_reads_back() {
+    let app = spawn_app().await;
+    // PostgreSQL prints jsonb numbers in full decimal (309 digits for this one).
+    let settings = serde_json::json!({"huge": -1.7976931348623157e308, "tiny": 7.720042055096743e-134});
+
+    let created = app
+        .with(Method::POST, "/v1/tenants", ADMIN_KEY)
+        .json(&serde_json::json!({"name": "numbers", "settings": settings}))
+        .send()
+        .await
+        .unwrap();
+
+    let (status, tenant) = crate::api::helpers::json(created).await;
+    assert_eq!(status, 201, "{tenant}");
+    assert_eq!(tenant["settings"], settings);
 }

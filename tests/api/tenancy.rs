@@ -421,7 +421,7 @@ async fn every_change_writes_one_audit_row_in_its_transaction_and_bad_input_writ
         .await
         .unwrap();
 
-    assert_error(bad_role, 400, "validation_failed").await;
+    assert_error(bad_role, 400, "invalid_request").await; // not in the schema's role enum
     assert_error(too_long, 400, "validation_failed").await;
     assert_eq!(count(&app).await, before + 1);
     let (status, audit) = json(
