@@ -4,6 +4,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
+use crate::state::EmbedLimits;
 use crate::routes::{audit, auth, docs, embeddings, system, tenants};
 
 #[derive(OpenApi)]
@@ -16,7 +17,10 @@ use crate::routes::{audit, auth, docs, embeddings, system, tenants};
             `route_not_found` (404), `method_not_allowed` (405), `invalid_json` and `invalid_request` (400), \
             `payload_too_large` (413), `unsupported_media_type` (415), `database_unavailable` (503), \
             `internal_error` (500). Authenticated endpoints take `Authorization: Bearer <credential>`: \
-            an API key (`ob_...`), an access token from `/v1/auth/login`, or the admin key."
+            an API key (`ob_...`), an access token from `/v1/auth/login`, or the admin key. \
+            Request bodies are JSON objects. No string may contain U+0000 (PostgreSQL cannot store it): \
+            such a request is a 400 `invalid_request` and writes nothing. An `integer` may be written \
+            with a zero fraction (`5.0`)."
     ),
     paths(
         system::health, system::ready, system::metrics, docs::openapi_json, docs::docs_redirect,
@@ -52,5 +56,120 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The served OpenAPI document: the annotations' spec, this server's configured limits, and the
+/// error responses every operation shares (see [`add_common_responses`]). Built once at startup.
+pub fn document(embed_limits: &EmbedLimits, dims: usize) -> anyhow::Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
+    embeddings::document_limits(&mut doc, embed_limits, dims);
+    add_common_responses(&mut doc);
+    camel_case_links(&mut doc);
+    Ok(doc)
+}
+
+/// utoipa 5.5 serializes a Link Object's fields in snake_case (`operation_id`); OpenAPI spells
+/// them `operationId`, `operationRef` and `requestBody`, and tools ignore links without them.
+fn camel_case_links(doc: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let operations = paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut());
+    let responses = operations
+        .filter_map(|op| op.get_mut("responses").and_then(Value::as_object_mut))
+        .flat_map(|responses| responses.values_mut());
+    for links in responses.filter_map(|r| r.get_mut("links").and_then(Value::as_object_mut)) {
+        for link in links.values_mut().filter_map(Value::as_object_mut) {
+            for (from, to) in [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")] {
+                if let Some(value) = link.remove(from) {
+                    link.insert(to.to_string(), value);
+                }
+            }
+        }
+    }
+}
+
+/// An error code that many operations can return, with what it means there.
+struct CommonError {
+    status: &'static str,
+    code: &'static str,
+    why: &'static str,
+}
+
+const BODY_ERRORS: &[CommonError] = &[
+    CommonError { status: "400", code: "invalid_json", why: "the body is not valid JSON" },
+    CommonError { status: "400", code: "invalid_request", why: "the body does not match the schema" },
+    CommonError { status: "413", code: "payload_too_large", why: "the body exceeds the server's body limit" },
+    CommonError { status: "415", code: "unsupported_media_type", why: "the body is not sent as `application/json`" },
+];
+const PARAMETER_ERRORS: &[CommonError] = &[CommonError {
+    status: "400",
+    code: "invalid_request",
+    why: "a malformed path parameter or query string",
+}];
+const AUTH_ERRORS: &[CommonError] = &[
+    CommonError { status: "401", code: "missing_credentials", why: "no `Authorization: Bearer` header" },
+    CommonError { status: "401", code: "invalid_credentials", why: "an unknown, revoked or malformed credential" },
+    CommonError { status: "401", code: "token_expired", why: "an access token past its expiry" },
+];
+const OPTIONAL_AUTH_ERRORS: &[CommonError] = &[
+    CommonError { status: "401", code: "invalid_credentials", why: "a credential was sent but is not valid" },
+    CommonError { status: "401", code: "token_expired", why: "an access token past its expiry" },
+];
+const DATABASE_ERRORS: &[CommonError] = &[
+    CommonError { status: "500", code: "internal_error", why: "a bug; details are in the server log under the `request_id`" },
+    CommonError { status: "503", code: "database_unavailable", why: "the database cannot be reached" },
+];
+
+/// Documents, on every operation, the errors that come from the framework rather than the handler:
+/// a malformed body (400, 413, 415) where there is one, a malformed path or query (400) where there
+/// are parameters, credentials (401) and the database (500, 503) where the operation is
+/// authenticated. An already documented status keeps its description, and the codes it does not
+/// mention yet are appended to it.
+fn add_common_responses(doc: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for op in item.values_mut() {
+            let mut errors: Vec<&CommonError> = vec![];
+            if op.get("requestBody").is_some() {
+                errors.extend(BODY_ERRORS);
+            }
+            let has_parameters = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .is_some_and(|p| p.iter().any(|p| matches!(p["in"].as_str(), Some("path" | "query"))));
+            if has_parameters {
+                errors.extend(PARAMETER_ERRORS);
+            }
+            if let Some(security) = op.get("security").and_then(Value::as_array) {
+                let optional = security.iter().any(|s| s.as_object().is_some_and(|s| s.is_empty()));
+                errors.extend(if optional { OPTIONAL_AUTH_ERRORS } else { AUTH_ERRORS });
+                errors.extend(DATABASE_ERRORS);
+            }
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for error in errors {
+                let response = responses.entry(error.status).or_insert_with(|| {
+                    serde_json::json!({
+                        "description": "",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                    })
+                });
+                let Some(description) = response.get_mut("description") else { continue };
+                let text = description.as_str().unwrap_or_default();
+                let code = format!("`{}`", error.code);
+                if !text.contains(&code) {
+                    let sep = if text.is_empty() { "" } else { "; " };
+                    *description = Value::String(format!("{text}{sep}{code}: {}", error.why));
+                }
+            }
+        }
     }
 }

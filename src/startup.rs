@@ -62,6 +62,11 @@ impl Application {
 
         let listener = TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr().context("reading the bound address")?.port();
+        let embed_limits = EmbedLimits {
+            max_inputs: config.embed.embed_max_inputs,
+            max_chars: config.embed.embed_max_chars,
+        };
+        let openapi = crate::openapi::document(&embed_limits, embedder.info().dims)?;
         let state = web::Data::new(AppState {
             pool,
             metrics: Arc::new(Metrics::new()?),
@@ -70,10 +75,8 @@ impl Application {
             started_unix: chrono::Utc::now().timestamp(),
             auth,
             embedder,
-            embed_limits: EmbedLimits {
-                max_inputs: config.embed.embed_max_inputs,
-                max_chars: config.embed.embed_max_chars,
-            },
+            embed_limits,
+            openapi,
         });
         let body_limit = config.body_limit;
         let app_state = state.clone();

@@ -19,6 +19,8 @@ pub struct AppState {
     pub auth: AuthConfig,
     pub embedder: Embedder,
     pub embed_limits: EmbedLimits,
+    /// The OpenAPI document served at `/openapi.json`, with this server's limits in it.
+    pub openapi: serde_json::Value,
 }
 
 /// Per-request limits of `/v1/embeddings`.

@@ -51,8 +51,10 @@ pub struct AuditParams {
     /// Only entries at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// For the admin key: which tenant's log.
     pub tenant_id: Option<Uuid>,
@@ -67,6 +69,7 @@ pub struct AuditParams {
         (status = 400, description = "`validation_failed`, `invalid_request`: bad filter, limit or cursor", body = ErrorBody),
         (status = 401, description = "`missing_credentials`, `invalid_credentials`", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs owner", body = ErrorBody),
+        (status = 404, description = "`not_found`: `tenant_id` names a tenant other than the credential's own", body = ErrorBody),
     )
 )]
 pub async fn list_audit(

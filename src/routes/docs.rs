@@ -2,10 +2,7 @@
 //! embedded at build time, so `/docs` works offline).
 
 use actix_web::{web, HttpResponse};
-use utoipa::OpenApi;
 use utoipa_swagger_ui::{Config, SwaggerUi};
-
-use crate::openapi::ApiDoc;
 
 /// The OpenAPI 3.1 document describing every endpoint.
 #[utoipa::path(
@@ -13,8 +10,8 @@ use crate::openapi::ApiDoc;
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object,
         example = json!({"openapi": "3.1.0", "info": {"title": "onebase"}})))
 )]
-pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(ApiDoc::openapi())
+pub async fn openapi_json(state: web::Data<crate::state::AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(&state.openapi)
 }
 
 /// The browsable API documentation (Swagger UI, served offline by the binary).

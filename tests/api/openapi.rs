@@ -47,3 +47,75 @@ async fn docs_ui_is_served_by_the_binary() {
     assert_eq!(js.status().as_u16(), 200);
     assert!(!html.contains("https://"), "no external asset URLs in the docs page");
 }
+
+#[tokio::test]
+async fn the_spec_states_the_errors_and_bounds_the_handlers_enforce() {
+    let app = spawn_app().await;
+
+    let (_, spec) = json(app.get("/openapi.json").await).await;
+
+    let mut gaps = vec![];
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let documented = |status: &str| op["responses"].get(status).is_some();
+            let label = format!("{} {path}", method.to_uppercase());
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415"] {
+                    if !documented(status) {
+                        gaps.push(format!("{label}: body errors ({status})"));
+                    }
+                }
+            }
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if secured && !(documented("401") && documented("503")) {
+                gaps.push(format!("{label}: 401/503"));
+            }
+            let has_params = op["parameters"].as_array().is_some_and(|p| !p.is_empty());
+            if has_params && !documented("400") {
+                gaps.push(format!("{label}: 400 for a bad parameter"));
+            }
+        }
+    }
+    assert!(gaps.is_empty(), "undocumented statuses: {gaps:?}");
+    let limit = spec["paths"]["/v1/tenants"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .expect("limit parameter")
+        .clone();
+    assert_eq!((limit["schema"]["minimum"].as_u64(), limit["schema"]["maximum"].as_u64()), (Some(1), Some(500)));
+    let name = &spec["components"]["schemas"]["CreateTenant"]["properties"]["name"];
+    assert_eq!((name["minLength"].as_u64(), name["maxLength"].as_u64()), (Some(1), Some(200)));
+    let input = &spec["components"]["schemas"]["EmbeddingInput"]["oneOf"][1];
+    assert_eq!(input["maxItems"].as_u64(), Some(256), "the configured --embed-max-inputs: {input}");
+}
+
+#[tokio::test]
+async fn links_name_operations_that_exist() {
+    let app = spawn_app().await;
+
+    let (_, spec) = json(app.get("/openapi.json").await).await;
+
+    let operation_ids: Vec<&str> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let links: Vec<&serde_json::Value> = spec["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .flat_map(|op| op["responses"].as_object().unwrap().values())
+        .filter_map(|r| r["links"].as_object())
+        .flat_map(|links| links.values())
+        .collect();
+    assert!(links.len() >= 8, "create -> read -> delete chains are linked");
+    for link in links {
+        let target = link["operationId"].as_str().unwrap_or_else(|| panic!("no operationId: {link}"));
+        assert!(operation_ids.contains(&target), "link to unknown operation {target}");
+    }
+}
