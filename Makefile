@@ -1,16 +1,25 @@
 # The two commands of the README. Both run the bootstrap first (quick when already done).
 CARGO ?= cargo
+TOOLS ?= $(or $(ONEBASE_TOOLS_DIR),.onebase)
 ONEBASE_BIND ?= 127.0.0.1:8080
 export ONEBASE_BIND
 
-.PHONY: run test test-hub bootstrap build bench clean-data
+.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench clean-data
 
 run: bootstrap
 	$(CARGO) build --release
 	./target/release/onebase serve
 
-test: bootstrap
+# The Rust suite, then the Python suite (real clients: Schemathesis against /openapi.json) driving
+# the debug binary that the Rust suite built.
+test: test-rust test-python
+
+test-rust: bootstrap-tests
 	$(CARGO) test
+
+test-python: bootstrap-tests
+	$(CARGO) build --bin onebase
+	cd tests/python && ONEBASE_BIN=$(CURDIR)/target/debug/onebase $(abspath $(TOOLS))/testenv/bin/python -m pytest
 
 # The optional `hub` feature (fastembed model download): compiles it and checks that a failed
 # download is a clear startup error. Not part of `make test`; no hub is reachable here.
@@ -19,6 +28,9 @@ test-hub: bootstrap
 
 bootstrap:
 	@scripts/bootstrap
+
+bootstrap-tests:
+	@scripts/bootstrap --tests
 
 build:
 	$(CARGO) build --release
