@@ -8,6 +8,8 @@ pub mod database;
 pub mod db;
 pub mod embed;
 pub mod error;
+pub mod filter;
+pub mod knowledge;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;

@@ -94,6 +94,11 @@ pub mod integer {
         }
     }
 
+    /// For required `T` fields (with `#[serde(default)]`, absent is `T::default()`).
+    pub fn required<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<T, D::Error> {
+        Ok(Integer::<T>::deserialize(d)?.0)
+    }
+
     /// For `Option<T>` fields (use with `#[serde(default)]`): absent or null is `None`.
     pub fn option<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<Option<T>, D::Error> {
         Ok(Option::<Integer<T>>::deserialize(d)?.map(|i| i.0))
