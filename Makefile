@@ -17,8 +17,10 @@ test: test-rust test-python
 test-rust: bootstrap-tests
 	$(CARGO) test
 
+# `cargo test --no-run` (a no-op after test-rust) rather than `cargo build`: the binary built with
+# the test features is the one already there, while `cargo build` would compile ~100 crates again.
 test-python: bootstrap-tests
-	$(CARGO) build --bin onebase
+	$(CARGO) test --no-run --quiet
 	cd tests/python && ONEBASE_BIN=$(CURDIR)/target/debug/onebase $(abspath $(TOOLS))/testenv/bin/python -m pytest
 
 # The optional `hub` feature (fastembed model download): compiles it and checks that a failed

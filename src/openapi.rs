@@ -4,6 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
+use crate::knowledge::api_collections as collections;
+use crate::embed::ModelInfo;
 use crate::state::EmbedLimits;
 use crate::routes::{audit, auth, docs, embeddings, system, tenants};
 
@@ -29,6 +31,8 @@ use crate::routes::{audit, auth, docs, embeddings, system, tenants};
         auth::register, auth::login, auth::me,
         audit::list_audit,
         embeddings::create_embeddings, embeddings::list_models, embeddings::get_model,
+        collections::create_collection, collections::list_collections, collections::get_collection,
+        collections::update_collection, collections::delete_collection,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -38,6 +42,7 @@ use crate::routes::{audit, auth, docs, embeddings, system, tenants};
         (name = "auth", description = "Users, login and access tokens"),
         (name = "audit", description = "The audit log of every change"),
         (name = "embeddings", description = "Text embeddings from the in-process model (OpenAI-compatible)"),
+        (name = "collections", description = "Document collections: their tables, vector index, text search and chunking"),
     )
 )]
 pub struct ApiDoc;
@@ -61,12 +66,36 @@ impl Modify for BearerAuth {
 
 /// The served OpenAPI document: the annotations' spec, this server's configured limits, and the
 /// error responses every operation shares (see [`add_common_responses`]). Built once at startup.
-pub fn document(embed_limits: &EmbedLimits, dims: usize) -> anyhow::Result<serde_json::Value> {
+pub fn document(embed_limits: &EmbedLimits, model: &ModelInfo) -> anyhow::Result<serde_json::Value> {
     let mut doc = serde_json::to_value(ApiDoc::openapi())?;
-    embeddings::document_limits(&mut doc, embed_limits, dims);
+    embeddings::document_limits(&mut doc, embed_limits, model.dims);
+    crate::knowledge::model::document_limits(&mut doc, model.max_length);
     add_common_responses(&mut doc);
     camel_case_links(&mut doc);
+    close_objects(&mut doc["components"]["schemas"]);
     Ok(doc)
+}
+
+/// Every request body refuses unknown fields (`deny_unknown_fields`) and every response has
+/// exactly its listed fields, so each object schema with `properties` is closed:
+/// `additionalProperties: false`. utoipa says so for plain structs but not for the variants of
+/// internally tagged enums (`IndexSpec`).
+fn close_objects(schema: &mut serde_json::Value) {
+    use serde_json::Value;
+    match schema {
+        Value::Object(map) => {
+            if map.get("properties").is_some_and(Value::is_object) && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            for (key, value) in map.iter_mut() {
+                if key != "example" && key != "examples" {
+                    close_objects(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(close_objects),
+        _ => {}
+    }
 }
 
 /// utoipa 5.5 serializes a Link Object's fields in snake_case (`operation_id`); OpenAPI spells

@@ -66,7 +66,7 @@ impl Application {
             max_inputs: config.embed.embed_max_inputs,
             max_chars: config.embed.embed_max_chars,
         };
-        let openapi = crate::openapi::document(&embed_limits, embedder.info().dims)?;
+        let openapi = crate::openapi::document(&embed_limits, embedder.info())?;
         let state = web::Data::new(AppState {
             pool,
             metrics: Arc::new(Metrics::new()?),

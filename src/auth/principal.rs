@@ -146,6 +146,20 @@ impl Principal {
         }
     }
 
+    /// The tenant whose data a data-plane endpoint (collections, documents, search) acts on: the
+    /// credential's own, at role `min` or above. The admin key manages tenants and holds no data.
+    pub fn data_tenant(&self, min: Role) -> Result<Uuid, ApiError> {
+        let Some(tenant) = self.tenant_id else {
+            return Err(ApiError::Forbidden(
+                "data endpoints take a tenant's credential (an API key or a user's token); \
+                 the admin key manages tenants"
+                    .into(),
+            ));
+        };
+        self.require_role(min)?;
+        Ok(tenant)
+    }
+
     /// The tenant a tenant-scoped endpoint acts on: the caller's own, or for the admin the one
     /// named by `requested` (e.g. a `tenant_id` query parameter).
     pub fn acting_tenant(&self, requested: Option<Uuid>) -> Result<Uuid, ApiError> {

@@ -2,4 +2,4 @@
 
 pub mod scope;
 
-pub use scope::{system_tx, tenant_tx, APP_ROLE};
+pub use scope::{as_owner, system_tx, tenant_tx, APP_ROLE};

@@ -1,6 +1,6 @@
 //! The one way to open a transaction on tenant data.
 //!
-//! [`tenant_tx`] sets the tenant with a transaction-local setting and switches to the
+//! [`tenant_tx`] sets the tenant with a transaction-local `SET LOCAL` and switches to the
 //! `onebase_app` role, which is neither superuser nor table owner, so PostgreSQL's row-level
 //! security policies (migrations/V2) confine every statement of the transaction to that tenant.
 //! Both settings end with the transaction, so a pooled connection never carries a tenant into
@@ -22,13 +22,21 @@ pub const APP_ROLE: &str = "onebase_app";
 /// Opens a transaction confined to `tenant` by row-level security.
 pub async fn tenant_tx(client: &mut Object, tenant: Uuid) -> Result<Transaction<'_>, ApiError> {
     let tx = client.transaction().await?;
-    tx.execute(
-        "SELECT set_config('onebase.tenant_id', $1, true)",
-        &[&tenant.to_string()],
-    )
+    // A literal SET (the tenant is a Uuid, so its text is hex and hyphens): Citus forwards SET
+    // statements to its workers, not set_config() calls. One round trip for both settings.
+    tx.batch_execute(&format!(
+        "SET LOCAL onebase.tenant_id = '{tenant}'; SET LOCAL ROLE {APP_ROLE}"
+    ))
     .await?;
-    tx.batch_execute("SET LOCAL ROLE onebase_app").await?;
     Ok(tx)
+}
+
+/// Runs DDL (e.g. a collection's tables) inside a tenant transaction with the server's own
+/// privileges, then returns to the tenant role: the DDL commits or rolls back with the rows.
+pub async fn as_owner(tx: &Transaction<'_>, ddl: &str) -> Result<(), ApiError> {
+    tx.batch_execute(&format!("SET LOCAL ROLE NONE; {ddl}; SET LOCAL ROLE {APP_ROLE}"))
+        .await?;
+    Ok(())
 }
 
 /// Opens a transaction with the server's own privileges (see the module docs for when).

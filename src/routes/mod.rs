@@ -14,6 +14,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
+use crate::knowledge::api_collections as collections;
 
 /// One registered route: its method and path (in OpenAPI's `{param}` syntax, which actix
 /// shares) and how to register it.
@@ -56,6 +57,11 @@ pub fn all() -> Vec<Route> {
         route!(post, "/v1/embeddings", embeddings::create_embeddings),
         route!(get, "/v1/models", embeddings::list_models),
         route!(get, "/v1/models/{id}", embeddings::get_model),
+        route!(post, "/v1/collections", collections::create_collection),
+        route!(get, "/v1/collections", collections::list_collections),
+        route!(get, "/v1/collections/{name}", collections::get_collection),
+        route!(patch, "/v1/collections/{name}", collections::update_collection),
+        route!(delete, "/v1/collections/{name}", collections::delete_collection),
     ]
 }
 

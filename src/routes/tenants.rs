@@ -370,6 +370,9 @@ pub async fn delete_tenant(
         });
     };
     let name: String = row.get(0);
+    // The tenant's collection tables live in its own schema, which the cascade does not reach.
+    tx.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", crate::knowledge::ddl::schema_name(id)))
+        .await?;
     audit::record_admin(
         &tx,
         None,

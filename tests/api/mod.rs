@@ -3,6 +3,7 @@ mod helpers;
 mod embedded;
 mod embeddings;
 mod errors;
+mod collections;
 mod filters;
 mod openapi;
 mod system;

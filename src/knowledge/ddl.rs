@@ -1,0 +1,119 @@
+//! The tables of one collection, in its tenant's schema. Every identifier here is built from
+//! UUIDs and validated enums, never from a request's strings.
+
+use uuid::Uuid;
+
+use super::model::{Distance, IndexSpec};
+
+/// Names of a collection's schema and tables, quoted and schema-qualified where used in SQL.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    pub schema: String,
+    pub docs: String,
+    pub chunks: String,
+    chunks_bare: String,
+}
+
+impl Tables {
+    pub fn new(tenant: Uuid, collection: Uuid) -> Self {
+        let schema = schema_name(tenant);
+        let c = collection.simple();
+        Tables {
+            docs: format!("{schema}.docs_{c}"),
+            chunks: format!("{schema}.chunks_{c}"),
+            chunks_bare: format!("chunks_{c}"),
+            schema,
+        }
+    }
+
+    fn index_name(&self, suffix: &str) -> String {
+        format!("{}_{suffix}", self.chunks_bare)
+    }
+}
+
+/// The schema holding a tenant's collection tables (dropped with the tenant).
+pub fn schema_name(tenant: Uuid) -> String {
+    format!("tenant_{}", tenant.simple())
+}
+
+/// Creates the tenant's schema if needed and the collection's two tables, with row-level
+/// security like every tenant table, text search in `language` (a validated `regconfig` name) and
+/// a GIN index on chunk metadata for filters. The vector index is [`vector_index`]'s.
+pub fn create_tables(t: &Tables, dimension: Option<i32>, language: &str) -> String {
+    let vector = match dimension {
+        Some(d) => format!("vector({d})"),
+        None => "vector".to_string(),
+    };
+    let (docs, chunks, schema) = (&t.docs, &t.chunks, &t.schema);
+    let policy = "USING (tenant_id = onebase_current_tenant()) WITH CHECK (tenant_id = onebase_current_tenant())";
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         GRANT USAGE ON SCHEMA {schema} TO onebase_app;
+         CREATE TABLE {docs} (
+             tenant_id    uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+             id           text NOT NULL,
+             text         text NOT NULL,
+             metadata     jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+             content_hash bytea NOT NULL,
+             chunk_count  int NOT NULL,
+             bytes        bigint NOT NULL,
+             created_at   timestamptz NOT NULL DEFAULT now(),
+             updated_at   timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (tenant_id, id)
+         );
+         CREATE TABLE {chunks} (
+             tenant_id   uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+             document_id text NOT NULL,
+             chunk_index int NOT NULL,
+             text        text NOT NULL,
+             start_char  int NOT NULL,
+             end_char    int NOT NULL,
+             -- The document's metadata and times, repeated so that a filtered vector search
+             -- reads one table.
+             metadata    jsonb NOT NULL,
+             created_at  timestamptz NOT NULL,
+             updated_at  timestamptz NOT NULL,
+             embedding   {vector} NOT NULL,
+             tsv         tsvector GENERATED ALWAYS AS (to_tsvector('{language}'::regconfig, text)) STORED,
+             PRIMARY KEY (tenant_id, document_id, chunk_index),
+             FOREIGN KEY (tenant_id, document_id) REFERENCES {docs} (tenant_id, id) ON DELETE CASCADE
+         );
+         CREATE INDEX {tsv_idx} ON {chunks} USING gin (tsv);
+         CREATE INDEX {meta_idx} ON {chunks} USING gin (metadata jsonb_path_ops);
+         ALTER TABLE {docs} ENABLE ROW LEVEL SECURITY;
+         ALTER TABLE {chunks} ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY tenant_isolation ON {docs} {policy};
+         CREATE POLICY tenant_isolation ON {chunks} {policy};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {docs}, {chunks} TO onebase_app;",
+        tsv_idx = t.index_name("tsv_idx"),
+        meta_idx = t.index_name("metadata_idx"),
+    )
+}
+
+/// The ANN index for the chunks' embeddings, or `None` for `index: none` (exact search only).
+pub fn vector_index(t: &Tables, distance: Distance, index: &IndexSpec) -> Option<String> {
+    let ops = distance.opclass();
+    let name = t.index_name("embedding_idx");
+    let chunks = &t.chunks;
+    match index {
+        IndexSpec::None => None,
+        IndexSpec::Hnsw { m, ef_construction } => Some(format!(
+            "CREATE INDEX {name} ON {chunks} USING hnsw (embedding {ops}) WITH (m = {m}, ef_construction = {ef_construction})",
+            m = m.unwrap_or(IndexSpec::DEFAULT_M),
+            ef_construction = ef_construction.unwrap_or(IndexSpec::DEFAULT_EF_CONSTRUCTION),
+        )),
+        IndexSpec::Ivfflat { lists } => Some(format!(
+            "CREATE INDEX {name} ON {chunks} USING ivfflat (embedding {ops}) WITH (lists = {lists})",
+            lists = lists.unwrap_or(IndexSpec::DEFAULT_LISTS),
+        )),
+    }
+}
+
+/// Fixes the vector column's dimension (a bring-your-own collection's first write).
+pub fn set_dimension(t: &Tables, dimension: i32) -> String {
+    format!("ALTER TABLE {} ALTER COLUMN embedding TYPE vector({dimension})", t.chunks)
+}
+
+pub fn drop_tables(t: &Tables) -> String {
+    format!("DROP TABLE IF EXISTS {}, {}", t.chunks, t.docs)
+}
