@@ -67,6 +67,15 @@ pub enum ApiError {
     /// Valid credentials without the required role.
     #[error("{0}")]
     Forbidden(String),
+    /// One document of a write batch is invalid; nothing of the batch was written.
+    #[error("document {index} (`{id}`): {message}")]
+    InvalidDocument { index: usize, id: String, message: String },
+    /// A filter that does not parse; names the clause.
+    #[error("{0}")]
+    InvalidFilter(#[from] crate::filter::FilterError),
+    /// The write would take the tenant over `max_documents` or `max_storage_bytes`.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The request conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
@@ -109,6 +118,9 @@ impl ApiError {
             ApiError::InvalidCredentials(_) => "invalid_credentials",
             ApiError::TokenExpired => "token_expired",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::InvalidDocument { .. } => "invalid_document",
+            ApiError::InvalidFilter(_) => "invalid_filter",
+            ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::Conflict(_) => "conflict",
             ApiError::EmailTaken => "email_taken",
             ApiError::ModelNotFound { .. } => "model_not_found",
@@ -134,6 +146,9 @@ impl ApiError {
             ApiError::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
             ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::InvalidDocument { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidFilter(_) => StatusCode::BAD_REQUEST,
+            ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,

@@ -5,6 +5,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
 use crate::knowledge::api_collections as collections;
+use crate::knowledge::api_documents as documents;
 use crate::embed::ModelInfo;
 use crate::state::EmbedLimits;
 use crate::routes::{audit, auth, docs, embeddings, system, tenants};
@@ -33,6 +34,9 @@ use crate::routes::{audit, auth, docs, embeddings, system, tenants};
         embeddings::create_embeddings, embeddings::list_models, embeddings::get_model,
         collections::create_collection, collections::list_collections, collections::get_collection,
         collections::update_collection, collections::delete_collection,
+        documents::create_documents, documents::upsert_documents, documents::list_documents,
+        documents::delete_documents, documents::get_document, documents::delete_document, documents::get_chunks,
+        documents::search_collection,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -43,6 +47,8 @@ use crate::routes::{audit, auth, docs, embeddings, system, tenants};
         (name = "audit", description = "The audit log of every change"),
         (name = "embeddings", description = "Text embeddings from the in-process model (OpenAI-compatible)"),
         (name = "collections", description = "Document collections: their tables, vector index, text search and chunking"),
+        (name = "documents", description = "Documents, their chunks and vectors, written in one transaction"),
+        (name = "search", description = "Vector, full-text and hybrid search with filters"),
     )
 )]
 pub struct ApiDoc;

@@ -748,6 +748,11 @@ impl Embedder {
     pub fn count_tokens(&self, texts: &[&str]) -> Result<Vec<usize>, EmbedError> {
         self.inner.pipeline.full_token_counts(texts)
     }
+
+    /// The model's tokenizer without truncation or padding (e.g. to chunk documents by tokens).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.inner.pipeline.counter
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -80,6 +80,9 @@ impl Filter {
 }
 
 fn join(parts: &[Filter], sep: &str, cols: &Columns, language: &str, params: &mut SqlParams) -> String {
+    if parts.is_empty() {
+        return if sep == " AND " { "true".into() } else { "false".into() };
+    }
     let parts: Vec<String> = parts.iter().map(|p| p.to_sql(cols, language, params)).collect();
     format!("({})", parts.join(sep))
 }

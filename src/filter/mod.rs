@@ -107,7 +107,8 @@ impl Parser {
             return Err(err(path, "a filter is a JSON object"));
         };
         if map.is_empty() {
-            return Err(err(path, "an empty filter; leave the filter out to match everything"));
+            // `{}` matches everything, as in MongoDB and ChromaDB.
+            return Ok(Filter::And(vec![]));
         }
         let mut parts = Vec::with_capacity(map.len());
         for (key, operand) in map {

@@ -100,7 +100,8 @@ pub async fn get_collection(
     Ok(web::Json(collections::get(&state, tenant, &name).await?))
 }
 
-/// Renames a collection or changes its description, metadata or default chunking (writer).
+/// Changes a collection's description, metadata or default chunking (writer). The name is the
+/// collection's identifier and does not change.
 #[utoipa::path(
     patch, path = "/v1/collections/{name}", tag = "collections", request_body = UpdateCollection,
     params(("name" = String, Path, description = "Collection name")),
@@ -110,7 +111,6 @@ pub async fn get_collection(
         (status = 400, description = "`validation_failed`", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`conflict`: the new name is taken", body = ErrorBody),
     )
 )]
 pub async fn update_collection(

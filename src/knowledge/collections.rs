@@ -242,7 +242,6 @@ pub async fn update(
     name: &str,
     req: UpdateCollection,
 ) -> Result<Collection, ApiError> {
-    let new_name = req.name.as_deref().map(|n| validate_name("name", n)).transpose()?;
     let description = validate_description(req.description)?;
     let metadata = validate_metadata("metadata", req.metadata)?;
     let chunking = req
@@ -256,24 +255,16 @@ pub async fn update(
     let row = tx
         .query_opt(
             &format!(
-                "UPDATE collections SET name = coalesce($2, name), description = coalesce($3, description), \
-                   chunking = coalesce($4, chunking), metadata = coalesce($5, metadata), updated_at = now() \
+                "UPDATE collections SET description = coalesce($2, description), \
+                   chunking = coalesce($3, chunking), metadata = coalesce($4, metadata), updated_at = now() \
                  WHERE name = $1 RETURNING {COLUMNS}"
             ),
-            &[&name, &new_name, &description, &chunking, &metadata],
+            &[&name, &description, &chunking, &metadata],
         )
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e, "collections_tenant_id_name_key") {
-                ApiError::Conflict(format!("a collection named `{}` already exists", new_name.as_deref().unwrap_or(name)))
-            } else {
-                e.into()
-            }
-        })?
+        .await?
         .ok_or_else(|| not_found(name))?;
     let collection = from_row(&row)?;
     let changed: Vec<&str> = [
-        ("name", new_name.is_some()),
         ("description", description.is_some()),
         ("chunking", chunking.is_some()),
         ("metadata", metadata.is_some()),

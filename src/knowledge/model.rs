@@ -77,11 +77,11 @@ pub enum IndexSpec {
         #[schema(minimum = 4, maximum = 1000)]
         ef_construction: Option<u32>,
     },
-    /// IVFFlat (pgvector): `lists` 1 to 32768 (default 100). Its centroids come from the rows
+    /// IVFFlat (pgvector): `lists` 1 to 4096 (default 100). Its centroids come from the rows
     /// present when the index is built: create it on a loaded collection.
     Ivfflat {
         #[serde(default, deserialize_with = "integer::option")]
-        #[schema(minimum = 1, maximum = 32768)]
+        #[schema(minimum = 1, maximum = 4096)]
         lists: Option<u32>,
     },
     /// No vector index: every search is exact.
@@ -113,8 +113,8 @@ impl IndexSpec {
             }
             IndexSpec::Ivfflat { lists } => {
                 let lists = lists.unwrap_or(Self::DEFAULT_LISTS);
-                if !(1..=32768).contains(&lists) {
-                    return Err(ApiError::validation("index.lists", "must be 1 to 32768"));
+                if !(1..=4096).contains(&lists) {
+                    return Err(ApiError::validation("index.lists", "must be 1 to 4096"));
                 }
                 IndexSpec::Ivfflat { lists: Some(lists) }
             }
@@ -293,9 +293,6 @@ pub struct CreateCollection {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"description": "Updated quarterly", "metadata": {"team": "people", "owner": "ada"}}))]
 pub struct UpdateCollection {
-    /// A new name (same rule as at creation).
-    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
-    pub name: Option<String>,
     #[schema(max_length = 2000)]
     pub description: Option<String>,
     /// For later writes; existing chunks stay as they are.

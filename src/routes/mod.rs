@@ -15,6 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
 use crate::knowledge::api_collections as collections;
+use crate::knowledge::api_documents as documents;
 
 /// One registered route: its method and path (in OpenAPI's `{param}` syntax, which actix
 /// shares) and how to register it.
@@ -62,6 +63,14 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/collections/{name}", collections::get_collection),
         route!(patch, "/v1/collections/{name}", collections::update_collection),
         route!(delete, "/v1/collections/{name}", collections::delete_collection),
+        route!(post, "/v1/collections/{name}/documents", documents::create_documents),
+        route!(put, "/v1/collections/{name}/documents", documents::upsert_documents),
+        route!(get, "/v1/collections/{name}/documents", documents::list_documents),
+        route!(post, "/v1/collections/{name}/documents/delete", documents::delete_documents),
+        route!(get, "/v1/collections/{name}/documents/{id}", documents::get_document),
+        route!(delete, "/v1/collections/{name}/documents/{id}", documents::delete_document),
+        route!(get, "/v1/collections/{name}/documents/{id}/chunks", documents::get_chunks),
+        route!(post, "/v1/collections/{name}/search", documents::search_collection),
     ]
 }
 

@@ -28,7 +28,7 @@ async fn tables_of(app: &TestApp, collection_id: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn create_read_list_rename_delete() {
+async fn create_read_list_update_delete() {
     let app = spawn_app().await;
     let key = app.owner_key.clone();
 
@@ -39,15 +39,15 @@ async fn create_read_list_rename_delete() {
     let (_, listed) = json(app.with(Method::GET, "/v1/collections?limit=10", &key).send().await.unwrap()).await;
     let renamed = app
         .with(Method::PATCH, "/v1/collections/handbook", &key)
-        .json(&json!({"name": "handbook-2026", "description": "HR policies"}))
+        .json(&json!({"description": "HR policies"}))
         .send()
         .await
         .unwrap();
     let (renamed_status, renamed) = json(renamed).await;
     let id = created["id"].as_str().unwrap().to_string();
     let tables_before = tables_of(&app, &id).await;
-    let deleted = app.with(Method::DELETE, "/v1/collections/handbook-2026", &key).send().await.unwrap();
-    let after = app.with(Method::GET, "/v1/collections/handbook-2026", &key).send().await.unwrap();
+    let deleted = app.with(Method::DELETE, "/v1/collections/handbook", &key).send().await.unwrap();
+    let after = app.with(Method::GET, "/v1/collections/handbook", &key).send().await.unwrap();
 
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["embedding"], json!({"model": "all-MiniLM-L6-v2", "dimension": 384}));
@@ -61,7 +61,7 @@ async fn create_read_list_rename_delete() {
     assert!(got["disk_bytes"].as_i64().unwrap() > 0, "{got}");
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
     assert_eq!(renamed_status, 200, "{renamed}");
-    assert_eq!(renamed["name"], "handbook-2026");
+    assert_eq!(renamed["description"], "HR policies");
     assert_eq!(renamed["metadata"], json!({"team": "people"}));
     assert_eq!(tables_before.len(), 2, "docs and chunks tables: {tables_before:?}");
     assert_eq!(deleted.status().as_u16(), 204);

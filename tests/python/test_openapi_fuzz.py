@@ -53,7 +53,9 @@ def run_schemathesis(server: Server, key: str, name: str, operations: str) -> tu
     proc = subprocess.run(
         [str(SCHEMATHESIS), "--config-file", str(config), "--no-color", "run", f"{server.url}/openapi.json",
          "--checks", "all", "--header", f"Authorization: Bearer {key}",
-         "--workers", "2", "--report", "junit", "--report-dir", str(out_dir)],
+         # One worker: scenarios share the tenant, and a second worker's renames and deletes
+         # would make them flaky.
+         "--workers", "1", "--report", "junit", "--report-dir", str(out_dir)],
         cwd=out_dir, capture_output=True, text=True, timeout=900,
     )
     output = proc.stdout + proc.stderr
@@ -75,11 +77,19 @@ def test_schemathesis_finds_no_failures(server: Server, role: str, record_proper
     if role == "owner":
         # An owner can only reach its own tenant: give the tenant's id to the tenant routes' `{id}`
         # so that the fuzzer exercises them rather than only their 404s.
+        # Document writes, listings and searches have 400s a schema cannot state: whether a body
+        # fits depends on the collection (text for a model's collection, vectors of its dimension
+        # for a bring-your-own one), and a filter's grammar (operators, dotted paths) is richer
+        # than its JSON Schema. Everything else of theirs is checked as usual.
         key = server.owner_key
         operations = f"""
 [[operations]]
 include-path-regex = "^/v1/tenants/"
 parameters = {{ "path.id" = "{server.tenant_id}" }}
+
+[[operations]]
+include-path-regex = "^/v1/collections/[^/]+/(documents|search)"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429"]
 """
     else:
         # Three 400s that depend on the credential or on stored data, which a schema cannot say:

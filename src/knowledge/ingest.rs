@@ -1,0 +1,462 @@
+//! Writing documents: validate, chunk and embed outside any transaction, then write documents,
+//! chunks, vectors, the collection's counters and the audit row in one transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use pgvector::Vector;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::chunker::{self, ChunkSize};
+use super::collections::{self, Loaded};
+use super::ddl;
+use super::doc_model::{
+    DocumentInput, DocumentOutcome, WriteDocuments, WriteResult, WriteStatus, MAX_BATCH, MAX_ID_LEN, MAX_TEXT_CHARS,
+};
+use super::model::{validate_metadata, ChunkingSpec};
+use crate::audit::{self, Event};
+use crate::auth::Principal;
+use crate::db::{as_owner, tenant_tx};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// An id that exists already is a 409.
+    Create,
+    /// Replaces text and metadata of existing ids; unchanged ones are left alone.
+    Upsert,
+}
+
+/// One validated input document.
+struct Doc {
+    id: String,
+    text: String,
+    metadata: serde_json::Value,
+    chunking: ChunkingSpec,
+    own_vector: Option<Vec<f32>>,
+    hash: Vec<u8>,
+    bytes: i64,
+}
+
+/// A document's chunks with their vectors, computed before the transaction.
+struct Prepared {
+    chunks: Vec<chunker::Chunk>,
+    vectors: Vec<Vec<f32>>,
+}
+
+fn bad(index: usize, id: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::InvalidDocument {
+        index,
+        id: id.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn validate(loaded: &Loaded, req: WriteDocuments, max_length: usize) -> Result<Vec<Doc>, ApiError> {
+    if req.documents.is_empty() || req.documents.len() > MAX_BATCH {
+        return Err(ApiError::validation("documents", format!("1 to {MAX_BATCH} documents per request")));
+    }
+    let default_chunking = match req.chunking {
+        Some(c) => c.validate("chunking", max_length)?,
+        None => loaded.collection.chunking,
+    };
+    let own_vectors = loaded.collection.embedding.model.is_none();
+    let mut seen = HashSet::new();
+    let mut docs = Vec::with_capacity(req.documents.len());
+    for (index, input) in req.documents.into_iter().enumerate() {
+        let DocumentInput { id, text, embedding, metadata, chunking } = input;
+        let id = id.unwrap_or_else(|| Uuid::now_v7().to_string());
+        let label = id.clone();
+        if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(|c| c == '/' || c.is_control()) {
+            return Err(bad(index, &label, "an id is 1 to 256 bytes with no '/' or control characters"));
+        }
+        if !seen.insert(id.clone()) {
+            return Err(bad(index, &label, "the id appears twice in this request"));
+        }
+        let metadata = validate_metadata("metadata", metadata)
+            .map_err(|e| bad(index, &label, e))?
+            .unwrap_or_else(|| serde_json::json!({}));
+        let chunking = match chunking {
+            Some(c) => c.validate("chunking", max_length).map_err(|e| bad(index, &label, e))?,
+            None => default_chunking,
+        };
+        let text = text.unwrap_or_default();
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return Err(bad(index, &label, format!("text is longer than {MAX_TEXT_CHARS} characters")));
+        }
+        let own_vector = match (own_vectors, embedding) {
+            (true, None) => return Err(bad(index, &label, "this collection takes your vectors: `embedding` is required")),
+            (false, Some(_)) => {
+                return Err(bad(index, &label, "this collection embeds its text: send `text`, not `embedding`"))
+            }
+            (false, None) if text.trim().is_empty() => return Err(bad(index, &label, "text is empty")),
+            (false, None) => None,
+            (true, Some(v)) => {
+                if v.is_empty() || v.len() > collections::MAX_DIMENSION as usize {
+                    return Err(bad(index, &label, format!("an embedding has 1 to {} numbers", collections::MAX_DIMENSION)));
+                }
+                if let Some(dim) = loaded.collection.embedding.dimension {
+                    if v.len() != dim as usize {
+                        return Err(bad(index, &label, format!("the embedding has {} dimensions; the collection {dim}", v.len())));
+                    }
+                }
+                match to_f32(&v) {
+                    Some(v) => Some(v),
+                    None => return Err(bad(index, &label, "the embedding holds a number outside float32's finite range")),
+                }
+            }
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(text.as_bytes());
+        hasher.update(format!("\0{}\0{}", chunking.max_tokens, chunking.overlap_tokens));
+        if let Some(v) = &own_vector {
+            v.iter().for_each(|x| hasher.update(x.to_le_bytes()));
+        }
+        let bytes = i64::try_from(text.len() + metadata.to_string().len()).unwrap_or(i64::MAX);
+        docs.push(Doc { id, text, metadata, chunking, own_vector, hash: hasher.finalize().to_vec(), bytes });
+    }
+    if own_vectors && loaded.collection.embedding.dimension.is_none() {
+        let dims: HashSet<usize> = docs.iter().filter_map(|d| d.own_vector.as_ref().map(Vec::len)).collect();
+        if dims.len() > 1 {
+            return Err(ApiError::validation("documents", "the embeddings of one request differ in dimension"));
+        }
+    }
+    Ok(docs)
+}
+
+/// The vector as float32, or `None` if a number is beyond float32's finite range.
+pub fn to_f32(v: &[f64]) -> Option<Vec<f32>> {
+    v.iter()
+        .map(|&x| {
+            let y = x as f32;
+            y.is_finite().then_some(y)
+        })
+        .collect()
+}
+
+/// What is stored for an id.
+struct Stored {
+    hash: Vec<u8>,
+    metadata: serde_json::Value,
+    chunk_count: i32,
+    bytes: i64,
+}
+
+async fn stored(tx: &Transaction<'_>, loaded: &Loaded, ids: &[String], lock: bool) -> Result<HashMap<String, Stored>, ApiError> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT id, content_hash, metadata, chunk_count, bytes FROM {} WHERE id = ANY($1){lock}",
+                loaded.tables.docs
+            ),
+            &[&ids],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                Stored { hash: r.try_get(1)?, metadata: r.try_get(2)?, chunk_count: r.try_get(3)?, bytes: r.try_get(4)? },
+            ))
+        })
+        .collect()
+}
+
+pub async fn write(
+    state: &AppState,
+    tenant: Uuid,
+    principal: &Principal,
+    name: &str,
+    req: WriteDocuments,
+    mode: Mode,
+) -> Result<WriteResult, ApiError> {
+    let loaded = collections::load_alone(state, tenant, name).await?;
+    let docs = validate(&loaded, req, state.embedder.info().max_length)?;
+    let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+
+    // Which documents need chunks and vectors: new ones and changed texts.
+    let before = {
+        let mut client = state.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let before = stored(&tx, &loaded, &ids, false).await?;
+        tx.commit().await?;
+        before
+    };
+    if mode == Mode::Create {
+        if let Some((index, doc)) = docs.iter().enumerate().find(|(_, d)| before.contains_key(&d.id)) {
+            return Err(ApiError::Conflict(format!(
+                "document {index} (`{}`) exists already; use PUT to replace documents",
+                doc.id
+            )));
+        }
+    }
+    let to_embed: Vec<usize> = (0..docs.len())
+        .filter(|&i| before.get(&docs[i].id).is_none_or(|s| s.hash != docs[i].hash))
+        .collect();
+    let prepared = prepare(state, &docs, &to_embed).await?;
+    let embedded_chunks = prepared.values().map(|p| p.chunks.len()).sum();
+
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let loaded = collections::load(&tx, tenant, name, true).await?;
+    let now: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.try_get(0)?;
+    fix_dimension(&tx, &loaded, &docs).await?;
+    let current = stored(&tx, &loaded, &ids, true).await?;
+    let mut outcomes = Vec::with_capacity(docs.len());
+    let (mut doc_delta, mut chunk_delta, mut byte_delta) = (0i64, 0i64, 0i64);
+    let mut rows = ChunkRows::default();
+    for (index, doc) in docs.iter().enumerate() {
+        let old = current.get(&doc.id);
+        if mode == Mode::Create && old.is_some() {
+            return Err(ApiError::Conflict(format!("document {index} (`{}`) exists already", doc.id)));
+        }
+        let same_text = old.is_some_and(|s| s.hash == doc.hash);
+        if same_text && old.is_some_and(|s| s.metadata == doc.metadata) {
+            outcomes.push(DocumentOutcome {
+                id: doc.id.clone(),
+                status: WriteStatus::Unchanged,
+                chunks: old.map_or(0, |s| s.chunk_count),
+                embedded: false,
+            });
+            continue;
+        }
+        if same_text {
+            // Only the metadata changed: no new vectors, the chunks take the new metadata.
+            let old = old.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("stored document vanished")))?;
+            tx.execute(
+                &format!("UPDATE {} SET metadata = $2, bytes = $3, updated_at = $4 WHERE id = $1", loaded.tables.docs),
+                &[&doc.id, &doc.metadata, &doc.bytes, &now],
+            )
+            .await?;
+            tx.execute(
+                &format!("UPDATE {} SET metadata = $2, updated_at = $3 WHERE document_id = $1", loaded.tables.chunks),
+                &[&doc.id, &doc.metadata, &now],
+            )
+            .await?;
+            byte_delta += doc.bytes - old.bytes;
+            outcomes.push(DocumentOutcome { id: doc.id.clone(), status: WriteStatus::Updated, chunks: old.chunk_count, embedded: false });
+            continue;
+        }
+        let Some(prep) = prepared.get(&index) else {
+            return Err(ApiError::Conflict(format!(
+                "document `{}` was changed by another request while this one was embedding; retry",
+                doc.id
+            )));
+        };
+        let chunk_count = i32::try_from(prep.chunks.len()).unwrap_or(i32::MAX);
+        let created_at: DateTime<Utc> = match old {
+            None => {
+                tx.query_one(
+                    &format!(
+                        "INSERT INTO {} (tenant_id, id, text, metadata, content_hash, chunk_count, bytes, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING created_at",
+                        loaded.tables.docs
+                    ),
+                    &[&tenant, &doc.id, &doc.text, &doc.metadata, &doc.hash, &chunk_count, &doc.bytes, &now],
+                )
+                .await?
+                .try_get(0)?
+            }
+            Some(_) => {
+                tx.execute(&format!("DELETE FROM {} WHERE document_id = $1", loaded.tables.chunks), &[&doc.id])
+                    .await?;
+                tx.query_one(
+                    &format!(
+                        "UPDATE {} SET text = $2, metadata = $3, content_hash = $4, chunk_count = $5, bytes = $6, \
+                         updated_at = $7 WHERE id = $1 RETURNING created_at",
+                        loaded.tables.docs
+                    ),
+                    &[&doc.id, &doc.text, &doc.metadata, &doc.hash, &chunk_count, &doc.bytes, &now],
+                )
+                .await?
+                .try_get(0)?
+            }
+        };
+        rows.add(doc, prep, created_at, now);
+        doc_delta += i64::from(old.is_none());
+        chunk_delta += i64::from(chunk_count) - old.map_or(0, |s| i64::from(s.chunk_count));
+        byte_delta += doc.bytes - old.map_or(0, |s| s.bytes);
+        outcomes.push(DocumentOutcome {
+            id: doc.id.clone(),
+            status: if old.is_none() { WriteStatus::Created } else { WriteStatus::Updated },
+            chunks: chunk_count,
+            embedded: true,
+        });
+    }
+    rows.insert(&tx, &loaded, tenant).await?;
+    check_quota(&tx, tenant, doc_delta, byte_delta).await?;
+    tx.execute(
+        "UPDATE collections SET document_count = document_count + $2, chunk_count = chunk_count + $3, \
+         stored_bytes = stored_bytes + $4, updated_at = now() WHERE id = $1",
+        &[&loaded.collection.id, &doc_delta, &chunk_delta, &byte_delta],
+    )
+    .await?;
+    let count = |s: WriteStatus| outcomes.iter().filter(|o| o.status == s).count();
+    audit::record(
+        &tx,
+        tenant,
+        principal,
+        Event::new("documents.write", "collection", loaded.collection.id).details(serde_json::json!({
+            "collection": name,
+            "created": count(WriteStatus::Created),
+            "updated": count(WriteStatus::Updated),
+            "unchanged": count(WriteStatus::Unchanged),
+            "ids": ids.iter().take(100).collect::<Vec<_>>(),
+        })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(WriteResult { documents: outcomes, embedded_chunks })
+}
+
+/// Chunks and embeds the documents at `indexes` (with the shared embedder, no transaction open).
+async fn prepare(state: &AppState, docs: &[Doc], indexes: &[usize]) -> Result<HashMap<usize, Prepared>, ApiError> {
+    let mut prepared: HashMap<usize, Prepared> = HashMap::new();
+    let mut texts: Vec<(usize, String)> = vec![];
+    for &i in indexes {
+        let doc = &docs[i];
+        if let Some(v) = &doc.own_vector {
+            let chunk = chunker::Chunk { text: doc.text.clone(), start_char: 0, end_char: doc.text.chars().count(), tokens: 0 };
+            prepared.insert(i, Prepared { chunks: vec![chunk], vectors: vec![v.clone()] });
+            continue;
+        }
+        let embedder = state.embedder.clone();
+        let text = doc.text.clone();
+        let size = ChunkSize { max_tokens: doc.chunking.max_tokens as usize, overlap_tokens: doc.chunking.overlap_tokens as usize };
+        let chunks = tokio::task::spawn_blocking(move || chunker::chunk(embedder.tokenizer(), &text, size))
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("chunking panicked: {e}")))?
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!(e)))?;
+        if chunks.is_empty() {
+            return Err(bad(i, &doc.id, "text has nothing to embed"));
+        }
+        texts.extend(chunks.iter().map(|c| (i, c.text.clone())));
+        prepared.insert(i, Prepared { chunks, vectors: vec![] });
+    }
+    // Through the shared queue, a bounded slice at a time.
+    for slice in texts.chunks(state.embed_limits.max_inputs.max(1)) {
+        let embedded = state.embedder.embed(slice.iter().map(|(_, t)| t.clone()).collect()).await?;
+        for ((i, _), vector) in slice.iter().zip(embedded.vectors) {
+            if let Some(p) = prepared.get_mut(i) {
+                p.vectors.push(vector);
+            }
+        }
+    }
+    Ok(prepared)
+}
+
+/// A bring-your-own collection created without a dimension takes its first write's.
+async fn fix_dimension(tx: &Transaction<'_>, loaded: &Loaded, docs: &[Doc]) -> Result<(), ApiError> {
+    if loaded.collection.embedding.dimension.is_some() {
+        return Ok(());
+    }
+    let Some(dim) = docs.iter().find_map(|d| d.own_vector.as_ref().map(Vec::len)) else {
+        return Ok(());
+    };
+    let dim = i32::try_from(dim).unwrap_or(i32::MAX);
+    let mut sql = ddl::set_dimension(&loaded.tables, dim);
+    if let Some(index) = ddl::vector_index(&loaded.tables, loaded.distance(), &loaded.collection.index) {
+        sql = format!("{sql}; {index}");
+    }
+    as_owner(tx, &sql).await?;
+    tx.execute("UPDATE collections SET dimension = $2 WHERE id = $1", &[&loaded.collection.id, &dim])
+        .await?;
+    Ok(())
+}
+
+/// Refuses a write that takes the tenant over `max_documents` or `max_storage_bytes`.
+async fn check_quota(tx: &Transaction<'_>, tenant: Uuid, doc_delta: i64, byte_delta: i64) -> Result<(), ApiError> {
+    if doc_delta <= 0 && byte_delta <= 0 {
+        return Ok(());
+    }
+    let limits = tx
+        .query_one("SELECT max_documents, max_storage_bytes FROM tenants WHERE id = $1", &[&tenant])
+        .await?;
+    let (max_docs, max_bytes): (Option<i64>, Option<i64>) = (limits.try_get(0)?, limits.try_get(1)?);
+    if max_docs.is_none() && max_bytes.is_none() {
+        return Ok(());
+    }
+    // Serializes the tenant's writers while they count, so two cannot both squeeze under.
+    tx.execute("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE", &[&tenant]).await?;
+    let usage = tx
+        .query_one(
+            "SELECT coalesce(sum(document_count), 0)::bigint, coalesce(sum(stored_bytes), 0)::bigint FROM collections",
+            &[],
+        )
+        .await?;
+    let (docs, bytes): (i64, i64) = (usage.try_get(0)?, usage.try_get(1)?);
+    if let Some(max) = max_docs.filter(|&m| docs + doc_delta > m) {
+        return Err(ApiError::QuotaExceeded(format!(
+            "the tenant holds {docs} documents; this write adds {doc_delta}, over its limit of {max}"
+        )));
+    }
+    if let Some(max) = max_bytes.filter(|&m| bytes + byte_delta > m) {
+        return Err(ApiError::QuotaExceeded(format!(
+            "the tenant stores {bytes} bytes; this write adds {byte_delta}, over its limit of {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Chunk rows gathered for one multi-row insert.
+#[derive(Default)]
+struct ChunkRows {
+    document_id: Vec<String>,
+    chunk_index: Vec<i32>,
+    text: Vec<String>,
+    start_char: Vec<i32>,
+    end_char: Vec<i32>,
+    metadata: Vec<serde_json::Value>,
+    created_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+    embedding: Vec<Vector>,
+}
+
+impl ChunkRows {
+    fn add(&mut self, doc: &Doc, prep: &Prepared, created_at: DateTime<Utc>, now: DateTime<Utc>) {
+        for (i, (chunk, vector)) in prep.chunks.iter().zip(&prep.vectors).enumerate() {
+            self.document_id.push(doc.id.clone());
+            self.chunk_index.push(i32::try_from(i).unwrap_or(i32::MAX));
+            self.text.push(chunk.text.clone());
+            self.start_char.push(i32::try_from(chunk.start_char).unwrap_or(i32::MAX));
+            self.end_char.push(i32::try_from(chunk.end_char).unwrap_or(i32::MAX));
+            self.metadata.push(doc.metadata.clone());
+            self.created_at.push(created_at);
+            self.updated_at.push(now);
+            self.embedding.push(Vector::from(vector.clone()));
+        }
+    }
+
+    async fn insert(self, tx: &Transaction<'_>, loaded: &Loaded, tenant: Uuid) -> Result<(), ApiError> {
+        if self.document_id.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (tenant_id, document_id, chunk_index, text, start_char, end_char, metadata, \
+                   created_at, updated_at, embedding) \
+                 SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::jsonb[], \
+                   $8::timestamptz[], $9::timestamptz[], $10::vector[])",
+                loaded.tables.chunks
+            ),
+            &[
+                &tenant,
+                &self.document_id,
+                &self.chunk_index,
+                &self.text,
+                &self.start_char,
+                &self.end_char,
+                &self.metadata,
+                &self.created_at,
+                &self.updated_at,
+                &self.embedding,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}

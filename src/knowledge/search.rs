@@ -1,0 +1,366 @@
+//! Search over one collection: vector (ANN or exact), full text, or both fused.
+//!
+//! A filtered vector search picks its plan per query: it counts the matching rows up to
+//! [`EXACT_THRESHOLD`]; under it, an exact scan of just those rows (found through the metadata
+//! GIN index) returns the true nearest neighbours; over it, the HNSW / IVFFlat index runs with
+//! pgvector 0.8's iterative scan, so that a selective filter still fills `k`.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Transaction;
+use pgvector::Vector;
+use uuid::Uuid;
+
+use super::collections::{self, Loaded};
+use super::model::{Distance, IndexSpec};
+use super::search_model::{Explain, Fusion, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse};
+use crate::db::tenant_tx;
+use crate::error::ApiError;
+use crate::filter::{Columns, Filter, SqlParams};
+use crate::state::AppState;
+
+/// Filters of at most this many matching chunks are searched exactly.
+pub const EXACT_THRESHOLD: i64 = 10_000;
+pub const DEFAULT_K: u32 = 10;
+pub const DEFAULT_EF_SEARCH: u32 = 100;
+const MAX_QUERY_CHARS: usize = 8192;
+
+pub const CHUNK_COLUMNS: Columns = Columns {
+    metadata: "c.metadata",
+    id: "c.document_id",
+    created_at: "c.created_at",
+    updated_at: "c.updated_at",
+    text: "c.text",
+    tsv: "c.tsv",
+};
+
+/// A chunk found by one of the two searches.
+#[derive(Debug, Clone)]
+struct Found {
+    document_id: String,
+    chunk_index: i32,
+    text: String,
+    metadata: serde_json::Value,
+    start_char: i32,
+    end_char: i32,
+    embedding: Option<Vector>,
+    /// Distance for vector hits, rank for text hits.
+    value: f64,
+}
+
+fn found(row: &tokio_postgres::Row) -> Result<Found, ApiError> {
+    Ok(Found {
+        document_id: row.try_get(0)?,
+        chunk_index: row.try_get(1)?,
+        text: row.try_get(2)?,
+        metadata: row.try_get(3)?,
+        start_char: row.try_get(4)?,
+        end_char: row.try_get(5)?,
+        embedding: row.try_get(6)?,
+        value: row.try_get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
+    })
+}
+
+pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchRequest) -> Result<SearchResponse, ApiError> {
+    let k = req.k.unwrap_or(DEFAULT_K);
+    if !(1..=100).contains(&k) {
+        return Err(ApiError::validation("k", "must be 1 to 100"));
+    }
+    let ef_search = req.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
+    if !(1..=1000).contains(&ef_search) {
+        return Err(ApiError::validation("ef_search", "must be 1 to 1000"));
+    }
+    if req.query.as_ref().is_some_and(|q| q.trim().is_empty() || q.chars().count() > MAX_QUERY_CHARS) {
+        return Err(ApiError::validation("query", format!("1 to {MAX_QUERY_CHARS} characters, not all white space")));
+    }
+    let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
+    let include = req.include.clone().unwrap_or_else(|| vec![Include::Text, Include::Metadata, Include::Scores]);
+    let mode = req.mode.unwrap_or(SearchMode::Vector);
+    if mode != SearchMode::Vector && req.query.is_none() {
+        return Err(ApiError::validation("query", "text and hybrid search need `query`"));
+    }
+    let loaded = collections::load_alone(state, tenant, name).await?;
+    let query_vector = match mode {
+        SearchMode::Text => None,
+        SearchMode::Vector | SearchMode::Hybrid => Some(query_vector(state, &loaded, &req).await?),
+    };
+
+    let mut fetch = if req.group_by.is_some() { k * 4 } else { k };
+    if mode == SearchMode::Hybrid {
+        fetch = fetch.max(k * 4).max(40);
+    }
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let want_embedding = include.contains(&Include::Embedding);
+    let (vector_hits, plan) = match &query_vector {
+        Some(v) => {
+            let (hits, plan) = vector_search(&tx, &loaded, v, filter.as_ref(), fetch, ef_search, want_embedding).await?;
+            (Some(hits), Some(plan))
+        }
+        None => (None, None),
+    };
+    let text_hits = match (mode, &req.query) {
+        (SearchMode::Text | SearchMode::Hybrid, Some(q)) => Some(text_search(&tx, &loaded, q, filter.as_ref(), fetch, want_embedding).await?),
+        _ => None,
+    };
+    let mut hits = fuse(loaded.distance(), vector_hits, text_hits, req.fusion.as_ref());
+    if let Some(min) = req.min_score {
+        hits.retain(|(_, score, _)| *score >= min);
+    }
+    if req.group_by == Some(GroupBy::Document) {
+        let mut seen = std::collections::HashSet::new();
+        hits.retain(|(f, _, _)| seen.insert(f.document_id.clone()));
+    }
+    hits.truncate(k as usize);
+    let documents = if include.contains(&Include::Document) {
+        document_texts(&tx, &loaded, &hits).await?
+    } else {
+        HashMap::new()
+    };
+    tx.commit().await?;
+
+    let explain = req.explain.unwrap_or(false).then(|| {
+        let (plan_name, reason, matching) = plan.clone().unwrap_or_else(|| ("text".into(), "full-text search only".into(), None));
+        Explain {
+            plan: if mode == SearchMode::Hybrid { format!("hybrid:{plan_name}") } else { plan_name },
+            reason,
+            matching_rows: matching,
+            ef_search: query_vector.as_ref().map(|_| ef_search),
+        }
+    });
+    let has = |i: Include| include.contains(&i);
+    Ok(SearchResponse {
+        hits: hits
+            .into_iter()
+            .map(|(f, score, scores)| Hit {
+                document: has(Include::Document).then(|| documents.get(&f.document_id).cloned()).flatten(),
+                text: has(Include::Text).then_some(f.text),
+                metadata: has(Include::Metadata).then_some(f.metadata),
+                embedding: f.embedding.filter(|_| has(Include::Embedding)).map(|v| v.to_vec()),
+                scores: has(Include::Scores).then_some(scores),
+                document_id: f.document_id,
+                chunk_index: f.chunk_index,
+                score,
+                start_char: f.start_char,
+                end_char: f.end_char,
+            })
+            .collect(),
+        explain,
+    })
+}
+
+/// The query's vector: the caller's, or the query text embedded by the collection's model.
+async fn query_vector(state: &AppState, loaded: &Loaded, req: &SearchRequest) -> Result<Vec<f32>, ApiError> {
+    let dimension = loaded.collection.embedding.dimension;
+    match (&req.vector, &req.query, &loaded.collection.embedding.model) {
+        (Some(v), _, _) => {
+            let v = super::ingest::to_f32(v)
+                .ok_or_else(|| ApiError::validation("vector", "holds a number outside float32's finite range"))?;
+            if dimension.is_some_and(|d| d as usize != v.len()) || v.is_empty() {
+                return Err(ApiError::validation(
+                    "vector",
+                    format!("has {} dimensions; the collection's vectors have {}", v.len(), dimension.unwrap_or(0)),
+                ));
+            }
+            Ok(v)
+        }
+        (None, Some(q), Some(_)) => {
+            let embedded = state.embedder.embed(vec![q.clone()]).await?;
+            embedded
+                .vectors
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))
+        }
+        (None, Some(_), None) => Err(ApiError::validation(
+            "vector",
+            "this collection holds your vectors: vector search needs `vector` (or use mode `text`)",
+        )),
+        (None, None, _) => Err(ApiError::validation("query", "send `query` or `vector`")),
+    }
+}
+
+type Plan = (String, String, Option<i64>);
+
+async fn vector_search(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    vector: &[f32],
+    filter: Option<&Filter>,
+    fetch: u32,
+    ef_search: u32,
+    want_embedding: bool,
+) -> Result<(Vec<Found>, Plan), ApiError> {
+    if loaded.collection.embedding.dimension.is_none() {
+        return Ok((vec![], ("exact".into(), "the collection has no vectors yet".into(), None)));
+    }
+    let mut params = SqlParams::new();
+    let q = params.push(Vector::from(vector.to_vec()));
+    let condition = match filter {
+        Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
+        None => "true".into(),
+    };
+    let chunks = &loaded.tables.chunks;
+    let has_index = loaded.collection.index != IndexSpec::None;
+    let (plan, matching) = if !has_index {
+        (("exact".to_string(), "the collection has no vector index".to_string()), None)
+    } else if filter.is_some() {
+        let count = count_matching(tx, chunks, filter, loaded).await?;
+        if count < EXACT_THRESHOLD {
+            (
+                ("exact".to_string(), format!("the filter matches {count} chunks, under {EXACT_THRESHOLD}: an exact scan of them")),
+                Some(count),
+            )
+        } else {
+            (
+                ("ann".to_string(), format!("the filter matches {EXACT_THRESHOLD} chunks or more: the vector index, with iterative scan")),
+                Some(count),
+            )
+        }
+    } else {
+        (("ann".to_string(), "no filter: the vector index".to_string()), None)
+    };
+    let mut settings = format!("SET LOCAL hnsw.ef_search = {ef_search}; ");
+    if plan.0 == "exact" {
+        settings.push_str("SET LOCAL enable_indexscan = off; ");
+    } else {
+        settings.push_str("SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL ivfflat.iterative_scan = relaxed_order; ");
+        if let IndexSpec::Ivfflat { lists } = loaded.collection.index {
+            let probes = (f64::from(lists.unwrap_or(IndexSpec::DEFAULT_LISTS))).sqrt().ceil().max(1.0) as u32;
+            settings.push_str(&format!("SET LOCAL ivfflat.probes = {probes}; "));
+        }
+    }
+    tx.batch_execute(&settings).await?;
+    let op = loaded.distance().operator();
+    let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
+                   (c.embedding {op} {q})::float8 FROM {chunks} c WHERE {condition} \
+                 ORDER BY c.embedding {op} {q} LIMIT {fetch}"
+            ),
+            &params.as_refs(),
+        )
+        .await?;
+    tx.batch_execute("RESET enable_indexscan").await?;
+    let mut hits = rows.iter().map(found).collect::<Result<Vec<_>, _>>()?;
+    // relaxed_order may return rows slightly out of order.
+    hits.sort_by(|a, b| a.value.total_cmp(&b.value));
+    Ok((hits, (plan.0, plan.1, matching)))
+}
+
+/// Matching chunks, counted up to the exact-scan threshold.
+async fn count_matching(tx: &Transaction<'_>, chunks: &str, filter: Option<&Filter>, loaded: &Loaded) -> Result<i64, ApiError> {
+    let mut params = SqlParams::new();
+    let condition = match filter {
+        Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
+        None => "true".into(),
+    };
+    Ok(tx
+        .query_one(
+            &format!("SELECT count(*) FROM (SELECT 1 FROM {chunks} c WHERE {condition} LIMIT {EXACT_THRESHOLD}) s"),
+            &params.as_refs(),
+        )
+        .await?
+        .try_get(0)?)
+}
+
+async fn text_search(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    query: &str,
+    filter: Option<&Filter>,
+    fetch: u32,
+    want_embedding: bool,
+) -> Result<Vec<Found>, ApiError> {
+    let mut params = SqlParams::new();
+    let lang = params.push(loaded.language().to_string());
+    let q = params.push(query.to_string());
+    let condition = match filter {
+        Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
+        None => "true".into(),
+    };
+    let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
+                   ts_rank_cd(c.tsv, tq.query)::float8 AS rank \
+                 FROM {chunks} c, (SELECT websearch_to_tsquery({lang}::text::regconfig, {q}) AS query) tq \
+                 WHERE c.tsv @@ tq.query AND {condition} \
+                 ORDER BY rank DESC, c.document_id, c.chunk_index LIMIT {fetch}",
+                chunks = loaded.tables.chunks
+            ),
+            &params.as_refs(),
+        )
+        .await?;
+    rows.iter().map(found).collect()
+}
+
+/// Orders the hits by their final score: the vector score, the text rank, or both fused.
+fn fuse(distance: Distance, vector: Option<Vec<Found>>, text: Option<Vec<Found>>, fusion: Option<&Fusion>) -> Vec<(Found, f64, Scores)> {
+    let key = |f: &Found| (f.document_id.clone(), f.chunk_index);
+    match (vector, text) {
+        (Some(v), None) => v
+            .into_iter()
+            .map(|f| {
+                let score = distance.score(f.value);
+                let scores = Scores { vector: Some(score), distance: Some(f.value), text: None };
+                (f, score, scores)
+            })
+            .collect(),
+        (None, Some(t)) => t
+            .into_iter()
+            .map(|f| {
+                let scores = Scores { vector: None, distance: None, text: Some(f.value) };
+                let score = f.value;
+                (f, score, scores)
+            })
+            .collect(),
+        (Some(v), Some(t)) => {
+            let mut merged: HashMap<(String, i32), (Found, Scores, usize, usize)> = HashMap::new();
+            for (rank, f) in v.into_iter().enumerate() {
+                let scores = Scores { vector: Some(distance.score(f.value)), distance: Some(f.value), text: None };
+                merged.insert(key(&f), (f, scores, rank + 1, 0));
+            }
+            for (rank, f) in t.into_iter().enumerate() {
+                let entry = merged
+                    .entry(key(&f))
+                    .or_insert_with(|| (f.clone(), Scores { vector: None, distance: None, text: None }, 0, 0));
+                entry.1.text = Some(f.value);
+                entry.3 = rank + 1;
+            }
+            let best_rank = merged.values().filter_map(|e| e.1.text).fold(0.0_f64, f64::max);
+            let mut out: Vec<(Found, f64, Scores)> = merged
+                .into_values()
+                .map(|(f, scores, vrank, trank)| {
+                    let rrf = |k: u32| {
+                        let part = |rank: usize| if rank == 0 { 0.0 } else { 1.0 / (f64::from(k) + rank as f64) };
+                        part(vrank) + part(trank)
+                    };
+                    let score = match fusion {
+                        Some(Fusion::Weighted { vector_weight, text_weight }) => {
+                            let text = if best_rank > 0.0 { scores.text.unwrap_or(0.0) / best_rank } else { 0.0 };
+                            vector_weight * scores.vector.unwrap_or(0.0) + text_weight * text
+                        }
+                        Some(Fusion::Rrf { k }) => rrf(k.unwrap_or(60)),
+                        None => rrf(60),
+                    };
+                    (f, score, scores)
+                })
+                .collect();
+            out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.document_id.cmp(&b.0.document_id)));
+            out
+        }
+        (None, None) => vec![],
+    }
+}
+
+async fn document_texts(tx: &Transaction<'_>, loaded: &Loaded, hits: &[(Found, f64, Scores)]) -> Result<HashMap<String, String>, ApiError> {
+    let ids: Vec<String> = hits.iter().map(|(f, _, _)| f.document_id.clone()).collect();
+    let rows = tx
+        .query(&format!("SELECT id, text FROM {} WHERE id = ANY($1)", loaded.tables.docs), &[&ids])
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}

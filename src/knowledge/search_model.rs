@@ -1,0 +1,134 @@
+//! Search's request and response shapes.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::routes::body::integer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Nearest vectors (the query embedded by the collection's model, or `vector`).
+    Vector,
+    /// Full text: `websearch_to_tsquery` over the chunks, ranked by `ts_rank_cd`.
+    Text,
+    /// Both, fused (`fusion`, default reciprocal rank fusion with k = 60).
+    Hybrid,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Fusion {
+    /// Reciprocal rank fusion: score = sum over the two lists of 1 / (k + rank).
+    Rrf {
+        /// 1 to 1000 (default 60).
+        #[serde(default, deserialize_with = "integer::option")]
+        #[schema(minimum = 1, maximum = 1000)]
+        k: Option<u32>,
+    },
+    /// A weighted sum of the vector score and the text rank (scaled to [0, 1] by the best rank).
+    Weighted {
+        #[schema(minimum = 0, maximum = 1)]
+        vector_weight: f64,
+        #[schema(minimum = 0, maximum = 1)]
+        text_weight: f64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// The best chunk of each document.
+    Document,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Include {
+    Text,
+    Metadata,
+    /// The whole document's text.
+    Document,
+    Embedding,
+    Scores,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"query": "how many days of leave do I get?", "mode": "hybrid", "k": 5,
+    "filter": {"team": "people"}, "include": ["text", "metadata", "scores"]}))]
+pub struct SearchRequest {
+    /// The query text (1 to 8192 characters): embedded for vector search, parsed for text search.
+    #[schema(min_length = 1, max_length = 8192)]
+    pub query: Option<String>,
+    /// A query vector instead of `query` for vector search (bring-your-own collections).
+    pub vector: Option<Vec<f64>>,
+    /// Default `vector`. `vector` and `hybrid` need `query` (embedded) or `vector`; `text` and
+    /// `hybrid` need `query`.
+    pub mode: Option<SearchMode>,
+    /// Hits to return, 1 to 100 (default 10).
+    #[serde(default, deserialize_with = "integer::option")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub k: Option<u32>,
+    /// The filter language of the documents' listing (metadata, id, times, `$text`).
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    /// Drop hits scoring below this.
+    pub min_score: Option<f64>,
+    pub fusion: Option<Fusion>,
+    pub group_by: Option<GroupBy>,
+    /// What each hit carries (default text, metadata, scores).
+    #[schema(max_items = 5)]
+    pub include: Option<Vec<Include>>,
+    /// HNSW candidate list size for this query, 1 to 1000 (default 100).
+    #[serde(default, deserialize_with = "integer::option")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub ef_search: Option<u32>,
+    /// Report which plan ran and why.
+    pub explain: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Scores {
+    /// Vector score (higher is better; see the collection's `distance`).
+    pub vector: Option<f64>,
+    /// The raw distance pgvector computed.
+    pub distance: Option<f64>,
+    /// `ts_rank_cd` of the text query.
+    pub text: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Hit {
+    pub document_id: String,
+    pub chunk_index: i32,
+    /// The hit's score: the vector score, the text rank, or the fused score (hybrid).
+    pub score: f64,
+    pub text: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    pub document: Option<String>,
+    pub embedding: Option<Vec<f32>>,
+    pub scores: Option<Scores>,
+    pub start_char: i32,
+    pub end_char: i32,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Explain {
+    /// `ann` (the vector index), `exact` (a scan of the matching rows), `text`, or `hybrid:<vector plan>`.
+    pub plan: String,
+    pub reason: String,
+    /// Matching rows counted (up to the exact-scan threshold) when a filter is given.
+    pub matching_rows: Option<i64>,
+    pub ef_search: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"hits": [{"document_id": "leave-policy", "chunk_index": 0, "score": 0.71,
+    "text": "Employees accrue 2 days of paid leave per month.", "metadata": {"team": "people"},
+    "scores": {"vector": 0.71, "distance": 0.29, "text": null}, "start_char": 0, "end_char": 48}]}))]
+pub struct SearchResponse {
+    pub hits: Vec<Hit>,
+    pub explain: Option<Explain>,
+}
