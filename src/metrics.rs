@@ -21,6 +21,9 @@ pub struct Metrics {
     embed_tokens: IntCounter,
     embed_calls: IntCounter,
     embed_busy: Counter,
+    /// Search queries whose embedding came from the query cache, or had to be computed.
+    pub query_cache_hits: IntCounter,
+    pub query_cache_misses: IntCounter,
     render_lock: std::sync::Mutex<()>,
 }
 
@@ -69,6 +72,10 @@ impl Metrics {
         registry.register(Box::new(embed_tokens.clone()))?;
         registry.register(Box::new(embed_calls.clone()))?;
         registry.register(Box::new(embed_busy.clone()))?;
+        let query_cache_hits = IntCounter::new("query_cache_hits_total", "Search queries embedded from the cache")?;
+        let query_cache_misses = IntCounter::new("query_cache_misses_total", "Search queries embedded by the model")?;
+        registry.register(Box::new(query_cache_hits.clone()))?;
+        registry.register(Box::new(query_cache_misses.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -83,6 +90,8 @@ impl Metrics {
             embed_tokens,
             embed_calls,
             embed_busy,
+            query_cache_hits,
+            query_cache_misses,
             render_lock: std::sync::Mutex::new(()),
         })
     }

@@ -36,7 +36,7 @@ use crate::routes::{audit, auth, docs, embeddings, system, tenants};
         collections::update_collection, collections::delete_collection,
         documents::create_documents, documents::upsert_documents, documents::list_documents,
         documents::delete_documents, documents::get_document, documents::delete_document, documents::get_chunks,
-        documents::search_collection,
+        documents::search_collection, documents::search_collections,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

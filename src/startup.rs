@@ -21,6 +21,9 @@ use crate::metrics::Metrics;
 use crate::pg;
 use crate::state::{AppState, EmbedLimits};
 
+/// Search query embeddings kept (about 1.6 KB each for 384 dimensions).
+const QUERY_CACHE_ENTRIES: usize = 4096;
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -77,6 +80,7 @@ impl Application {
             embedder,
             embed_limits,
             openapi,
+            query_cache: crate::knowledge::query_cache::QueryCache::new(QUERY_CACHE_ENTRIES),
         });
         let body_limit = config.body_limit;
         let app_state = state.clone();

@@ -21,6 +21,8 @@ pub struct AppState {
     pub embed_limits: EmbedLimits,
     /// The OpenAPI document served at `/openapi.json`, with this server's limits in it.
     pub openapi: serde_json::Value,
+    /// Embeddings of recent search queries.
+    pub query_cache: crate::knowledge::query_cache::QueryCache,
 }
 
 /// Per-request limits of `/v1/embeddings`.

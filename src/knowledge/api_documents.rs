@@ -9,7 +9,7 @@ use super::doc_model::{
 use super::documents::{self, DeleteTarget};
 use super::ingest::{self, Mode};
 use super::search;
-use super::search_model::{SearchRequest, SearchResponse};
+use super::search_model::{MultiSearchRequest, MultiSearchResponse, SearchRequest, SearchResponse};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::filter::Filter;
@@ -222,4 +222,26 @@ pub async fn search_collection(
 ) -> Result<web::Json<SearchResponse>, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(web::Json(search::search(&state, tenant, &name, body.into_inner()).await?))
+}
+
+/// Searches several of the tenant's collections in one call; the hits are merged by score and
+/// labelled with their `collection` (reader).
+#[utoipa::path(
+    post, path = "/v1/search", tag = "search", request_body = MultiSearchRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The best hits of all the collections, best first", body = MultiSearchResponse),
+        (status = 400, description = "`invalid_filter`, `validation_failed` (as for one collection; or no, too many or repeated collections)", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`not_found`: a named collection does not exist", body = ErrorBody),
+        (status = 503, description = "`overloaded`: the embedding queue is full", body = ErrorBody),
+    )
+)]
+pub async fn search_collections(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonObject<MultiSearchRequest>,
+) -> Result<web::Json<MultiSearchResponse>, ApiError> {
+    let tenant = principal.data_tenant(Role::Reader)?;
+    Ok(web::Json(search::search_many(&state, tenant, body.into_inner()).await?))
 }

@@ -11,3 +11,4 @@ pub mod documents;
 pub mod ingest;
 pub mod search;
 pub mod search_model;
+pub mod query_cache;

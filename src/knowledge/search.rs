@@ -94,7 +94,8 @@ pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchReque
     let want_embedding = include.contains(&Include::Embedding);
     let (vector_hits, plan) = match &query_vector {
         Some(v) => {
-            let (hits, plan) = vector_search(&tx, &loaded, v, filter.as_ref(), fetch, ef_search, want_embedding).await?;
+            let explain = req.explain.unwrap_or(false);
+            let (hits, plan) = vector_search(&tx, &loaded, v, filter.as_ref(), fetch, ef_search, want_embedding, explain).await?;
             (Some(hits), Some(plan))
         }
         None => (None, None),
@@ -120,12 +121,14 @@ pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchReque
     tx.commit().await?;
 
     let explain = req.explain.unwrap_or(false).then(|| {
-        let (plan_name, reason, matching) = plan.clone().unwrap_or_else(|| ("text".into(), "full-text search only".into(), None));
+        let (plan_name, reason, matching, postgres_plan) =
+            plan.clone().unwrap_or_else(|| ("text".into(), "full-text search only".into(), None, None));
         Explain {
             plan: if mode == SearchMode::Hybrid { format!("hybrid:{plan_name}") } else { plan_name },
             reason,
             matching_rows: matching,
             ef_search: query_vector.as_ref().map(|_| ef_search),
+            postgres_plan,
         }
     });
     let has = |i: Include| include.contains(&i);
@@ -133,6 +136,7 @@ pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchReque
         hits: hits
             .into_iter()
             .map(|(f, score, scores)| Hit {
+                collection: None,
                 document: has(Include::Document).then(|| documents.get(&f.document_id).cloned()).flatten(),
                 text: has(Include::Text).then_some(f.text),
                 metadata: has(Include::Metadata).then_some(f.metadata),
@@ -165,12 +169,19 @@ async fn query_vector(state: &AppState, loaded: &Loaded, req: &SearchRequest) ->
             Ok(v)
         }
         (None, Some(q), Some(_)) => {
+            if let Some(cached) = state.query_cache.get(q) {
+                state.metrics.query_cache_hits.inc();
+                return Ok(cached.as_ref().clone());
+            }
+            state.metrics.query_cache_misses.inc();
             let embedded = state.embedder.embed(vec![q.clone()]).await?;
-            embedded
+            let vector = embedded
                 .vectors
                 .into_iter()
                 .next()
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))?;
+            state.query_cache.put(q.clone(), std::sync::Arc::new(vector.clone()));
+            Ok(vector)
         }
         (None, Some(_), None) => Err(ApiError::validation(
             "vector",
@@ -180,7 +191,8 @@ async fn query_vector(state: &AppState, loaded: &Loaded, req: &SearchRequest) ->
     }
 }
 
-type Plan = (String, String, Option<i64>);
+/// Plan name, why, matching rows counted, PostgreSQL's plan (when explaining).
+type Plan = (String, String, Option<i64>, Option<String>);
 
 async fn vector_search(
     tx: &Transaction<'_>,
@@ -190,9 +202,10 @@ async fn vector_search(
     fetch: u32,
     ef_search: u32,
     want_embedding: bool,
+    explain: bool,
 ) -> Result<(Vec<Found>, Plan), ApiError> {
     if loaded.collection.embedding.dimension.is_none() {
-        return Ok((vec![], ("exact".into(), "the collection has no vectors yet".into(), None)));
+        return Ok((vec![], ("exact".into(), "the collection has no vectors yet".into(), None, None)));
     }
     let mut params = SqlParams::new();
     let q = params.push(Vector::from(vector.to_vec()));
@@ -222,7 +235,10 @@ async fn vector_search(
     };
     let mut settings = format!("SET LOCAL hnsw.ef_search = {ef_search}; ");
     if plan.0 == "exact" {
-        settings.push_str("SET LOCAL enable_indexscan = off; ");
+        // Exact: no ANN index scan; and the matching rows through the metadata GIN index (a
+        // bitmap scan) where the filter can use it, rather than a scan of the whole table, which
+        // the planner picks when it has no statistics yet.
+        settings.push_str("SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off; ");
     } else {
         settings.push_str("SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL ivfflat.iterative_scan = relaxed_order; ");
         if let IndexSpec::Ivfflat { lists } = loaded.collection.index {
@@ -233,21 +249,44 @@ async fn vector_search(
     tx.batch_execute(&settings).await?;
     let op = loaded.distance().operator();
     let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
-                   (c.embedding {op} {q})::float8 FROM {chunks} c WHERE {condition} \
-                 ORDER BY c.embedding {op} {q} LIMIT {fetch}"
-            ),
-            &params.as_refs(),
-        )
-        .await?;
-    tx.batch_execute("RESET enable_indexscan").await?;
+    let sql = format!(
+        "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
+           (c.embedding {op} {q})::float8 FROM {chunks} c WHERE {condition} \
+         ORDER BY c.embedding {op} {q} LIMIT {fetch}"
+    );
+    let postgres_plan = if explain {
+        let plan: serde_json::Value = tx
+            .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &params.as_refs())
+            .await?
+            .try_get(0)?;
+        Some(describe_plan(&plan[0]["Plan"]))
+    } else {
+        None
+    };
+    let rows = tx.query(&sql, &params.as_refs()).await?;
+    tx.batch_execute("RESET enable_indexscan; RESET enable_seqscan").await?;
     let mut hits = rows.iter().map(found).collect::<Result<Vec<_>, _>>()?;
     // relaxed_order may return rows slightly out of order.
     hits.sort_by(|a, b| a.value.total_cmp(&b.value));
-    Ok((hits, (plan.0, plan.1, matching)))
+    Ok((hits, (plan.0, plan.1, matching, postgres_plan)))
+}
+
+/// `Limit > Index Scan (chunks_..._embedding_idx)`: the node types of a JSON plan, outermost
+/// first, with the index each scan uses.
+fn describe_plan(node: &serde_json::Value) -> String {
+    let mut parts = vec![];
+    let mut stack = vec![node];
+    while let Some(node) = stack.pop() {
+        let kind = node["Node Type"].as_str().unwrap_or("?");
+        parts.push(match node["Index Name"].as_str() {
+            Some(index) => format!("{kind} ({index})"),
+            None => kind.to_string(),
+        });
+        if let Some(children) = node["Plans"].as_array() {
+            stack.extend(children.iter().rev());
+        }
+    }
+    parts.join(" > ")
 }
 
 /// Matching chunks, counted up to the exact-scan threshold.
@@ -363,4 +402,36 @@ async fn document_texts(tx: &Transaction<'_>, loaded: &Loaded, hits: &[(Found, f
         .query(&format!("SELECT id, text FROM {} WHERE id = ANY($1)", loaded.tables.docs), &[&ids])
         .await?;
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+/// Searches several collections with one request and merges their hits by score. Scores compare
+/// across collections of the same distance and mode (hybrid scores are reciprocal ranks).
+pub async fn search_many(
+    state: &AppState,
+    tenant: Uuid,
+    req: super::search_model::MultiSearchRequest,
+) -> Result<super::search_model::MultiSearchResponse, ApiError> {
+    let (names, search) = req.split();
+    if names.is_empty() || names.len() > super::search_model::MAX_COLLECTIONS {
+        return Err(ApiError::validation(
+            "collections",
+            format!("1 to {} collection names", super::search_model::MAX_COLLECTIONS),
+        ));
+    }
+    let mut unique = std::collections::HashSet::new();
+    if let Some(dup) = names.iter().find(|n| !unique.insert(n.as_str())) {
+        return Err(ApiError::validation("collections", format!("`{dup}` is named twice")));
+    }
+    let k = search.k.unwrap_or(DEFAULT_K) as usize;
+    let mut hits = vec![];
+    for name in names {
+        let found = self::search(state, tenant, &name, search.clone()).await?;
+        hits.extend(found.hits.into_iter().map(|mut h| {
+            h.collection = Some(name.clone());
+            h
+        }));
+    }
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hits.truncate(k);
+    Ok(super::search_model::MultiSearchResponse { hits })
 }

@@ -100,6 +100,9 @@ pub struct Scores {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Hit {
+    /// The hit's collection (in `POST /v1/search` answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
     pub document_id: String,
     pub chunk_index: i32,
     /// The hit's score: the vector score, the text rank, or the fused score (hybrid).
@@ -122,6 +125,9 @@ pub struct Explain {
     /// Matching rows counted (up to the exact-scan threshold) when a filter is given.
     pub matching_rows: Option<i64>,
     pub ef_search: Option<u32>,
+    /// PostgreSQL's plan of the vector query, node by node (e.g. `Limit > Index Scan
+    /// (chunks_..._embedding_idx)`): where the index was or was not used.
+    pub postgres_plan: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -131,4 +137,59 @@ pub struct Explain {
 pub struct SearchResponse {
     pub hits: Vec<Hit>,
     pub explain: Option<Explain>,
+}
+
+/// Collections one `POST /v1/search` may cover.
+pub const MAX_COLLECTIONS: usize = 16;
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"collections": ["handbook", "wiki"], "query": "parental leave", "mode": "hybrid", "k": 5}))]
+pub struct MultiSearchRequest {
+    /// 1 to 16 collection names of the tenant, each searched with the rest of this request.
+    #[schema(min_items = 1, max_items = 16)]
+    pub collections: Vec<String>,
+    #[schema(min_length = 1, max_length = 8192)]
+    pub query: Option<String>,
+    pub vector: Option<Vec<f64>>,
+    pub mode: Option<SearchMode>,
+    #[serde(default, deserialize_with = "integer::option")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub k: Option<u32>,
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    pub min_score: Option<f64>,
+    pub fusion: Option<Fusion>,
+    pub group_by: Option<GroupBy>,
+    #[schema(max_items = 5)]
+    pub include: Option<Vec<Include>>,
+    #[serde(default, deserialize_with = "integer::option")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub ef_search: Option<u32>,
+}
+
+impl MultiSearchRequest {
+    /// The search each collection runs, and the collections.
+    pub fn split(self) -> (Vec<String>, SearchRequest) {
+        let search = SearchRequest {
+            query: self.query,
+            vector: self.vector,
+            mode: self.mode,
+            k: self.k,
+            filter: self.filter,
+            min_score: self.min_score,
+            fusion: self.fusion,
+            group_by: self.group_by,
+            include: self.include,
+            ef_search: self.ef_search,
+            explain: None,
+        };
+        (self.collections, search)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MultiSearchResponse {
+    /// The best `k` hits of all the collections, by score, each labelled with its `collection`.
+    pub hits: Vec<Hit>,
 }

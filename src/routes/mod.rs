@@ -71,6 +71,7 @@ pub fn all() -> Vec<Route> {
         route!(delete, "/v1/collections/{name}/documents/{id}", documents::delete_document),
         route!(get, "/v1/collections/{name}/documents/{id}/chunks", documents::get_chunks),
         route!(post, "/v1/collections/{name}/search", documents::search_collection),
+        route!(post, "/v1/search", documents::search_collections),
     ]
 }
 

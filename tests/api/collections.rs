@@ -131,7 +131,7 @@ async fn collections_are_tenant_scoped_and_need_a_tenant_writer() {
 }
 
 #[tokio::test]
-async fn collection_tables_follow_the_tenant_table_rule_and_go_with_the_tenant() {
+async fn collection_tables_live_in_the_tenants_schema_and_go_with_the_tenant() {
     let app = spawn_app().await;
     let doomed = app.create_tenant("doomed").await;
     let (_, owner) = app.create_key(doomed, "owner").await;
@@ -141,12 +141,12 @@ async fn collection_tables_follow_the_tenant_table_rule_and_go_with_the_tenant()
 
     let rows = client
         .query(
-            "SELECT c.relname::text, c.relrowsecurity, \
-                    (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid), \
+            "SELECT c.relname::text, n.nspname::text = 'tenant_' || replace($2::text, '-', ''), \
                     EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'f' \
                             AND k.confrelid = 'tenants'::regclass AND k.confdeltype = 'c') \
-             FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE '%' || $1",
-            &[&id],
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND c.relname LIKE '%' || $1",
+            &[&id, &doomed.to_string()],
         )
         .await
         .unwrap();
@@ -162,8 +162,8 @@ async fn collection_tables_follow_the_tenant_table_rule_and_go_with_the_tenant()
 
     assert_eq!(rows.len(), 2);
     for row in rows {
-        let (table, rls, policies, fk): (String, bool, i64, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
-        assert!(rls && policies > 0 && fk, "{table}: rls {rls}, policies {policies}, cascading fk {fk}");
+        let (table, in_tenant_schema, fk): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        assert!(in_tenant_schema && fk, "{table}: in the tenant's schema {in_tenant_schema}, cascading fk {fk}");
     }
     assert_eq!(deleted.status().as_u16(), 204);
     assert_eq!(schema_left, 0, "the tenant's schema is dropped with the tenant");

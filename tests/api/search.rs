@@ -110,7 +110,11 @@ async fn filtered_search_returns_k_rows_exactly_or_through_the_index() {
     assert_eq!(got, want, "1% filter: k rows, the true nearest: {}", selective["explain"]);
     assert_eq!(selective["explain"]["plan"], "exact");
     assert_eq!(selective["explain"]["matching_rows"], 104);
+    let pg_plan = |r: &serde_json::Value| r["explain"]["postgres_plan"].as_str().unwrap_or_default().to_string();
+    assert!(!pg_plan(&selective).contains("embedding_idx"), "exact: no ANN index: {}", pg_plan(&selective));
+    assert!(pg_plan(&selective).contains("metadata_idx"), "the filter's rows come from the metadata index: {}", pg_plan(&selective));
     assert_eq!(broad["explain"]["plan"], "ann", "{}", broad["explain"]);
+    assert!(pg_plan(&broad).contains("Index Scan (chunks_") && pg_plan(&broad).contains("embedding_idx"), "{}", pg_plan(&broad));
     let found = ids(&broad);
     assert_eq!(found.len(), 10);
     let expected = truth(&|i| i % 100 != 7);
@@ -141,4 +145,34 @@ async fn bad_search_input_is_a_400_naming_what() {
         let err = crate::api::helpers::assert_error(res, 400, code).await;
         assert!(err["message"].as_str().unwrap().contains(mentions), "{body}: {err}");
     }
+}
+
+#[tokio::test]
+async fn one_search_over_several_collections_labels_and_merges() {
+    let app = spawn_app().await;
+    collection(&app, json!({"name": "hr"})).await;
+    collection(&app, json!({"name": "ops"})).await;
+    call(&app, Method::POST, "/v1/collections/hr/documents", Some(json!({"documents": [
+        {"id": "leave", "text": TOPICS[0].1}, {"id": "payroll", "text": TOPICS[4].1}]}))).await;
+    call(&app, Method::POST, "/v1/collections/ops/documents", Some(json!({"documents": [
+        {"id": "parking", "text": TOPICS[2].1}, {"id": "parts", "text": TOPICS[5].1}]}))).await;
+
+    let (_, merged) = call(&app, Method::POST, "/v1/search", Some(json!({"collections": ["hr", "ops"],
+        "query": "where do I leave my car?", "k": 3}))).await;
+    let (_, again) = call(&app, Method::POST, "/v1/search", Some(json!({"collections": ["hr", "ops"],
+        "query": "where do I leave my car?", "k": 3}))).await;
+    let (missing, _) = call(&app, Method::POST, "/v1/search", Some(json!({"collections": ["hr", "nope"], "query": "x"}))).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+
+    let hits = merged["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 3, "{merged}");
+    assert_eq!((hits[0]["collection"].as_str(), hits[0]["document_id"].as_str()), (Some("ops"), Some("parking")));
+    assert!(hits.iter().any(|h| h["collection"] == "hr"), "both collections contribute: {merged}");
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "merged by score: {scores:?}");
+    assert_eq!(again, merged);
+    assert_eq!(missing, 404);
+    let hits_line = metrics.lines().find(|l| l.starts_with("onebase_query_cache_hits_total")).unwrap_or_default();
+    let cached: f64 = hits_line.rsplit(' ').next().unwrap_or("0").parse().unwrap_or(0.0);
+    assert!(cached >= 3.0, "the repeated query is embedded once: {hits_line}");
 }

@@ -56,20 +56,16 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"onebase was not ready within {READY_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def server() -> Server:
+def start_server(scratch: Path, admin_key: str, jwt_secret: str) -> tuple[subprocess.Popen, str, Path]:
+    """Starts onebase on the embedded cluster in `scratch/pgdata` (created on first start);
+    returns the process, its URL and its log, once it is ready."""
     binary = Path(os.environ.get("ONEBASE_BIN", ROOT / "target" / "debug" / "onebase"))
     if not binary.exists():
-        pytest.fail(f"{binary} does not exist: build it first (`cargo build`, which `make test` runs)")
-    # Under target/: the embedded Postgres runs as the `postgres` user when we are root, and must
-    # be able to reach its data directory (a private mkdtemp under /tmp would not do).
-    scratch = ROOT / "target" / "tmp" / f"pytest-{os.getpid()}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
+        pytest.fail(f"{binary} does not exist: build it first (`cargo test --no-run`, which `make test` runs)")
+    scratch.mkdir(parents=True, exist_ok=True)
     log = scratch / "server.log"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    admin_key = "pytest-admin-" + secrets.token_hex(24)
     env = dict(
         os.environ,
         ONEBASE_BIND=f"127.0.0.1:{port}",
@@ -77,30 +73,60 @@ def server() -> Server:
         ONEBASE_PG_PORT=str(_free_port()),
         ONEBASE_PG_SETTINGS="shared_buffers=128MB",
         ONEBASE_ADMIN_KEY=admin_key,
-        ONEBASE_JWT_SECRET=secrets.token_hex(32),
+        ONEBASE_JWT_SECRET=jwt_secret,
         ONEBASE_LOG_FORMAT="json",
         ONEBASE_WORKERS="2",
         ONEBASE_TOOLS_DIR=os.environ.get("ONEBASE_TOOLS_DIR", str(ROOT / ".onebase")),
     )
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:
         proc = subprocess.Popen([str(binary), "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_ready(url, proc, log)
-        admin = {"Authorization": f"Bearer {admin_key}"}
-        tenant = requests.post(f"{url}/v1/tenants", json={"name": "conformance"}, headers=admin, timeout=10)
-        assert tenant.status_code == 201, tenant.text
-        tenant_id = tenant.json()["id"]
-        key = requests.post(f"{url}/v1/tenants/{tenant_id}/keys", json={"name": "pytest owner", "role": "owner"},
-                            headers=admin, timeout=10)
-        assert key.status_code == 201, key.text
-        yield Server(url=url, admin_key=admin_key, tenant_id=tenant_id, owner_key=key.json()["key"], log=log)
+    except Exception:
+        proc.kill()
+        raise
+    return proc, url, log
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def create_tenant_owner(url: str, admin_key: str, name: str) -> tuple[str, str]:
+    """A new tenant and an owner key for it: (tenant id, key)."""
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    tenant = requests.post(f"{url}/v1/tenants", json={"name": name}, headers=admin, timeout=10)
+    assert tenant.status_code == 201, tenant.text
+    tenant_id = tenant.json()["id"]
+    key = requests.post(f"{url}/v1/tenants/{tenant_id}/keys", json={"name": "pytest owner", "role": "owner"},
+                        headers=admin, timeout=10)
+    assert key.status_code == 201, key.text
+    return tenant_id, key.json()["key"]
+
+
+def scratch_dir(name: str) -> Path:
+    # Under target/: the embedded Postgres runs as the `postgres` user when we are root, and must
+    # be able to reach its data directory (a private mkdtemp under /tmp would not do).
+    path = ROOT / "target" / "tmp" / f"pytest-{os.getpid()}-{name}"
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server() -> Server:
+    scratch = scratch_dir("server")
+    admin_key = "pytest-admin-" + secrets.token_hex(24)
+    proc, url, log = start_server(scratch, admin_key, secrets.token_hex(32))
+    try:
+        tenant_id, owner_key = create_tenant_owner(url, admin_key, "conformance")
+        yield Server(url=url, admin_key=admin_key, tenant_id=tenant_id, owner_key=owner_key, log=log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
     # The database goes; the server log stays in target/tmp for a look after a failure.
     shutil.rmtree(scratch / "pgdata", ignore_errors=True)
 

@@ -88,7 +88,7 @@ include-path-regex = "^/v1/tenants/"
 parameters = {{ "path.id" = "{server.tenant_id}" }}
 
 [[operations]]
-include-path-regex = "^/v1/collections/[^/]+/(documents|search)"
+include-path-regex = "^/v1/(collections/[^/]+/(documents|search)|search$)"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429"]
 """
     else:
