@@ -1,15 +1,15 @@
 //! HTTP handlers of `/v1/collections`: extract, authorize, call the service.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::collections;
 use super::model::{Collection, CreateCollection, UpdateCollection};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::body::JsonObject;
-use crate::routes::pagination::{Cursor, Limit};
+use crate::routes::pagination::PageParams;
 use crate::state::AppState;
 
 /// Creates a collection with its tables and indexes (writer).
@@ -38,15 +38,6 @@ pub async fn create_collection(
     Ok(HttpResponse::Created().json(collection))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListParams {
-    /// Page size, 1 to 500 (default 100).
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
-    /// `next_cursor` from the previous page.
-    #[param(pattern = r"^[0-9]{1,16}_[0-9a-f]{32}$")]
-    pub cursor: Option<String>,
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CollectionList {
@@ -57,7 +48,7 @@ pub struct CollectionList {
 
 /// Lists the tenant's collections, oldest first (reader).
 #[utoipa::path(
-    get, path = "/v1/collections", tag = "collections", params(ListParams),
+    get, path = "/v1/collections", tag = "collections", params(PageParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of collections", body = CollectionList),
@@ -68,11 +59,10 @@ pub struct CollectionList {
 pub async fn list_collections(
     state: web::Data<AppState>,
     principal: Principal,
-    query: web::Query<ListParams>,
+    query: web::Query<PageParams>,
 ) -> Result<web::Json<CollectionList>, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    let limit = Limit::parse(query.limit)?;
-    let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let (limit, cursor) = query.parse()?;
     let page = collections::list(&state, tenant, limit, cursor).await?;
     Ok(web::Json(CollectionList {
         data: page.data,

@@ -95,7 +95,8 @@ pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchReque
     let (vector_hits, plan) = match &query_vector {
         Some(v) => {
             let explain = req.explain.unwrap_or(false);
-            let (hits, plan) = vector_search(&tx, &loaded, v, filter.as_ref(), fetch, ef_search, want_embedding, explain).await?;
+            let query = VectorQuery { vector: v, filter: filter.as_ref(), fetch, ef_search, want_embedding, explain };
+            let (hits, plan) = vector_search(&tx, &loaded, query).await?;
             (Some(hits), Some(plan))
         }
         None => (None, None),
@@ -194,16 +195,18 @@ async fn query_vector(state: &AppState, loaded: &Loaded, req: &SearchRequest) ->
 /// Plan name, why, matching rows counted, PostgreSQL's plan (when explaining).
 type Plan = (String, String, Option<i64>, Option<String>);
 
-async fn vector_search(
-    tx: &Transaction<'_>,
-    loaded: &Loaded,
-    vector: &[f32],
-    filter: Option<&Filter>,
+/// One vector query's settings.
+struct VectorQuery<'a> {
+    vector: &'a [f32],
+    filter: Option<&'a Filter>,
     fetch: u32,
     ef_search: u32,
     want_embedding: bool,
     explain: bool,
-) -> Result<(Vec<Found>, Plan), ApiError> {
+}
+
+async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery<'_>) -> Result<(Vec<Found>, Plan), ApiError> {
+    let VectorQuery { vector, filter, fetch, ef_search, want_embedding, explain } = query;
     if loaded.collection.embedding.dimension.is_none() {
         return Ok((vec![], ("exact".into(), "the collection has no vectors yet".into(), None, None)));
     }

@@ -1,6 +1,8 @@
 //! Keyset pagination: a page size and an opaque cursor naming the last row returned.
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -56,5 +58,22 @@ impl Cursor {
             created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
             id: Uuid::parse_str(id).map_err(|_| invalid())?,
         })
+    }
+}
+
+/// The query parameters of a listing ordered by (created_at, id).
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageParams {
+    /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` from the previous page.
+    #[param(pattern = r"^[0-9]{1,16}_[0-9a-f]{32}$")]
+    pub cursor: Option<String>,
+}
+
+impl PageParams {
+    pub fn parse(&self) -> Result<(Limit, Option<Cursor>), ApiError> {
+        Ok((Limit::parse(self.limit)?, self.cursor.as_deref().map(Cursor::parse).transpose()?))
     }
 }

@@ -11,7 +11,7 @@ use crate::auth::{keys, Principal, Role, TenantRole};
 use crate::db::{system_tx, tenant_tx};
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::body::{integer, JsonObject};
-use crate::routes::pagination::{Cursor, Limit};
+use crate::routes::pagination::{Cursor, PageParams};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -152,19 +152,10 @@ pub struct TenantList {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct ListParams {
-    /// Page size, 1 to 500 (default 100).
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
-    /// `next_cursor` from the previous page.
-    #[param(pattern = r"^[0-9]{1,16}_[0-9a-f]{32}$")]
-    pub cursor: Option<String>,
-}
 
 /// Lists all tenants (admin only), oldest first.
 #[utoipa::path(
-    get, path = "/v1/tenants", tag = "tenants", params(ListParams),
+    get, path = "/v1/tenants", tag = "tenants", params(PageParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of tenants", body = TenantList),
@@ -176,11 +167,10 @@ pub struct ListParams {
 pub async fn list_tenants(
     state: web::Data<AppState>,
     principal: Principal,
-    query: web::Query<ListParams>,
+    query: web::Query<PageParams>,
 ) -> Result<web::Json<TenantList>, ApiError> {
     principal.require_admin()?;
-    let limit = Limit::parse(query.limit)?;
-    let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let (limit, cursor) = query.parse()?;
     let (after_ts, after_id) = cursor.map(|c| (Some(c.created_at), Some(c.id))).unwrap_or((None, None));
     let client = state.pool.get().await?;
     let rows = client
