@@ -4,7 +4,7 @@ TOOLS ?= $(or $(ONEBASE_TOOLS_DIR),.onebase)
 ONEBASE_BIND ?= 127.0.0.1:8080
 export ONEBASE_BIND
 
-.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench clean-data
+.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search clean-data
 
 run: bootstrap
 	$(CARGO) build --release
@@ -40,6 +40,15 @@ build:
 # The embedding benchmarks (release build; prints figures, asserts nothing).
 bench: bootstrap
 	$(CARGO) bench
+
+# Search against a ChromaDB server from PyPI, side by side (prints figures; scripts/bench_search.py).
+# N vectors (default 100000); ChromaDB goes into a scratch venv beside the tools.
+N ?= 100000
+CHROMA_VENV ?= $(abspath $(TOOLS))/bench-chroma
+bench-search: bootstrap
+	$(CARGO) build --release
+	test -x $(CHROMA_VENV)/bin/chroma || { python3 -m venv $(CHROMA_VENV) && $(CHROMA_VENV)/bin/pip install --quiet chromadb==1.5.9; }
+	$(CHROMA_VENV)/bin/python scripts/bench_search.py --n $(N) --chroma-venv $(CHROMA_VENV)
 
 # Removes the embedded cluster's data (asks first).
 clean-data:

@@ -91,7 +91,17 @@ impl Application {
                 .wrap(from_fn(crate::observe::observe))
                 .configure(|cfg| crate::routes::configure(cfg, body_limit))
         })
-        .shutdown_timeout(config.shutdown_timeout().as_secs());
+        .shutdown_timeout(config.shutdown_timeout().as_secs())
+        // TCP_NODELAY: a response goes out in several writes (headers, then the body, in chunks
+        // when compressed), and with Nagle's algorithm the later ones wait for the client's
+        // delayed ACK of the first: 40 ms added to a 3 ms search (measured with httpx).
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "could not set TCP_NODELAY");
+                }
+            }
+        });
         if let Some(workers) = config.workers {
             server = server.workers(workers);
         }

@@ -22,10 +22,18 @@ pub const EXTENSIONS: [&str; 3] = ["vector", "pg_trgm", "btree_gist"];
 /// optional PEM bundle (`ONEBASE_DB_CA_FILE`), so a private CA works without turning
 /// verification off.
 pub fn build_pool(
-    config: tokio_postgres::Config,
+    mut config: tokio_postgres::Config,
     max_size: usize,
     ca_file: Option<&std::path::Path>,
 ) -> anyhow::Result<Pool> {
+    // No JIT: compiling a plan costs tens of milliseconds whenever its estimated cost passes
+    // jit_above_cost (an exact vector scan's distance calls can), and it pays off only for long
+    // analytical queries; these run in milliseconds. Per connection, so it holds on an external
+    // database too.
+    let options = config.get_options().unwrap_or_default();
+    if !options.contains("jit=") {
+        config.options(format!("{options} -c jit=off").trim());
+    }
     let mgr_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
