@@ -79,10 +79,10 @@ pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchReque
     if mode != SearchMode::Vector && req.query.is_none() {
         return Err(ApiError::validation("query", "text and hybrid search need `query`"));
     }
-    let loaded = collections::load_alone(state, tenant, name).await?;
+    // The query's vector comes first, before any transaction: the model never runs inside one.
     let query_vector = match mode {
         SearchMode::Text => None,
-        SearchMode::Vector | SearchMode::Hybrid => Some(query_vector(state, &loaded, &req).await?),
+        SearchMode::Vector | SearchMode::Hybrid => Some(query_vector(state, &req).await?),
     };
 
     let mut fetch = if req.group_by.is_some() { k * 4 } else { k };
@@ -91,6 +91,11 @@ pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchReque
     }
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
+    let loaded = collections::load(&tx, tenant, name, false).await?;
+    if let Some(query) = &query_vector {
+        query.check(&loaded)?;
+    }
+    let query_vector = query_vector.map(|q| q.vector);
     let want_embedding = include.contains(&Include::Embedding);
     let (vector_hits, plan) = match &query_vector {
         Some(v) => {
@@ -154,25 +159,50 @@ pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchReque
     })
 }
 
-/// The query's vector: the caller's, or the query text embedded by the collection's model.
-async fn query_vector(state: &AppState, loaded: &Loaded, req: &SearchRequest) -> Result<Vec<f32>, ApiError> {
-    let dimension = loaded.collection.embedding.dimension;
-    match (&req.vector, &req.query, &loaded.collection.embedding.model) {
-        (Some(v), _, _) => {
-            let v = super::ingest::to_f32(v)
-                .ok_or_else(|| ApiError::validation("vector", "holds a number outside float32's finite range"))?;
-            if dimension.is_some_and(|d| d as usize != v.len()) || v.is_empty() {
-                return Err(ApiError::validation(
-                    "vector",
-                    format!("has {} dimensions; the collection's vectors have {}", v.len(), dimension.unwrap_or(0)),
-                ));
-            }
-            Ok(v)
+/// The query's vector, and where it came from.
+struct QueryVector {
+    vector: Vec<f32>,
+    /// True when it is the query text embedded by the served model.
+    embedded: bool,
+}
+
+impl QueryVector {
+    /// Whether this vector can search `loaded`: an embedded query needs a collection embedded by
+    /// the model; the caller's vector needs the collection's dimension.
+    fn check(&self, loaded: &Loaded) -> Result<(), ApiError> {
+        if self.embedded && loaded.collection.embedding.model.is_none() {
+            return Err(ApiError::validation(
+                "vector",
+                "this collection holds your vectors: vector search needs `vector` (or use mode `text`)",
+            ));
         }
-        (None, Some(q), Some(_)) => {
+        let dimension = loaded.collection.embedding.dimension;
+        if !self.embedded && dimension.is_some_and(|d| d as usize != self.vector.len()) {
+            return Err(ApiError::validation(
+                "vector",
+                format!("has {} dimensions; the collection's vectors have {}", self.vector.len(), dimension.unwrap_or(0)),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The caller's `vector`, or the query text embedded by the served model (through the cache).
+/// Checked against the collection with [`QueryVector::check`] once it is loaded.
+async fn query_vector(state: &AppState, req: &SearchRequest) -> Result<QueryVector, ApiError> {
+    match (&req.vector, &req.query) {
+        (Some(v), _) => {
+            let vector = super::ingest::to_f32(v)
+                .ok_or_else(|| ApiError::validation("vector", "holds a number outside float32's finite range"))?;
+            if vector.is_empty() {
+                return Err(ApiError::validation("vector", "has 0 dimensions"));
+            }
+            Ok(QueryVector { vector, embedded: false })
+        }
+        (None, Some(q)) => {
             if let Some(cached) = state.query_cache.get(q) {
                 state.metrics.query_cache_hits.inc();
-                return Ok(cached.as_ref().clone());
+                return Ok(QueryVector { vector: cached.as_ref().clone(), embedded: true });
             }
             state.metrics.query_cache_misses.inc();
             let embedded = state.embedder.embed(vec![q.clone()]).await?;
@@ -182,13 +212,9 @@ async fn query_vector(state: &AppState, loaded: &Loaded, req: &SearchRequest) ->
                 .next()
                 .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))?;
             state.query_cache.put(q.clone(), std::sync::Arc::new(vector.clone()));
-            Ok(vector)
+            Ok(QueryVector { vector, embedded: true })
         }
-        (None, Some(_), None) => Err(ApiError::validation(
-            "vector",
-            "this collection holds your vectors: vector search needs `vector` (or use mode `text`)",
-        )),
-        (None, None, _) => Err(ApiError::validation("query", "send `query` or `vector`")),
+        (None, None) => Err(ApiError::validation("query", "send `query` or `vector`")),
     }
 }
 
@@ -266,8 +292,9 @@ async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery
     } else {
         None
     };
+    // The SET LOCALs end with the transaction; what follows in it (document texts by primary
+    // key) reads fine under them.
     let rows = tx.query(&sql, &params.as_refs()).await?;
-    tx.batch_execute("RESET enable_indexscan; RESET enable_seqscan").await?;
     let mut hits = rows.iter().map(found).collect::<Result<Vec<_>, _>>()?;
     // relaxed_order may return rows slightly out of order.
     hits.sort_by(|a, b| a.value.total_cmp(&b.value));
