@@ -8,7 +8,7 @@ use crate::knowledge::api_collections as collections;
 use crate::knowledge::api_documents as documents;
 use crate::embed::ModelInfo;
 use crate::state::EmbedLimits;
-use crate::routes::{audit, auth, docs, embeddings, system, tenants};
+use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,7 +28,7 @@ use crate::routes::{audit, auth, docs, embeddings, system, tenants};
     paths(
         system::health, system::ready, system::metrics, docs::openapi_json, docs::docs_redirect,
         tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::update_tenant,
-        tenants::delete_tenant, tenants::create_key, tenants::list_keys, tenants::revoke_key,
+        tenants::delete_tenant, keys::create_key, keys::list_keys, keys::revoke_key,
         auth::register, auth::login, auth::me,
         audit::list_audit,
         embeddings::create_embeddings, embeddings::list_models, embeddings::get_model,

@@ -208,10 +208,6 @@ impl TextLanguage {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| "simple".to_string())
     }
-
-    pub fn parse(s: &str) -> Option<TextLanguage> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
-    }
 }
 
 /// How documents are cut into chunks before embedding (token counts in the model's tokenizer).

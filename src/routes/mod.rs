@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod docs;
 pub mod embeddings;
+pub mod keys;
 pub mod pagination;
 pub mod system;
 pub mod tenants;
@@ -48,9 +49,9 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/tenants/{id}", tenants::get_tenant),
         route!(patch, "/v1/tenants/{id}", tenants::update_tenant),
         route!(delete, "/v1/tenants/{id}", tenants::delete_tenant),
-        route!(post, "/v1/tenants/{id}/keys", tenants::create_key),
-        route!(get, "/v1/tenants/{id}/keys", tenants::list_keys),
-        route!(delete, "/v1/tenants/{id}/keys/{key_id}", tenants::revoke_key),
+        route!(post, "/v1/tenants/{id}/keys", keys::create_key),
+        route!(get, "/v1/tenants/{id}/keys", keys::list_keys),
+        route!(delete, "/v1/tenants/{id}/keys/{key_id}", keys::revoke_key),
         route!(post, "/v1/auth/register", auth::register),
         route!(post, "/v1/auth/login", auth::login),
         route!(get, "/v1/auth/me", auth::me),
