@@ -64,6 +64,22 @@ pub struct Config {
     #[arg(long, global = true, env = "ONEBASE_BODY_LIMIT", default_value_t = 10 * 1024 * 1024)]
     pub body_limit: usize,
 
+    /// Largest accepted NDJSON body of `POST /v1/collections/{name}/import`, in bytes.
+    #[arg(long, global = true, env = "ONEBASE_IMPORT_LIMIT", default_value_t = 64 * 1024 * 1024 * 1024)]
+    pub import_limit: u64,
+
+    /// Background job workers (imports, merges, reindexing, re-embedding, sweeps). 0 runs none.
+    #[arg(long, global = true, env = "ONEBASE_JOB_WORKERS", default_value_t = 2)]
+    pub job_workers: usize,
+
+    /// Seconds without a heartbeat after which a running job is taken over (its worker died).
+    #[arg(long, global = true, env = "ONEBASE_JOB_STALE_SECS", default_value_t = 30.0)]
+    pub job_stale_secs: f64,
+
+    /// `maintenance_work_mem` for index builds of jobs (a PostgreSQL size, e.g. 1GB).
+    #[arg(long, global = true, env = "ONEBASE_INDEX_BUILD_MEMORY", default_value = "1GB")]
+    pub index_build_memory: String,
+
     /// Log format: json (one object per line) or pretty.
     #[arg(long, global = true, env = "ONEBASE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,

@@ -79,6 +79,21 @@ pub enum ApiError {
     /// The request conflicts with existing state.
     #[error("{0}")]
     Conflict(String),
+
+    /// A bad line of an NDJSON import (1-based).
+    #[error("line {line}{}: {message}", id.as_deref().map(|i| format!(" (`{i}`)")).unwrap_or_default())]
+    InvalidRecord { line: u64, id: Option<String>, message: String },
+
+    #[error("{0}")]
+    JobFinished(String),
+
+    /// Why a background job could not go on (reported in the job, not as a response).
+    #[error("{message}")]
+    JobFailed { code: &'static str, message: String },
+
+    /// A change a PATCH cannot make: it needs a job, started at `endpoint`.
+    #[error("changing `{field}` rebuilds the collection's {what}: use POST {endpoint}, which does it in the background while search goes on")]
+    NeedsJob { code: &'static str, field: &'static str, what: &'static str, endpoint: String },
     /// Registration with an email that already has an account in the tenant.
     #[error("an account with this email already exists in this tenant")]
     EmailTaken,
@@ -122,6 +137,10 @@ impl ApiError {
             ApiError::InvalidFilter(_) => "invalid_filter",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::Conflict(_) => "conflict",
+            ApiError::InvalidRecord { .. } => "invalid_record",
+            ApiError::JobFinished(_) => "job_finished",
+            ApiError::JobFailed { code, .. } => code,
+            ApiError::NeedsJob { code, .. } => code,
             ApiError::EmailTaken => "email_taken",
             ApiError::ModelNotFound { .. } => "model_not_found",
             ApiError::TooManyInputs { .. } => "too_many_inputs",
@@ -150,6 +169,10 @@ impl ApiError {
             ApiError::InvalidFilter(_) => StatusCode::BAD_REQUEST,
             ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::InvalidRecord { .. } => StatusCode::BAD_REQUEST,
+            ApiError::JobFinished(_) => StatusCode::CONFLICT,
+            ApiError::JobFailed { .. } => StatusCode::CONFLICT,
+            ApiError::NeedsJob { .. } => StatusCode::CONFLICT,
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::ModelNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::TooManyInputs { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -9,6 +9,7 @@ pub mod db;
 pub mod embed;
 pub mod error;
 pub mod filter;
+pub mod jobs;
 pub mod knowledge;
 pub mod metrics;
 pub mod observe;

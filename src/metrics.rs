@@ -2,7 +2,7 @@
 //! the embedder's gauges and counters (refreshed at scrape time from their own counters).
 
 use prometheus::{
-    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, GaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::embed::EmbedStatsSnapshot;
@@ -24,6 +24,12 @@ pub struct Metrics {
     /// Search queries whose embedding came from the query cache, or had to be computed.
     pub query_cache_hits: IntCounter,
     pub query_cache_misses: IntCounter,
+    /// Jobs by kind and state (refreshed by the job supervisor every few seconds).
+    pub jobs: IntGaugeVec,
+    /// Units (records, chunks) done by jobs, by kind.
+    pub job_units: IntCounterVec,
+    /// Running jobs' progress in percent, by kind (the least advanced job of the kind).
+    pub job_progress: GaugeVec,
     render_lock: std::sync::Mutex<()>,
 }
 
@@ -76,6 +82,18 @@ impl Metrics {
         let query_cache_misses = IntCounter::new("query_cache_misses_total", "Search queries embedded by the model")?;
         registry.register(Box::new(query_cache_hits.clone()))?;
         registry.register(Box::new(query_cache_misses.clone()))?;
+        let jobs = IntGaugeVec::new(Opts::new("jobs", "Jobs by kind and state"), &["kind", "state"])?;
+        let job_units = IntCounterVec::new(
+            Opts::new("job_units_total", "Records or chunks processed by jobs, by kind"),
+            &["kind"],
+        )?;
+        let job_progress = GaugeVec::new(
+            Opts::new("job_progress_percent", "Progress of the least advanced running job of each kind"),
+            &["kind"],
+        )?;
+        registry.register(Box::new(jobs.clone()))?;
+        registry.register(Box::new(job_units.clone()))?;
+        registry.register(Box::new(job_progress.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -92,6 +110,9 @@ impl Metrics {
             embed_busy,
             query_cache_hits,
             query_cache_misses,
+            jobs,
+            job_units,
+            job_progress,
             render_lock: std::sync::Mutex::new(()),
         })
     }

@@ -6,6 +6,8 @@ use utoipa::{Modify, OpenApi};
 use crate::error::ErrorBody;
 use crate::knowledge::api_collections as collections;
 use crate::knowledge::api_documents as documents;
+use crate::knowledge::api_jobs as collection_jobs;
+use crate::jobs::api as jobs;
 use crate::embed::ModelInfo;
 use crate::state::EmbedLimits;
 use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
@@ -37,6 +39,8 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         documents::create_documents, documents::upsert_documents, documents::list_documents,
         documents::delete_documents, documents::get_document, documents::delete_document, documents::get_chunks,
         documents::search_collection, documents::search_collections,
+        collection_jobs::import_collection, collection_jobs::reindex_collection, collection_jobs::reembed_collection,
+        jobs::list_jobs, jobs::get_job, jobs::cancel_job,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -49,6 +53,7 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         (name = "collections", description = "Document collections: their tables, vector index, text search and chunking"),
         (name = "documents", description = "Documents, their chunks and vectors, written in one transaction"),
         (name = "search", description = "Vector, full-text and hybrid search with filters"),
+        (name = "jobs", description = "Background jobs: imports, merges, reindexing, re-embedding; their progress and cancelling"),
     )
 )]
 pub struct ApiDoc;

@@ -81,7 +81,9 @@ impl Application {
             embed_limits,
             openapi,
             query_cache: crate::knowledge::query_cache::QueryCache::new(QUERY_CACHE_ENTRIES),
+            jobs: crate::jobs::JobSettings::new(config.import_limit, config.job_stale_secs, &config.index_build_memory)?,
         });
+        crate::jobs::worker::spawn(state.clone(), config.job_workers);
         let body_limit = config.body_limit;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -156,5 +158,7 @@ pub async fn prepare_database(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool.get().await.context("connecting to PostgreSQL")?;
     pg::check_vector_available(&client).await?;
     pg::migrations::run(&mut client).await?;
+    drop(client);
+    crate::knowledge::upgrade::run(pool).await.context("converting collections to the partitioned layout")?;
     Ok(())
 }

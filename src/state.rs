@@ -23,6 +23,8 @@ pub struct AppState {
     pub openapi: serde_json::Value,
     /// Embeddings of recent search queries.
     pub query_cache: crate::knowledge::query_cache::QueryCache,
+    /// Background jobs' settings and wake-up bell.
+    pub jobs: crate::jobs::JobSettings,
 }
 
 /// Per-request limits of `/v1/embeddings`.

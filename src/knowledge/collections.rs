@@ -224,7 +224,8 @@ pub async fn get(state: &AppState, tenant: Uuid, name: &str) -> Result<Collectio
     let loaded = load(&tx, tenant, name, false).await?;
     let bytes: i64 = tx
         .query_one(
-            "SELECT pg_total_relation_size($1::text::regclass) + pg_total_relation_size($2::text::regclass)",
+            "SELECT pg_total_relation_size($1::text::regclass) \
+               + (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree($2::text::regclass))::int8",
             &[&loaded.tables.docs, &loaded.tables.chunks],
         )
         .await?
@@ -242,6 +243,22 @@ pub async fn update(
     name: &str,
     req: UpdateCollection,
 ) -> Result<Collection, ApiError> {
+    if req.index.is_some() || req.distance.is_some() {
+        return Err(ApiError::NeedsJob {
+            code: "reindex_required",
+            field: if req.index.is_some() { "index" } else { "distance" },
+            what: "vector index",
+            endpoint: format!("/v1/collections/{name}/reindex"),
+        });
+    }
+    if req.embedding.is_some() {
+        return Err(ApiError::NeedsJob {
+            code: "reembed_required",
+            field: "embedding",
+            what: "vectors",
+            endpoint: format!("/v1/collections/{name}/reembed"),
+        });
+    }
     let description = validate_description(req.description)?;
     let metadata = validate_metadata("metadata", req.metadata)?;
     let chunking = req

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::model::ChunkingSpec;
 
 /// Documents per write request.
-pub const MAX_BATCH: usize = 256;
+pub const MAX_BATCH: usize = 1000;
 /// Characters per document text.
 pub const MAX_TEXT_CHARS: usize = 1_000_000;
 /// Bytes of a document id.
@@ -38,8 +38,8 @@ pub struct DocumentInput {
      "metadata": {"team": "people", "year": 2026}}
 ]}))]
 pub struct WriteDocuments {
-    /// 1 to 256 documents. A batch is written whole or not at all.
-    #[schema(min_items = 1, max_items = 256)]
+    /// 1 to 1000 documents. A batch is written whole or not at all.
+    #[schema(min_items = 1, max_items = 1000)]
     pub documents: Vec<DocumentInput>,
     /// Overrides the collection's chunking for this request.
     pub chunking: Option<ChunkingSpec>,

@@ -31,20 +31,37 @@ pub enum Mode {
 }
 
 /// One validated input document.
-struct Doc {
-    id: String,
-    text: String,
-    metadata: serde_json::Value,
-    chunking: ChunkingSpec,
-    own_vector: Option<Vec<f32>>,
-    hash: Vec<u8>,
-    bytes: i64,
+pub(super) struct Doc {
+    pub id: String,
+    pub text: String,
+    pub metadata: serde_json::Value,
+    pub chunking: ChunkingSpec,
+    pub own_vector: Option<Vec<f32>>,
+    pub hash: Vec<u8>,
+    pub bytes: i64,
 }
 
 /// A document's chunks with their vectors, computed before the transaction.
-struct Prepared {
-    chunks: Vec<chunker::Chunk>,
-    vectors: Vec<Vec<f32>>,
+pub(super) struct Prepared {
+    pub chunks: Vec<chunker::Chunk>,
+    pub vectors: Vec<Vec<f32>>,
+}
+
+/// The content hash of a document: its text, its chunking and its own vector, if any. An
+/// upsert or import whose hash matches the stored one re-embeds nothing.
+pub(super) fn content_hash(text: &str, chunking: &ChunkingSpec, own_vector: Option<&[f32]>) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(text.as_bytes());
+    hasher.update(format!("\0{}\0{}", chunking.max_tokens, chunking.overlap_tokens));
+    if let Some(v) = own_vector {
+        v.iter().for_each(|x| hasher.update(x.to_le_bytes()));
+    }
+    hasher.finalize().to_vec()
+}
+
+/// Bytes a document counts toward `max_storage_bytes`.
+pub(super) fn stored_bytes(text: &str, metadata: &serde_json::Value) -> i64 {
+    i64::try_from(text.len() + metadata.to_string().len()).unwrap_or(i64::MAX)
 }
 
 fn bad(index: usize, id: &str, message: impl std::fmt::Display) -> ApiError {
@@ -109,14 +126,9 @@ fn validate(loaded: &Loaded, req: WriteDocuments, max_length: usize) -> Result<V
                 }
             }
         };
-        let mut hasher = Sha256::new();
-        hasher.update(text.as_bytes());
-        hasher.update(format!("\0{}\0{}", chunking.max_tokens, chunking.overlap_tokens));
-        if let Some(v) = &own_vector {
-            v.iter().for_each(|x| hasher.update(x.to_le_bytes()));
-        }
-        let bytes = i64::try_from(text.len() + metadata.to_string().len()).unwrap_or(i64::MAX);
-        docs.push(Doc { id, text, metadata, chunking, own_vector, hash: hasher.finalize().to_vec(), bytes });
+        let hash = content_hash(&text, &chunking, own_vector.as_deref());
+        let bytes = stored_bytes(&text, &metadata);
+        docs.push(Doc { id, text, metadata, chunking, own_vector, hash, bytes });
     }
     if own_vectors && loaded.collection.embedding.dimension.is_none() {
         let dims: HashSet<usize> = docs.iter().filter_map(|d| d.own_vector.as_ref().map(Vec::len)).collect();
@@ -287,7 +299,11 @@ pub async fn write(
             embedded: true,
         });
     }
-    rows.insert(&tx, &loaded, tenant).await?;
+    let pending = writes_pending(&loaded) && rows.len() > 0;
+    rows.insert(&tx, &loaded, tenant, pending).await?;
+    if pending {
+        crate::jobs::store::enqueue_merge(&tx, tenant, loaded.collection.id, name).await?;
+    }
     check_quota(&tx, tenant, doc_delta, byte_delta).await?;
     tx.execute(
         "UPDATE collections SET document_count = document_count + $2, chunk_count = chunk_count + $3, \
@@ -310,11 +326,14 @@ pub async fn write(
     )
     .await?;
     tx.commit().await?;
+    if pending {
+        state.jobs.wake();
+    }
     Ok(WriteResult { documents: outcomes, embedded_chunks })
 }
 
 /// Chunks and embeds the documents at `indexes` (with the shared embedder, no transaction open).
-async fn prepare(state: &AppState, docs: &[Doc], indexes: &[usize]) -> Result<HashMap<usize, Prepared>, ApiError> {
+pub(super) async fn prepare(state: &AppState, docs: &[Doc], indexes: &[usize]) -> Result<HashMap<usize, Prepared>, ApiError> {
     let mut prepared: HashMap<usize, Prepared> = HashMap::new();
     let mut texts: Vec<(usize, String)> = vec![];
     for &i in indexes {
@@ -349,6 +368,13 @@ async fn prepare(state: &AppState, docs: &[Doc], indexes: &[usize]) -> Result<Ha
     Ok(prepared)
 }
 
+/// Whether new chunks of this collection go to the pending partition: an HNSW collection's do
+/// (an HNSW insert into a large graph costs about a millisecond a row; a merge job pays it in
+/// the background while searches scan the pending rows exactly).
+pub(super) fn writes_pending(loaded: &Loaded) -> bool {
+    matches!(loaded.collection.index, super::model::IndexSpec::Hnsw { .. })
+}
+
 /// A bring-your-own collection created without a dimension takes its first write's.
 async fn fix_dimension(tx: &Transaction<'_>, loaded: &Loaded, docs: &[Doc]) -> Result<(), ApiError> {
     if loaded.collection.embedding.dimension.is_some() {
@@ -357,7 +383,11 @@ async fn fix_dimension(tx: &Transaction<'_>, loaded: &Loaded, docs: &[Doc]) -> R
     let Some(dim) = docs.iter().find_map(|d| d.own_vector.as_ref().map(Vec::len)) else {
         return Ok(());
     };
-    let dim = i32::try_from(dim).unwrap_or(i32::MAX);
+    set_dimension(tx, loaded, i32::try_from(dim).unwrap_or(i32::MAX)).await
+}
+
+/// Fixes the dimension of a bring-your-own collection created without one, and builds its index.
+pub(super) async fn set_dimension(tx: &Transaction<'_>, loaded: &Loaded, dim: i32) -> Result<(), ApiError> {
     let mut sql = ddl::set_dimension(&loaded.tables, dim);
     if let Some(index) = ddl::vector_index(&loaded.tables, loaded.distance(), &loaded.collection.index) {
         sql = format!("{sql}; {index}");
@@ -369,7 +399,7 @@ async fn fix_dimension(tx: &Transaction<'_>, loaded: &Loaded, docs: &[Doc]) -> R
 }
 
 /// Refuses a write that takes the tenant over `max_documents` or `max_storage_bytes`.
-async fn check_quota(tx: &Transaction<'_>, tenant: Uuid, doc_delta: i64, byte_delta: i64) -> Result<(), ApiError> {
+pub(super) async fn check_quota(tx: &Transaction<'_>, tenant: Uuid, doc_delta: i64, byte_delta: i64) -> Result<(), ApiError> {
     if doc_delta <= 0 && byte_delta <= 0 {
         return Ok(());
     }
@@ -404,7 +434,7 @@ async fn check_quota(tx: &Transaction<'_>, tenant: Uuid, doc_delta: i64, byte_de
 
 /// Chunk rows gathered for one multi-row insert.
 #[derive(Default)]
-struct ChunkRows {
+pub(super) struct ChunkRows {
     document_id: Vec<String>,
     chunk_index: Vec<i32>,
     text: Vec<String>,
@@ -417,7 +447,7 @@ struct ChunkRows {
 }
 
 impl ChunkRows {
-    fn add(&mut self, doc: &Doc, prep: &Prepared, created_at: DateTime<Utc>, now: DateTime<Utc>) {
+    pub fn add(&mut self, doc: &Doc, prep: &Prepared, created_at: DateTime<Utc>, now: DateTime<Utc>) {
         for (i, (chunk, vector)) in prep.chunks.iter().zip(&prep.vectors).enumerate() {
             self.document_id.push(doc.id.clone());
             self.chunk_index.push(i32::try_from(i).unwrap_or(i32::MAX));
@@ -431,15 +461,20 @@ impl ChunkRows {
         }
     }
 
-    async fn insert(self, tx: &Transaction<'_>, loaded: &Loaded, tenant: Uuid) -> Result<(), ApiError> {
+    pub fn len(&self) -> usize {
+        self.document_id.len()
+    }
+
+    /// Inserts the rows, into the pending partition when `pending` (see [`ddl::create_chunks`]).
+    pub async fn insert(self, tx: &Transaction<'_>, loaded: &Loaded, tenant: Uuid, pending: bool) -> Result<(), ApiError> {
         if self.document_id.is_empty() {
             return Ok(());
         }
         tx.execute(
             &format!(
                 "INSERT INTO {} (tenant_id, document_id, chunk_index, text, start_char, end_char, metadata, \
-                   created_at, updated_at, embedding) \
-                 SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::jsonb[], \
+                   created_at, updated_at, embedding, pending) \
+                 SELECT $1, *, $11 FROM unnest($2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::jsonb[], \
                    $8::timestamptz[], $9::timestamptz[], $10::vector[])",
                 loaded.tables.chunks
             ),
@@ -454,6 +489,7 @@ impl ChunkRows {
                 &self.created_at,
                 &self.updated_at,
                 &self.embedding,
+                &pending,
             ],
         )
         .await?;

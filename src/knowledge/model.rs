@@ -296,6 +296,15 @@ pub struct UpdateCollection {
     /// Replaces the metadata object.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// Not changed by PATCH: a 409 `reindex_required` points to `POST .../reindex`.
+    #[schema(value_type = Option<Object>)]
+    pub index: Option<serde_json::Value>,
+    /// Not changed by PATCH: a 409 `reindex_required` points to `POST .../reindex`.
+    #[schema(value_type = Option<String>)]
+    pub distance: Option<serde_json::Value>,
+    /// Not changed by PATCH: a 409 `reembed_required` points to `POST .../reembed`.
+    #[schema(value_type = Option<Object>)]
+    pub embedding: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

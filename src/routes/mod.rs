@@ -17,6 +17,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::error::ApiError;
 use crate::knowledge::api_collections as collections;
 use crate::knowledge::api_documents as documents;
+use crate::knowledge::api_jobs as collection_jobs;
+use crate::jobs::api as jobs;
 
 /// One registered route: its method and path (in OpenAPI's `{param}` syntax, which actix
 /// shares) and how to register it.
@@ -73,6 +75,12 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/collections/{name}/documents/{id}/chunks", documents::get_chunks),
         route!(post, "/v1/collections/{name}/search", documents::search_collection),
         route!(post, "/v1/search", documents::search_collections),
+        route!(post, "/v1/collections/{name}/import", collection_jobs::import_collection),
+        route!(post, "/v1/collections/{name}/reindex", collection_jobs::reindex_collection),
+        route!(post, "/v1/collections/{name}/reembed", collection_jobs::reembed_collection),
+        route!(get, "/v1/jobs", jobs::list_jobs),
+        route!(get, "/v1/jobs/{id}", jobs::get_job),
+        route!(delete, "/v1/jobs/{id}", jobs::cancel_job),
     ]
 }
 

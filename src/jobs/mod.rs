@@ -1,0 +1,43 @@
+//! One jobs machinery, in PostgreSQL: imports, merges, reindexing, re-embedding and the periodic
+//! sweep all run as rows of `jobs` (migrations/V4), claimed by the server's workers with
+//! `FOR UPDATE SKIP LOCKED`, heartbeated, checkpointed in the transaction of the work they
+//! cover, and resumed from that checkpoint when their worker died.
+
+pub mod api;
+pub mod model;
+pub mod store;
+pub mod worker;
+
+pub use worker::{JobCtx, Outcome};
+
+/// The jobs' settings and the bell that wakes an idle worker when this server queues a job.
+pub struct JobSettings {
+    pub import_limit: u64,
+    pub stale_secs: f64,
+    /// `maintenance_work_mem` of index builds (validated: digits and a unit).
+    pub index_build_memory: String,
+    pub wake: tokio::sync::Notify,
+}
+
+impl JobSettings {
+    pub fn new(import_limit: u64, stale_secs: f64, index_build_memory: &str) -> anyhow::Result<Self> {
+        let valid = {
+            let digits = index_build_memory.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            let unit = &index_build_memory[digits.len()..];
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && ["kB", "MB", "GB"].contains(&unit)
+        };
+        anyhow::ensure!(valid, "ONEBASE_INDEX_BUILD_MEMORY must be a size like 512MB or 2GB, not `{index_build_memory}`");
+        anyhow::ensure!(stale_secs > 0.0 && stale_secs.is_finite(), "ONEBASE_JOB_STALE_SECS must be positive");
+        Ok(JobSettings {
+            import_limit,
+            stale_secs,
+            index_build_memory: index_build_memory.to_string(),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Wakes an idle worker (call after committing a queued job).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}

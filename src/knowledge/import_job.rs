@@ -1,0 +1,391 @@
+//! The import job: staged records into the collection, a batch per transaction, each with its
+//! checkpoint (the last staged line written), so a job resumed after a crash neither repeats
+//! nor skips a record.
+//!
+//! Into a collection with no chunks yet, the ANN index is dropped first and built once at the
+//! end, with parallel maintenance workers, instead of paying an HNSW insertion per row. Into a
+//! non-empty HNSW collection, rows go to the pending partition and a merge job indexes them.
+//! Text records are chunked and embedded outside any transaction, the next batch's embedding
+//! overlapping the current batch's write.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use serde_json::json;
+
+use super::collections::{self, Loaded};
+use super::ingest::{self, ChunkRows, Doc, Prepared};
+use crate::db::{as_owner, tenant_tx};
+use crate::error::ApiError;
+use crate::jobs::{JobCtx, Outcome};
+use crate::state::AppState;
+
+/// Staged vector records per transaction.
+const VECTOR_BATCH: i64 = 5000;
+/// Staged text records per transaction (each is chunked and embedded first).
+const TEXT_BATCH: i64 = 64;
+
+fn job_error(code: &'static str, message: String) -> ApiError {
+    ApiError::JobFailed { code, message }
+}
+
+pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
+    let state = &ctx.state;
+    let tenant = ctx.tenant()?;
+    let name = ctx.job.collection_name.clone().unwrap_or_default();
+    let staging = ctx.job.params["staging"].as_str().unwrap_or_default().to_string();
+    let loaded = match collections::load_alone(state, tenant, &name).await {
+        Ok(l) if Some(l.collection.id) == ctx.job.collection_id => l,
+        Ok(_) | Err(ApiError::NotFound { .. }) => {
+            crate::knowledge::import::drop_staging(state, &ctx.job.params).await?;
+            return Err(ApiError::NotFound { resource: "collection", id: name });
+        }
+        Err(e) => return Err(e),
+    };
+    let mut checkpoint = ctx.job.checkpoint.clone();
+    let mut done = ctx.job.done;
+    {
+        let client = state.pool.get().await?;
+        let staged: Option<i64> = client
+            .query_one("SELECT CASE WHEN to_regclass($1) IS NULL THEN NULL ELSE 0 END::int8", &[&staging])
+            .await?
+            .try_get(0)?;
+        let total: i64 = ctx.job.params["records"].as_i64().unwrap_or(0);
+        let rows: i64 = match staged {
+            Some(_) => client.query_one(&format!("SELECT count(*) FROM {staging}"), &[]).await?.try_get(0)?,
+            None => -1,
+        };
+        if rows != total {
+            return Err(job_error(
+                "staging_lost",
+                format!("the staged records are gone ({rows} of {total}; the database restarted uncleanly): send the import again"),
+            ));
+        }
+    }
+    if checkpoint.get("phase").is_none() {
+        // First run: load into an empty indexed collection without its index.
+        let mut client = state.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let empty: bool = tx
+            .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", loaded.tables.chunks), &[])
+            .await?
+            .try_get(0)?;
+        let fast = empty && loaded.collection.index != super::model::IndexSpec::None;
+        if fast {
+            as_owner(&tx, &format!("DROP INDEX IF EXISTS {}.{}", loaded.tables.schema, loaded.tables.vector_index_name())).await?;
+        }
+        checkpoint = json!({"phase": "load", "line": 0, "fast": fast});
+        ctx.checkpoint(&tx, &checkpoint, done).await?;
+        tx.commit().await?;
+    }
+    let fast = checkpoint["fast"].as_bool().unwrap_or(false);
+    let mut outcome = Outcome::Completed;
+    if checkpoint["phase"] == "load" {
+        let after = checkpoint["line"].as_i64().unwrap_or(0);
+        let loaded_fully = if loaded.collection.embedding.model.is_none() {
+            load_vectors(ctx, &loaded, &staging, after, fast, &mut done).await?
+        } else {
+            load_texts(ctx, &loaded, &staging, after, fast, &mut done).await?
+        };
+        if !loaded_fully {
+            outcome = Outcome::Cancelled;
+        }
+        checkpoint = json!({"phase": if fast { "index" } else { "finish" }, "fast": fast});
+        let mut client = state.pool.get().await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        ctx.checkpoint(&tx, &checkpoint, done).await?;
+        tx.commit().await?;
+    }
+    if checkpoint["phase"] == "index" {
+        // Also after a cancel: the collection keeps its index.
+        build_index(state, &loaded).await?;
+    }
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    if !fast && ingest::writes_pending(&loaded) {
+        crate::jobs::store::enqueue_merge(&tx, tenant, loaded.collection.id, &name).await?;
+    }
+    ctx.checkpoint(&tx, &json!({"phase": "done", "fast": fast}), done).await?;
+    tx.commit().await?;
+    state.jobs.wake();
+    crate::knowledge::import::drop_staging(state, &ctx.job.params).await?;
+    Ok(outcome)
+}
+
+/// Builds the collection's ANN index on its main partition (a resumed job builds it again),
+/// with the configured memory and parallel maintenance workers, then gathers statistics.
+pub(super) async fn build_index(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
+    let Some(create) = super::ddl::vector_index(&loaded.tables, loaded.distance(), &loaded.collection.index) else {
+        return Ok(());
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
+    let client = state.pool.get().await?;
+    client
+        .batch_execute(&format!(
+            "SET maintenance_work_mem = '{mem}'; SET max_parallel_maintenance_workers = {workers}; \
+             DROP INDEX IF EXISTS {schema}.{index}; {create}; ANALYZE {chunks}; \
+             RESET maintenance_work_mem; RESET max_parallel_maintenance_workers",
+            mem = state.jobs.index_build_memory,
+            schema = loaded.tables.schema,
+            index = loaded.tables.vector_index_name(),
+            chunks = loaded.tables.chunks,
+        ))
+        .await?;
+    Ok(())
+}
+
+/// The next batch's last line, or `None` when all are written.
+async fn batch_end(tx: &Transaction<'_>, staging: &str, after: i64, size: i64) -> Result<Option<i64>, ApiError> {
+    Ok(tx
+        .query_one(
+            &format!("SELECT max(line) FROM (SELECT line FROM {staging} WHERE line > $1 ORDER BY line LIMIT $2) s"),
+            &[&after, &size],
+        )
+        .await?
+        .try_get(0)?)
+}
+
+/// What the replaced documents of a batch held, for the collection's counters.
+struct Replaced {
+    ids: Vec<String>,
+    created: Vec<DateTime<Utc>>,
+    docs: i64,
+    chunks: i64,
+    bytes: i64,
+}
+
+/// Deletes the stored documents whose ids are among `ids` (their chunks go with them).
+async fn delete_existing(tx: &Transaction<'_>, loaded: &Loaded, ids_sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Replaced, ApiError> {
+    let rows = tx
+        .query(
+            &format!("DELETE FROM {} d WHERE d.id IN ({ids_sql}) RETURNING d.id, d.created_at, d.chunk_count, d.bytes", loaded.tables.docs),
+            params,
+        )
+        .await?;
+    let mut r = Replaced { ids: vec![], created: vec![], docs: 0, chunks: 0, bytes: 0 };
+    for row in rows {
+        r.ids.push(row.try_get(0)?);
+        r.created.push(row.try_get(1)?);
+        r.docs += 1;
+        r.chunks += i64::from(row.try_get::<_, i32>(2)?);
+        r.bytes += row.try_get::<_, i64>(3)?;
+    }
+    Ok(r)
+}
+
+async fn finish_batch(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    replaced: &Replaced,
+    added: (i64, i64, i64),
+) -> Result<(), ApiError> {
+    let (docs, chunks, bytes) = (added.0 - replaced.docs, added.1 - replaced.chunks, added.2 - replaced.bytes);
+    ingest::check_quota(tx, loaded.tenant, docs, bytes).await?;
+    tx.execute(
+        "UPDATE collections SET document_count = document_count + $2, chunk_count = chunk_count + $3, \
+         stored_bytes = stored_bytes + $4, updated_at = now() WHERE id = $1",
+        &[&loaded.collection.id, &docs, &chunks, &bytes],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Bring-your-own records: a batch moves from staging into the collection in SQL alone.
+/// Returns false when it stopped for a cancel.
+async fn load_vectors(ctx: &JobCtx, loaded: &Loaded, staging: &str, mut after: i64, fast: bool, done: &mut i64) -> Result<bool, ApiError> {
+    let pending = !fast && ingest::writes_pending(loaded);
+    let (docs, chunks) = (&loaded.tables.docs, &loaded.tables.chunks);
+    loop {
+        if ctx.cancelled() {
+            return Ok(false);
+        }
+        let mut client = ctx.state.pool.get().await?;
+        let tx = tenant_tx(&mut client, loaded.tenant).await?;
+        let Some(last) = batch_end(&tx, staging, after, VECTOR_BATCH).await? else {
+            tx.commit().await?;
+            return Ok(true);
+        };
+        let replaced = delete_existing(
+            &tx,
+            loaded,
+            &format!("SELECT id FROM {staging} WHERE line > $1 AND line <= $2"),
+            &[&after, &last],
+        )
+        .await?;
+        let added = tx
+            .query_one(
+                &format!(
+                    "WITH ins AS (INSERT INTO {docs} (tenant_id, id, text, metadata, content_hash, chunk_count, bytes, created_at, updated_at) \
+                       SELECT $3, s.id, s.text, s.metadata, s.hash, 1, s.bytes, coalesce(o.created_at, now()), now() \
+                       FROM {staging} s LEFT JOIN unnest($4::text[], $5::timestamptz[]) o(id, created_at) ON o.id = s.id \
+                       WHERE s.line > $1 AND s.line <= $2 RETURNING bytes) \
+                     SELECT count(*), coalesce(sum(bytes), 0)::int8 FROM ins"
+                ),
+                &[&after, &last, &loaded.tenant, &replaced.ids, &replaced.created],
+            )
+            .await?;
+        let (n, bytes): (i64, i64) = (added.try_get(0)?, added.try_get(1)?);
+        tx.execute(
+            &format!(
+                "INSERT INTO {chunks} (tenant_id, document_id, chunk_index, text, start_char, end_char, metadata, \
+                   created_at, updated_at, embedding, pending) \
+                 SELECT $3, s.id, 0, s.text, 0, char_length(s.text), s.metadata, coalesce(o.created_at, now()), now(), \
+                   s.embedding, $6 \
+                 FROM {staging} s LEFT JOIN unnest($4::text[], $5::timestamptz[]) o(id, created_at) ON o.id = s.id \
+                 WHERE s.line > $1 AND s.line <= $2"
+            ),
+            &[&after, &last, &loaded.tenant, &replaced.ids, &replaced.created, &pending],
+        )
+        .await?;
+        finish_batch(&tx, loaded, &replaced, (n, n, bytes)).await?;
+        *done += n;
+        after = last;
+        ctx.checkpoint(&tx, &json!({"phase": "load", "line": after, "fast": fast}), *done).await?;
+        tx.commit().await?;
+        ctx.count(n as u64);
+    }
+}
+
+/// A staged text record.
+struct TextRecord {
+    line: i64,
+    doc: Doc,
+}
+
+async fn read_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64) -> Result<Vec<TextRecord>, ApiError> {
+    let mut client = ctx.state.pool.get().await?;
+    let tx = tenant_tx(&mut client, loaded.tenant).await?;
+    let rows = tx
+        .query(
+            &format!("SELECT line, id, text, metadata, hash, bytes FROM {staging} WHERE line > $1 ORDER BY line LIMIT $2"),
+            &[&after, &TEXT_BATCH],
+        )
+        .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TextRecord {
+                line: r.try_get(0)?,
+                doc: Doc {
+                    id: r.try_get(1)?,
+                    text: r.try_get(2)?,
+                    metadata: r.try_get(3)?,
+                    chunking: loaded.collection.chunking,
+                    own_vector: None,
+                    hash: r.try_get(4)?,
+                    bytes: r.try_get(5)?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Reads and embeds the batch after `after` (documents whose stored text is the same are not
+/// embedded again).
+async fn next_text_batch(
+    ctx: &JobCtx,
+    loaded: &Loaded,
+    staging: &str,
+    after: i64,
+) -> Result<(Vec<TextRecord>, std::collections::HashMap<usize, Prepared>), ApiError> {
+    let records = read_texts(ctx, loaded, staging, after).await?;
+    let ids: Vec<&str> = records.iter().map(|r| r.doc.id.as_str()).collect();
+    let same: std::collections::HashSet<String> = {
+        let mut client = ctx.state.pool.get().await?;
+        let tx = tenant_tx(&mut client, loaded.tenant).await?;
+        let rows = tx
+            .query(&format!("SELECT id, content_hash FROM {} WHERE id = ANY($1)", loaded.tables.docs), &[&ids])
+            .await?;
+        tx.commit().await?;
+        let stored: std::collections::HashMap<String, Vec<u8>> =
+            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, ApiError>>()?;
+        records.iter().filter(|r| stored.get(&r.doc.id) == Some(&r.doc.hash)).map(|r| r.doc.id.clone()).collect()
+    };
+    let docs: Vec<Doc> = records
+        .iter()
+        .map(|r| Doc { id: r.doc.id.clone(), text: r.doc.text.clone(), metadata: r.doc.metadata.clone(), chunking: r.doc.chunking, own_vector: None, hash: r.doc.hash.clone(), bytes: r.doc.bytes })
+        .collect();
+    let to_embed: Vec<usize> = (0..docs.len()).filter(|&i| !same.contains(&docs[i].id)).collect();
+    let prepared = ingest::prepare(&ctx.state, &docs, &to_embed).await.map_err(|e| match e {
+        ApiError::InvalidDocument { index, id, message } => ApiError::InvalidRecord {
+            line: records.get(index).map_or(0, |r| r.line as u64),
+            id: Some(id),
+            message,
+        },
+        other => other,
+    })?;
+    Ok((records, prepared))
+}
+
+/// Text records: embedded a batch at a time, the next batch's embedding running while this
+/// batch is written. Returns false when it stopped for a cancel.
+async fn load_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, mut after: i64, fast: bool, done: &mut i64) -> Result<bool, ApiError> {
+    let pending = !fast && ingest::writes_pending(loaded);
+    let mut current = next_text_batch(ctx, loaded, staging, after).await?;
+    loop {
+        let (records, prepared) = current;
+        let Some(last) = records.last().map(|r| r.line) else { return Ok(true) };
+        if ctx.cancelled() {
+            return Ok(false);
+        }
+        let write = write_texts(ctx, loaded, &records, prepared, pending, last, fast, done);
+        let (written, next) = tokio::join!(write, next_text_batch(ctx, loaded, staging, last));
+        written?;
+        after = last;
+        current = next?;
+        let _ = after;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_texts(
+    ctx: &JobCtx,
+    loaded: &Loaded,
+    records: &[TextRecord],
+    prepared: std::collections::HashMap<usize, Prepared>,
+    pending: bool,
+    last: i64,
+    fast: bool,
+    done: &mut i64,
+) -> Result<(), ApiError> {
+    let mut client = ctx.state.pool.get().await?;
+    let tx = tenant_tx(&mut client, loaded.tenant).await?;
+    // Documents with unchanged text only take the new metadata.
+    for (i, r) in records.iter().enumerate() {
+        if !prepared.contains_key(&i) {
+            tx.execute(&format!("UPDATE {} SET metadata = $2, updated_at = now() WHERE id = $1", loaded.tables.docs), &[&r.doc.id, &r.doc.metadata])
+                .await?;
+            tx.execute(&format!("UPDATE {} SET metadata = $2, updated_at = now() WHERE document_id = $1", loaded.tables.chunks), &[&r.doc.id, &r.doc.metadata])
+                .await?;
+        }
+    }
+    let ids: Vec<&str> = (0..records.len()).filter(|i| prepared.contains_key(i)).map(|i| records[i].doc.id.as_str()).collect();
+    let replaced = delete_existing(&tx, loaded, "SELECT unnest($1::text[])", &[&ids]).await?;
+    let now: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.try_get(0)?;
+    let mut rows = ChunkRows::default();
+    let (mut n, mut chunk_total, mut bytes) = (0i64, 0i64, 0i64);
+    for (i, r) in records.iter().enumerate() {
+        let Some(prep) = prepared.get(&i) else { continue };
+        let created = replaced.ids.iter().position(|id| id == &r.doc.id).map_or(now, |p| replaced.created[p]);
+        let chunk_count = i32::try_from(prep.chunks.len()).unwrap_or(i32::MAX);
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (tenant_id, id, text, metadata, content_hash, chunk_count, bytes, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                loaded.tables.docs
+            ),
+            &[&loaded.tenant, &r.doc.id, &r.doc.text, &r.doc.metadata, &r.doc.hash, &chunk_count, &r.doc.bytes, &created, &now],
+        )
+        .await?;
+        rows.add(&r.doc, prep, created, now);
+        n += 1;
+        chunk_total += i64::from(chunk_count);
+        bytes += r.doc.bytes;
+    }
+    rows.insert(&tx, loaded, loaded.tenant, pending).await?;
+    finish_batch(&tx, loaded, &replaced, (n, chunk_total, bytes)).await?;
+    *done += records.len() as i64;
+    ctx.checkpoint(&tx, &json!({"phase": "load", "line": last, "fast": fast}), *done).await?;
+    tx.commit().await?;
+    ctx.count(records.len() as u64);
+    Ok(())
+}
