@@ -132,14 +132,20 @@ pub async fn heartbeat(pool: &Pool, id: Uuid, worker: &str) -> Result<bool, ApiE
     })
 }
 
-/// Records progress in the transaction of the work it covers.
-pub async fn checkpoint(tx: &Transaction<'_>, id: Uuid, checkpoint: &serde_json::Value, done: i64) -> Result<(), ApiError> {
-    tx.execute(
-        "UPDATE jobs SET checkpoint = $2, done = $3, heartbeat_at = now(), updated_at = now() WHERE id = $1",
-        &[&id, checkpoint, &done],
-    )
-    .await?;
-    Ok(())
+/// Records progress in the transaction of the work it covers; returns whether a cancel was
+/// asked for.
+pub async fn checkpoint(tx: &Transaction<'_>, id: Uuid, checkpoint: &serde_json::Value, done: i64) -> Result<bool, ApiError> {
+    let row = tx
+        .query_opt(
+            "UPDATE jobs SET checkpoint = $2, done = $3, heartbeat_at = now(), updated_at = now() WHERE id = $1 \
+             RETURNING cancel_requested",
+            &[&id, checkpoint, &done],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get(0)?,
+        None => true,
+    })
 }
 
 pub async fn set_total(pool: &Pool, id: Uuid, total: i64) -> Result<(), ApiError> {

@@ -35,9 +35,13 @@ impl JobCtx {
         self.cancel.load(Ordering::Relaxed)
     }
 
-    /// Records the checkpoint and progress in `tx`, the transaction of the work they cover.
+    /// Records the checkpoint and progress in `tx`, the transaction of the work they cover, and
+    /// learns of a cancel at once.
     pub async fn checkpoint(&self, tx: &Transaction<'_>, checkpoint: &serde_json::Value, done: i64) -> Result<(), ApiError> {
-        store::checkpoint(tx, self.job.id, checkpoint, done).await
+        if store::checkpoint(tx, self.job.id, checkpoint, done).await? {
+            self.cancel.store(true, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Counts units for `/metrics` (after their transaction committed).

@@ -1,6 +1,6 @@
 //! The re-embed job: every chunk's text embedded with the collection's new model into a second
 //! vector column beside the old one, an index built on it `CONCURRENTLY`, then one swap
-//! transaction (writers held off for its duration) that checks every chunk has its new vector,
+//! transaction (reads and writes wait for its few statements) that checks every chunk has its new vector,
 //! drops the old column and index, and renames the new ones. Search answers from the old
 //! vectors until the swap commits.
 //!
@@ -206,7 +206,10 @@ async fn swap(ctx: &JobCtx, loaded: &Loaded, model: &str, dims: i32, done: i64) 
     let mut client = ctx.state.pool.get().await?;
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
     let fresh = collections::load(&tx, loaded.tenant, &loaded.collection.name, true).await?;
-    as_owner(&tx, &format!("LOCK TABLE {chunks} IN SHARE MODE")).await?;
+    // ACCESS EXCLUSIVE from the start, on the parent and so on both partitions in that order:
+    // taking a weaker lock first and the DDL's later would deadlock with a search that holds
+    // the parent and waits for a partition.
+    as_owner(&tx, &format!("LOCK TABLE {chunks} IN ACCESS EXCLUSIVE MODE")).await?;
     let missing: i64 = tx
         .query_one(&format!("SELECT count(*) FROM {chunks} WHERE embedding_next IS NULL"), &[])
         .await?

@@ -61,7 +61,23 @@ fn found(row: &tokio_postgres::Row) -> Result<Found, ApiError> {
     })
 }
 
+/// Searches one collection. A search that read the collection just before a re-embed swapped
+/// its vectors (pgvector then sees query and column differ in dimension) runs once more, and
+/// answers from the new state.
 pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchRequest) -> Result<SearchResponse, ApiError> {
+    match search_once(state, tenant, name, req.clone()).await {
+        Err(ApiError::Internal(err)) if swapped_under(&err) => search_once(state, tenant, name, req).await,
+        other => other,
+    }
+}
+
+fn swapped_under(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.as_db_error())
+        .is_some_and(|db| db.message().starts_with("different vector dimensions"))
+}
+
+async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: SearchRequest) -> Result<SearchResponse, ApiError> {
     let k = req.k.unwrap_or(DEFAULT_K);
     if !(1..=100).contains(&k) {
         return Err(ApiError::validation("k", "must be 1 to 100"));

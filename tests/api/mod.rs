@@ -6,6 +6,7 @@ mod errors;
 mod collections;
 pub mod documents;
 mod filters;
+mod jobs;
 mod openapi;
 mod search;
 mod system;

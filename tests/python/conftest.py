@@ -56,7 +56,8 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"onebase was not ready within {READY_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
 
 
-def start_server(scratch: Path, admin_key: str, jwt_secret: str) -> tuple[subprocess.Popen, str, Path]:
+def start_server(scratch: Path, admin_key: str, jwt_secret: str,
+                 extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, Path]:
     """Starts onebase on the embedded cluster in `scratch/pgdata` (created on first start);
     returns the process, its URL and its log, once it is ready."""
     binary = Path(os.environ.get("ONEBASE_BIN", ROOT / "target" / "debug" / "onebase"))
@@ -77,6 +78,7 @@ def start_server(scratch: Path, admin_key: str, jwt_secret: str) -> tuple[subpro
         ONEBASE_LOG_FORMAT="json",
         ONEBASE_WORKERS="2",
         ONEBASE_TOOLS_DIR=os.environ.get("ONEBASE_TOOLS_DIR", str(ROOT / ".onebase")),
+        **(extra_env or {}),
     )
     with open(log, "ab") as out:
         proc = subprocess.Popen([str(binary), "serve"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
