@@ -17,7 +17,7 @@ async fn tables_of(app: &TestApp, collection_id: &str) -> Vec<String> {
     client
         .query(
             "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND c.relname LIKE '%' || $1 ORDER BY 1",
+             WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%' || $1 ORDER BY 1",
             &[&hex],
         )
         .await
@@ -145,7 +145,7 @@ async fn collection_tables_live_in_the_tenants_schema_and_go_with_the_tenant() {
                     EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'f' \
                             AND k.confrelid = 'tenants'::regclass AND k.confdeltype = 'c') \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND c.relname LIKE '%' || $1",
+             WHERE c.relkind IN ('r', 'p') AND c.relname LIKE '%' || $1",
             &[&id, &doomed.to_string()],
         )
         .await

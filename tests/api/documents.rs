@@ -149,7 +149,7 @@ async fn a_bad_record_writes_nothing_and_is_named() {
         let err = assert_error(res, 400, "invalid_document").await;
         assert!(err["message"].as_str().unwrap().contains(&format!("`{named}`")), "{err}");
     }
-    let too_many: Vec<_> = (0..257).map(|i| json!({"text": format!("t{i}")})).collect();
+    let too_many: Vec<_> = (0..1001).map(|i| json!({"text": format!("t{i}")})).collect();
     let (status, _) = call(&app, Method::POST, "/v1/collections/t/documents", Some(json!({"documents": too_many}))).await;
     let (missing, _) = call(&app, Method::POST, "/v1/collections/nope/documents", Some(json!({"documents": [{"text": "x"}]}))).await;
 
