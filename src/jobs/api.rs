@@ -27,6 +27,9 @@ pub async fn list_jobs(
     query: web::Query<JobFilter>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
+    if query.collection.as_ref().is_some_and(|c| c.is_empty() || c.len() > 63) {
+        return Err(ApiError::validation("collection", "a collection name is 1 to 63 characters"));
+    }
     let limit = Limit::parse(query.limit)?;
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
     let mut client = state.pool.get().await?;

@@ -203,7 +203,7 @@ pub struct JobFilter {
     /// Only jobs of this kind.
     pub kind: Option<JobKind>,
     /// Only jobs on this collection.
-    #[param(max_length = 63)]
+    #[param(min_length = 1, max_length = 63)]
     pub collection: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]

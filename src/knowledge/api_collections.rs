@@ -79,7 +79,6 @@ pub async fn list_collections(
         (status = 200, description = "The collection", body = Collection),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`reindex_required` (a new `index` or `distance`: use `POST .../reindex`) or `reembed_required` (a new `embedding`: use `POST .../reembed`)", body = ErrorBody),
     )
 )]
 pub async fn get_collection(
@@ -102,6 +101,7 @@ pub async fn get_collection(
         (status = 400, description = "`validation_failed`", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`reindex_required` (a new `index` or `distance`: use `POST .../reindex`) or `reembed_required` (a new `embedding`: use `POST .../reembed`)", body = ErrorBody),
     )
 )]
 pub async fn update_collection(

@@ -116,8 +116,9 @@ pub struct ReembedRequest {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "The re-embed job, queued", body = Job),
+        (status = 400, description = "`validation_failed`: the model is not served here", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such collection; `model_not_found`: the model is not served here", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such collection", body = ErrorBody),
         (status = 409, description = "`conflict`: another job on the collection is in progress, or chunks without text", body = ErrorBody),
     )
 )]

@@ -146,7 +146,7 @@ pub fn vector_index_named(
     let chunks = &t.chunks_main;
     let name = if concurrently { format!("CONCURRENTLY {name}") } else { name.to_string() };
     match index {
-        IndexSpec::None => None,
+        IndexSpec::None {} => None,
         IndexSpec::Hnsw { m, ef_construction } => Some(format!(
             "CREATE INDEX {name} ON {chunks} USING hnsw ({column} {ops}) WITH (m = {m}, ef_construction = {ef_construction})",
             m = m.unwrap_or(IndexSpec::DEFAULT_M),

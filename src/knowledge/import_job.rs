@@ -69,7 +69,7 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", loaded.tables.chunks), &[])
             .await?
             .try_get(0)?;
-        let fast = empty && loaded.collection.index != super::model::IndexSpec::None;
+        let fast = empty && loaded.collection.index != super::model::IndexSpec::None {};
         if fast {
             as_owner(&tx, &format!("DROP INDEX IF EXISTS {}.{}", loaded.tables.schema, loaded.tables.vector_index_name())).await?;
         }

@@ -84,8 +84,9 @@ pub enum IndexSpec {
         #[schema(minimum = 1, maximum = 4096)]
         lists: Option<u32>,
     },
-    /// No vector index: every search is exact.
-    None,
+    /// No vector index: every search is exact. (A struct variant, so that unknown fields are
+    /// refused as for the other two.)
+    None {},
 }
 
 impl IndexSpec {
@@ -118,7 +119,7 @@ impl IndexSpec {
                 }
                 IndexSpec::Ivfflat { lists: Some(lists) }
             }
-            IndexSpec::None => IndexSpec::None,
+            IndexSpec::None {} => IndexSpec::None {},
         })
     }
 }

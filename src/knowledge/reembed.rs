@@ -30,7 +30,7 @@ const MAX_SWAPS: u32 = 20;
 pub async fn start(state: &AppState, tenant: Uuid, principal: &Principal, name: &str, model: &str) -> Result<Job, ApiError> {
     let served = &state.embedder.info().name;
     if model != served {
-        return Err(ApiError::ModelNotFound { requested: model.to_string(), served: served.clone() });
+        return Err(ApiError::validation("model", format!("model `{model}` is not served here; this server serves `{served}`")));
     }
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;

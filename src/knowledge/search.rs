@@ -259,7 +259,7 @@ async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery
         None => "true".into(),
     };
     let chunks = &loaded.tables.chunks;
-    let has_index = loaded.collection.index != IndexSpec::None;
+    let has_index = loaded.collection.index != IndexSpec::None {};
     let (plan, matching) = if !has_index {
         (("exact".to_string(), "the collection has no vector index".to_string()), None)
     } else if filter.is_some() {

@@ -305,7 +305,7 @@ async fn reembed_swaps_vectors_while_a_client_searches() {
     assert_eq!(status, 201, "{body}");
     let (searcher, stop) = search_loop(&app, "re", json!({"vector": vector(1, 8), "k": 3}));
     let (status, err) = call(&app, Method::POST, "/v1/collections/re/reembed", Some(json!({"model": "no-such-model"}))).await;
-    assert_eq!((status, err["code"].as_str().unwrap()), (404, "model_not_found"));
+    assert_eq!((status, err["code"].as_str().unwrap()), (400, "validation_failed"), "{err}");
     let (_, models) = call(&app, Method::GET, "/v1/models", None).await;
     let model = models["data"][0]["id"].as_str().unwrap().to_string();
     let (status, job) = call(&app, Method::POST, "/v1/collections/re/reembed", Some(json!({"model": model}))).await;
