@@ -4,7 +4,7 @@ TOOLS ?= $(or $(ONEBASE_TOOLS_DIR),.onebase)
 ONEBASE_BIND ?= 127.0.0.1:8080
 export ONEBASE_BIND
 
-.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search clean-data
+.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest clean-data
 
 run: bootstrap
 	$(CARGO) build --release
@@ -49,6 +49,14 @@ bench-search: bootstrap
 	$(CARGO) build --release
 	test -x $(CHROMA_VENV)/bin/chroma || { python3 -m venv $(CHROMA_VENV) && $(CHROMA_VENV)/bin/pip install --quiet chromadb==1.5.9; }
 	$(CHROMA_VENV)/bin/python scripts/bench_search.py --n $(N) --chroma-venv $(CHROMA_VENV)
+
+# Ingest against the same ChromaDB (prints figures; scripts/bench_ingest.py): bulk import vs add,
+# incremental batches into the loaded collection, text ingest vs the embedder alone.
+ARGS ?=
+bench-ingest: bootstrap
+	$(CARGO) build --release
+	test -x $(CHROMA_VENV)/bin/chroma || { python3 -m venv $(CHROMA_VENV) && $(CHROMA_VENV)/bin/pip install --quiet chromadb==1.5.9; }
+	$(CHROMA_VENV)/bin/python scripts/bench_ingest.py --n $(N) --chroma-venv $(CHROMA_VENV) $(ARGS)
 
 # Removes the embedded cluster's data (asks first).
 clean-data:

@@ -30,12 +30,21 @@ pub async fn enqueue(tx: &impl GenericClient, job: NewJob<'_>) -> Result<Uuid, A
     Ok(row.try_get(0)?)
 }
 
-/// Queues a merge of the collection's pending chunks, unless one is queued already.
+/// Seconds a queued merge waits for more writes before it starts, and the longest a stream of
+/// writes can keep pushing it back. While writes arrive in a burst, the merge's HNSW insertions
+/// (a core's worth of work) do not compete with them; searches meanwhile scan the pending rows
+/// exactly.
+const MERGE_DEBOUNCE_SECS: f64 = 2.0;
+const MERGE_MAX_DELAY_SECS: f64 = 10.0;
+
+/// Queues a merge of the collection's pending chunks, or pushes back the queued one.
 pub async fn enqueue_merge(tx: &Transaction<'_>, tenant: Uuid, collection: Uuid, name: &str) -> Result<(), ApiError> {
     tx.execute(
-        "INSERT INTO jobs (tenant_id, kind, collection_id, collection_name) VALUES ($1, 'merge', $2, $3) \
-         ON CONFLICT (collection_id, kind) WHERE state = 'queued' AND kind IN ('merge', 'sweep') DO NOTHING",
-        &[&tenant, &collection, &name],
+        "INSERT INTO jobs (tenant_id, kind, collection_id, collection_name, run_after) \
+         VALUES ($1, 'merge', $2, $3, now() + make_interval(secs => $4)) \
+         ON CONFLICT (collection_id, kind) WHERE state = 'queued' AND kind IN ('merge', 'sweep') \
+         DO UPDATE SET run_after = least(jobs.created_at + make_interval(secs => $5), now() + make_interval(secs => $4))",
+        &[&tenant, &collection, &name, &MERGE_DEBOUNCE_SECS, &MERGE_MAX_DELAY_SECS],
     )
     .await?;
     Ok(())

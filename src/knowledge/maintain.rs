@@ -32,6 +32,7 @@ async fn job_collection(ctx: &JobCtx) -> Result<Option<Loaded>, ApiError> {
 
 /// Moves the collection's pending chunks into its main partition (and so into the ANN index),
 /// a batch per transaction: a search sees every row in one partition or the other, always.
+/// (`done` restarts from the checkpoint's count after a takeover; the rows left are counted anew.)
 pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let Some(loaded) = job_collection(ctx).await? else { return Ok(Outcome::Completed) };
     let mut done = ctx.job.done;
@@ -42,8 +43,11 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             .await?
             .try_get(0)?
     };
-    store::set_total(&ctx.state.pool, ctx.job.id, done + pending).await?;
-    loop {
+    let total = done + pending;
+    store::set_total(&ctx.state.pool, ctx.job.id, total).await?;
+    // Only what was pending when the job started: rows written meanwhile queued the next merge,
+    // which waits for their burst to end.
+    while done < total {
         if ctx.cancelled() {
             return Ok(Outcome::Cancelled);
         }
@@ -65,9 +69,10 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         tx.commit().await?;
         ctx.count(moved as u64);
         if moved == 0 {
-            return Ok(Outcome::Completed);
+            break;
         }
     }
+    Ok(Outcome::Completed)
 }
 
 /// A connection of its own for DDL that cannot run in a transaction (`CONCURRENTLY`), closed
