@@ -76,9 +76,10 @@ pub struct Config {
     #[arg(long, global = true, env = "ONEBASE_JOB_STALE_SECS", default_value_t = 30.0)]
     pub job_stale_secs: f64,
 
-    /// `maintenance_work_mem` for index builds of jobs (a PostgreSQL size, e.g. 1GB).
-    #[arg(long, global = true, env = "ONEBASE_INDEX_BUILD_MEMORY", default_value = "1GB")]
-    pub index_build_memory: String,
+    /// `maintenance_work_mem` for the index builds of jobs (a PostgreSQL size, e.g. 4GB; default:
+    /// the database's own setting, which the embedded cluster sets to an eighth of the RAM).
+    #[arg(long, global = true, env = "ONEBASE_INDEX_BUILD_MEMORY")]
+    pub index_build_memory: Option<String>,
 
     /// Log format: json (one object per line) or pretty.
     #[arg(long, global = true, env = "ONEBASE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]

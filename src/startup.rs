@@ -81,7 +81,7 @@ impl Application {
             embed_limits,
             openapi,
             query_cache: crate::knowledge::query_cache::QueryCache::new(QUERY_CACHE_ENTRIES),
-            jobs: crate::jobs::JobSettings::new(config.import_limit, config.job_stale_secs, &config.index_build_memory)?,
+            jobs: crate::jobs::JobSettings::new(config.import_limit, config.job_stale_secs, config.index_build_memory.as_deref())?,
         });
         crate::jobs::worker::spawn(state.clone(), config.job_workers);
         let body_limit = config.body_limit;

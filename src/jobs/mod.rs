@@ -14,24 +14,29 @@ pub use worker::{JobCtx, Outcome};
 pub struct JobSettings {
     pub import_limit: u64,
     pub stale_secs: f64,
-    /// `maintenance_work_mem` of index builds (validated: digits and a unit).
+    /// `SET maintenance_work_mem = ...;` for index builds (validated: digits and a unit), or
+    /// nothing to keep the database's setting.
     pub index_build_memory: String,
     pub wake: tokio::sync::Notify,
 }
 
 impl JobSettings {
-    pub fn new(import_limit: u64, stale_secs: f64, index_build_memory: &str) -> anyhow::Result<Self> {
-        let valid = {
-            let digits = index_build_memory.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-            let unit = &index_build_memory[digits.len()..];
-            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && ["kB", "MB", "GB"].contains(&unit)
+    pub fn new(import_limit: u64, stale_secs: f64, index_build_memory: Option<&str>) -> anyhow::Result<Self> {
+        let set_memory = match index_build_memory {
+            None => String::new(),
+            Some(size) => {
+                let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+                let unit = &size[digits.len()..];
+                let valid = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && ["kB", "MB", "GB"].contains(&unit);
+                anyhow::ensure!(valid, "ONEBASE_INDEX_BUILD_MEMORY must be a size like 512MB or 2GB, not `{size}`");
+                format!("SET maintenance_work_mem = '{size}';")
+            }
         };
-        anyhow::ensure!(valid, "ONEBASE_INDEX_BUILD_MEMORY must be a size like 512MB or 2GB, not `{index_build_memory}`");
         anyhow::ensure!(stale_secs > 0.0 && stale_secs.is_finite(), "ONEBASE_JOB_STALE_SECS must be positive");
         Ok(JobSettings {
             import_limit,
             stale_secs,
-            index_build_memory: index_build_memory.to_string(),
+            index_build_memory: set_memory,
             wake: tokio::sync::Notify::new(),
         })
     }

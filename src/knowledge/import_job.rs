@@ -121,7 +121,7 @@ pub(super) async fn build_index(state: &AppState, loaded: &Loaded) -> Result<(),
     let client = state.pool.get().await?;
     client
         .batch_execute(&format!(
-            "SET maintenance_work_mem = '{mem}'; SET max_parallel_maintenance_workers = {workers}; \
+            "{mem} SET max_parallel_maintenance_workers = {workers}; \
              DROP INDEX IF EXISTS {schema}.{index}; {create}; ANALYZE {chunks}; \
              RESET maintenance_work_mem; RESET max_parallel_maintenance_workers",
             mem = state.jobs.index_build_memory,
@@ -318,7 +318,7 @@ async fn next_text_batch(
 
 /// Text records: embedded a batch at a time, the next batch's embedding running while this
 /// batch is written. Returns false when it stopped for a cancel.
-async fn load_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, mut after: i64, fast: bool, done: &mut i64) -> Result<bool, ApiError> {
+async fn load_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64, fast: bool, done: &mut i64) -> Result<bool, ApiError> {
     let pending = !fast && ingest::writes_pending(loaded);
     let mut current = next_text_batch(ctx, loaded, staging, after).await?;
     loop {
@@ -330,9 +330,7 @@ async fn load_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, mut after: i64
         let write = write_texts(ctx, loaded, &records, prepared, pending, last, fast, done);
         let (written, next) = tokio::join!(write, next_text_batch(ctx, loaded, staging, last));
         written?;
-        after = last;
         current = next?;
-        let _ = after;
     }
 }
 

@@ -75,16 +75,11 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     Ok(Outcome::Completed)
 }
 
-/// A connection of its own for DDL that cannot run in a transaction (`CONCURRENTLY`), closed
-/// afterwards so that its session settings never reach another request.
-async fn ddl_connection(state: &AppState) -> Result<Object, ApiError> {
-    Ok(state.pool.get().await?)
-}
-
 /// Runs statements one by one (each its own transaction, as `CONCURRENTLY` requires) on a
-/// connection that is then closed.
+/// connection of its own, closed afterwards so that its session settings never reach another
+/// request.
 pub(super) async fn run_alone(state: &AppState, statements: &[String]) -> Result<(), ApiError> {
-    let client = Object::take(ddl_connection(state).await?);
+    let client = Object::take(state.pool.get().await?);
     for s in statements {
         client.batch_execute(s).await?;
     }
@@ -97,8 +92,7 @@ pub(super) async fn build_beside(state: &AppState, create: &str, schema: &str, n
     run_alone(
         state,
         &[
-            format!("SET maintenance_work_mem = '{}'", state.jobs.index_build_memory),
-            format!("SET max_parallel_maintenance_workers = {workers}"),
+            format!("{} SET max_parallel_maintenance_workers = {workers}", state.jobs.index_build_memory),
             format!("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{name}"),
             create.to_string(),
         ],
@@ -158,7 +152,6 @@ pub async fn reindex(ctx: &JobCtx) -> Result<Outcome, ApiError> {
 
 /// Queues a collection job after checking that no conflicting one is active.
 pub(super) async fn queue_job(
-    state: &AppState,
     tx: &Transaction<'_>,
     loaded: &Loaded,
     kind: JobKind,
@@ -182,7 +175,6 @@ pub(super) async fn queue_job(
         },
     )
     .await?;
-    let _ = state;
     Ok(id)
 }
 
@@ -201,7 +193,7 @@ pub async fn start_reindex(
     let loaded = collections::load(&tx, tenant, name, true).await?;
     let distance = distance.unwrap_or(loaded.collection.distance);
     let params = json!({"index": index, "distance": distance, "from": {"index": loaded.collection.index, "distance": loaded.collection.distance}});
-    let id = queue_job(state, &tx, &loaded, JobKind::Reindex, params, Some(1)).await?;
+    let id = queue_job(&tx, &loaded, JobKind::Reindex, params, Some(1)).await?;
     crate::audit::record(
         &tx,
         tenant,

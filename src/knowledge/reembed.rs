@@ -48,7 +48,7 @@ pub async fn start(state: &AppState, tenant: Uuid, principal: &Principal, name: 
         )));
     }
     let params = json!({"model": model, "from": {"model": loaded.collection.embedding.model, "dimension": loaded.collection.embedding.dimension}});
-    let id = queue_job(state, &tx, &loaded, JobKind::Reembed, params, Some(chunks)).await?;
+    let id = queue_job(&tx, &loaded, JobKind::Reembed, params, Some(chunks)).await?;
     crate::audit::record(
         &tx,
         tenant,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import secrets
 import shutil
 import signal
@@ -20,7 +21,9 @@ FAST_TAKEOVER = {"ONEBASE_JOB_STALE_SECS": "2"}
 
 
 def vector(i: int) -> list[float]:
-    v = [math.sin(i * 0.37 + d * 1.3) + math.cos(i * 0.011 * (d + 1)) for d in range(DIM)]
+    """A pseudo-random unit vector (uniform in the cube, normalized): no two alike."""
+    rng = random.Random(i)
+    v = [rng.uniform(-1.0, 1.0) for _ in range(DIM)]
     norm = math.sqrt(sum(x * x for x in v)) or 1.0
     return [round(x / norm, 6) for x in v]
 
@@ -83,9 +86,17 @@ def test_sigkill_during_an_import_resumes_without_duplicates_or_gaps() -> None:
                 break
         assert ids == {f"r{i}" for i in range(N)}, f"killed at {killed_at}: {len(ids)} distinct ids"
         for i in (0, 12_345, N - 1):
-            hit = requests.post(f"{url}/v1/collections/big/search", json={"vector": vector(i), "k": 1, "include": []},
-                                headers=headers, timeout=30).json()
-            assert hit["hits"][0]["document_id"] == f"r{i}", hit
+            # Exact (the filter matches 500 rows): the stored vector is the one sent.
+            exact = requests.post(f"{url}/v1/collections/big/search", json={
+                "vector": vector(i), "k": 1, "include": [], "filter": {"tag": i % 100}, "explain": True},
+                headers=headers, timeout=30).json()
+            assert exact["explain"]["plan"] == "exact" and exact["hits"][0]["document_id"] == f"r{i}", exact
+            # Through the rebuilt index.
+            ann = requests.post(f"{url}/v1/collections/big/search", json={
+                "vector": vector(i), "k": 1, "include": [], "ef_search": 400, "explain": True},
+                headers=headers, timeout=30).json()
+            assert "embedding_idx" in ann["explain"]["postgres_plan"], ann["explain"]
+            assert ann["hits"][0]["document_id"] == f"r{i}", ann
     finally:
         stop_server(proc)
         shutil.rmtree(scratch / "pgdata", ignore_errors=True)
