@@ -81,10 +81,23 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let mut outcome = Outcome::Completed;
     if checkpoint["phase"] == "load" {
         let after = checkpoint["line"].as_i64().unwrap_or(0);
-        let loaded_fully = if loaded.collection.embedding.model.is_none() {
-            load_vectors(ctx, &loaded, &staging, after, fast, &mut done).await?
+        let result = if loaded.collection.embedding.model.is_none() {
+            load_vectors(ctx, &loaded, &staging, after, fast, &mut done).await
         } else {
-            load_texts(ctx, &loaded, &staging, after, fast, &mut done).await?
+            load_texts(ctx, &loaded, &staging, after, fast, &mut done).await
+        };
+        let loaded_fully = match result {
+            Ok(fully) => fully,
+            Err(err) => {
+                // The job failed (a full disk, say) with whole documents written up to its
+                // checkpoint: give them their index back before saying so.
+                if fast {
+                    if let Err(e) = build_index(state, &loaded).await {
+                        tracing::warn!(job = %ctx.job.id, error = %e, "rebuilding the index of a failed import");
+                    }
+                }
+                return Err(err);
+            }
         };
         if !loaded_fully {
             outcome = Outcome::Cancelled;
