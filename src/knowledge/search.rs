@@ -65,8 +65,8 @@ fn found(row: &tokio_postgres::Row) -> Result<Found, ApiError> {
 /// its vectors (pgvector then sees query and column differ in dimension) runs once more, and
 /// answers from the new state.
 pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchRequest) -> Result<SearchResponse, ApiError> {
-    match search_once(state, tenant, name, req.clone()).await {
-        Err(ApiError::Internal(err)) if swapped_under(&err) => search_once(state, tenant, name, req).await,
+    match search_once(state, tenant, name, &req).await {
+        Err(ApiError::Internal(err)) if swapped_under(&err) => search_once(state, tenant, name, &req).await,
         other => other,
     }
 }
@@ -77,7 +77,7 @@ fn swapped_under(err: &anyhow::Error) -> bool {
         .is_some_and(|db| db.message().starts_with("different vector dimensions"))
 }
 
-async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: SearchRequest) -> Result<SearchResponse, ApiError> {
+async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchRequest) -> Result<SearchResponse, ApiError> {
     let k = req.k.unwrap_or(DEFAULT_K);
     if !(1..=100).contains(&k) {
         return Err(ApiError::validation("k", "must be 1 to 100"));
@@ -98,7 +98,7 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: SearchRequ
     // The query's vector comes first, before any transaction: the model never runs inside one.
     let query_vector = match mode {
         SearchMode::Text => None,
-        SearchMode::Vector | SearchMode::Hybrid => Some(query_vector(state, &req).await?),
+        SearchMode::Vector | SearchMode::Hybrid => Some(query_vector(state, req).await?),
     };
 
     let mut fetch = if req.group_by.is_some() { k * 4 } else { k };
