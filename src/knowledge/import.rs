@@ -16,9 +16,8 @@ use tokio_postgres::types::{ToSql, Type};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::collections::{self, Loaded, MAX_DIMENSION};
-use super::doc_model::{MAX_ID_LEN, MAX_TEXT_CHARS};
-use super::ingest::{self, content_hash, stored_bytes, to_f32};
+use super::collections::{self, Loaded};
+use super::ingest::{self, check_content, check_id, content_hash, stored_bytes};
 use super::model::{validate_metadata, ChunkingSpec};
 use crate::auth::Principal;
 use crate::db::{as_owner, tenant_tx};
@@ -81,9 +80,7 @@ impl Checker {
         let rec: Record = serde_json::from_slice(raw).map_err(|e| fail(None, format!("not a valid record: {e}")))?;
         let id = rec.id.unwrap_or_else(|| Uuid::now_v7().to_string());
         let bad = |message: &str| fail(Some(&id), message.to_string());
-        if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(|c| c == '/' || c.is_control()) {
-            return Err(bad("an id is 1 to 256 bytes with no '/' or control characters"));
-        }
+        check_id(&id).map_err(bad)?;
         let metadata = validate_metadata("metadata", rec.metadata)
             .map_err(|e| bad(&e.to_string()))?
             .unwrap_or_else(|| serde_json::json!({}));
@@ -91,27 +88,11 @@ impl Checker {
         if text.contains('\0') {
             return Err(bad("text may not contain the NUL character (\\u0000)"));
         }
-        if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(bad(&format!("text is longer than {MAX_TEXT_CHARS} characters")));
+        let embedding = check_content(&text, rec.embedding, self.own_vectors, self.dimension).map_err(|e| bad(&e))?;
+        if let Some(v) = &embedding {
+            // The first vector fixes the dimension of a collection created without one.
+            self.dimension = Some(v.len());
         }
-        let embedding = match (self.own_vectors, rec.embedding) {
-            (true, None) => return Err(bad("this collection takes your vectors: `embedding` is required")),
-            (false, Some(_)) => return Err(bad("this collection embeds its text: send `text`, not `embedding`")),
-            (false, None) if text.trim().is_empty() => return Err(bad("text is empty")),
-            (false, None) => None,
-            (true, Some(v)) => {
-                if v.is_empty() || v.len() > MAX_DIMENSION as usize {
-                    return Err(bad(&format!("an embedding has 1 to {MAX_DIMENSION} numbers")));
-                }
-                match self.dimension {
-                    Some(d) if d != v.len() => {
-                        return Err(bad(&format!("the embedding has {} dimensions; the collection {d}", v.len())))
-                    }
-                    _ => self.dimension = Some(v.len()),
-                }
-                Some(to_f32(&v).ok_or_else(|| bad("the embedding holds a number outside float32's finite range"))?)
-            }
-        };
         if !self.seen.insert(id.clone()) {
             return Err(bad("the id appears on an earlier line"));
         }

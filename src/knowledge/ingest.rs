@@ -87,9 +87,7 @@ fn validate(loaded: &Loaded, req: WriteDocuments, max_length: usize) -> Result<V
         let DocumentInput { id, text, embedding, metadata, chunking } = input;
         let id = id.unwrap_or_else(|| Uuid::now_v7().to_string());
         let label = id.clone();
-        if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(|c| c == '/' || c.is_control()) {
-            return Err(bad(index, &label, "an id is 1 to 256 bytes with no '/' or control characters"));
-        }
+        check_id(&id).map_err(|e| bad(index, &label, e))?;
         if !seen.insert(id.clone()) {
             return Err(bad(index, &label, "the id appears twice in this request"));
         }
@@ -101,31 +99,8 @@ fn validate(loaded: &Loaded, req: WriteDocuments, max_length: usize) -> Result<V
             None => default_chunking,
         };
         let text = text.unwrap_or_default();
-        if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(bad(index, &label, format!("text is longer than {MAX_TEXT_CHARS} characters")));
-        }
-        let own_vector = match (own_vectors, embedding) {
-            (true, None) => return Err(bad(index, &label, "this collection takes your vectors: `embedding` is required")),
-            (false, Some(_)) => {
-                return Err(bad(index, &label, "this collection embeds its text: send `text`, not `embedding`"))
-            }
-            (false, None) if text.trim().is_empty() => return Err(bad(index, &label, "text is empty")),
-            (false, None) => None,
-            (true, Some(v)) => {
-                if v.is_empty() || v.len() > collections::MAX_DIMENSION as usize {
-                    return Err(bad(index, &label, format!("an embedding has 1 to {} numbers", collections::MAX_DIMENSION)));
-                }
-                if let Some(dim) = loaded.collection.embedding.dimension {
-                    if v.len() != dim as usize {
-                        return Err(bad(index, &label, format!("the embedding has {} dimensions; the collection {dim}", v.len())));
-                    }
-                }
-                match to_f32(&v) {
-                    Some(v) => Some(v),
-                    None => return Err(bad(index, &label, "the embedding holds a number outside float32's finite range")),
-                }
-            }
-        };
+        let dimension = loaded.collection.embedding.dimension.map(|d| d as usize);
+        let own_vector = check_content(&text, embedding, own_vectors, dimension).map_err(|e| bad(index, &label, e))?;
         let hash = content_hash(&text, &chunking, own_vector.as_deref());
         let bytes = stored_bytes(&text, &metadata);
         docs.push(Doc { id, text, metadata, chunking, own_vector, hash, bytes });
@@ -137,6 +112,44 @@ fn validate(loaded: &Loaded, req: WriteDocuments, max_length: usize) -> Result<V
         }
     }
     Ok(docs)
+}
+
+/// The id rule of every incoming document, from a write batch or an import line.
+pub(super) fn check_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(|c| c == '/' || c.is_control()) {
+        return Err("an id is 1 to 256 bytes with no '/' or control characters");
+    }
+    Ok(())
+}
+
+/// The text and vector rules of every incoming document, from a write batch or an import line:
+/// text of at most `MAX_TEXT_CHARS`; a collection with `own_vectors` takes an embedding of 1 to
+/// `MAX_DIMENSION` numbers (of `dimension` when known) within float32's range, and any other
+/// takes non-empty text and no embedding. Returns the vector as float32.
+pub(super) fn check_content(
+    text: &str,
+    embedding: Option<Vec<f64>>,
+    own_vectors: bool,
+    dimension: Option<usize>,
+) -> Result<Option<Vec<f32>>, String> {
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!("text is longer than {MAX_TEXT_CHARS} characters"));
+    }
+    match (own_vectors, embedding) {
+        (true, None) => Err("this collection takes your vectors: `embedding` is required".into()),
+        (false, Some(_)) => Err("this collection embeds its text: send `text`, not `embedding`".into()),
+        (false, None) if text.trim().is_empty() => Err("text is empty".into()),
+        (false, None) => Ok(None),
+        (true, Some(v)) => {
+            if v.is_empty() || v.len() > collections::MAX_DIMENSION as usize {
+                return Err(format!("an embedding has 1 to {} numbers", collections::MAX_DIMENSION));
+            }
+            if let Some(dim) = dimension.filter(|&d| d != v.len()) {
+                return Err(format!("the embedding has {} dimensions; the collection {dim}", v.len()));
+            }
+            to_f32(&v).map(Some).ok_or_else(|| "the embedding holds a number outside float32's finite range".into())
+        }
+    }
 }
 
 /// The vector as float32, or `None` if a number is beyond float32's finite range.
