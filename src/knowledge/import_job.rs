@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use serde_json::json;
 
-use super::collections::{self, Loaded};
+use super::collections::Loaded;
 use super::ingest::{self, ChunkRows, Doc, Prepared};
 use crate::db::{as_owner, tenant_tx};
 use crate::error::ApiError;
@@ -33,26 +33,19 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let tenant = ctx.tenant()?;
     let name = ctx.job.collection_name.clone().unwrap_or_default();
     let staging = ctx.job.params["staging"].as_str().unwrap_or_default().to_string();
-    let loaded = match collections::load_alone(state, tenant, &name).await {
-        Ok(l) if Some(l.collection.id) == ctx.job.collection_id => l,
-        Ok(_) | Err(ApiError::NotFound { .. }) => {
-            crate::knowledge::import::drop_staging(state, &ctx.job.params).await?;
-            return Err(ApiError::NotFound { resource: "collection", id: name });
-        }
-        Err(e) => return Err(e),
+    let Some(loaded) = super::maintain::job_collection(ctx).await? else {
+        crate::knowledge::import::drop_staging(state, &ctx.job.params).await?;
+        return Err(ApiError::NotFound { resource: "collection", id: name });
     };
     let mut checkpoint = ctx.job.checkpoint.clone();
     let mut done = ctx.job.done;
     {
         let client = state.pool.get().await?;
-        let staged: Option<i64> = client
-            .query_one("SELECT CASE WHEN to_regclass($1) IS NULL THEN NULL ELSE 0 END::int8", &[&staging])
-            .await?
-            .try_get(0)?;
+        let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&staging]).await?.try_get(0)?;
         let total: i64 = ctx.job.params["records"].as_i64().unwrap_or(0);
-        let rows: i64 = match staged {
-            Some(_) => client.query_one(&format!("SELECT count(*) FROM {staging}"), &[]).await?.try_get(0)?,
-            None => -1,
+        let rows: i64 = match exists {
+            true => client.query_one(&format!("SELECT count(*) FROM {staging}"), &[]).await?.try_get(0)?,
+            false => -1,
         };
         if rows != total {
             return Err(job_error(
@@ -130,19 +123,16 @@ pub(super) async fn build_index(state: &AppState, loaded: &Loaded) -> Result<(),
     let Some(create) = super::ddl::vector_index(&loaded.tables, loaded.distance(), &loaded.collection.index) else {
         return Ok(());
     };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
-    let client = state.pool.get().await?;
-    client
-        .batch_execute(&format!(
-            "{mem} SET max_parallel_maintenance_workers = {workers}; \
-             DROP INDEX IF EXISTS {schema}.{index}; {create}; ANALYZE {chunks}; \
-             RESET maintenance_work_mem; RESET max_parallel_maintenance_workers",
-            mem = state.jobs.index_build_memory,
-            schema = loaded.tables.schema,
-            index = loaded.tables.vector_index_name(),
-            chunks = loaded.tables.chunks,
-        ))
-        .await?;
+    // On a connection of its own (closed afterwards), so the settings stay with this build.
+    let (schema, index, chunks) = (&loaded.tables.schema, loaded.tables.vector_index_name(), &loaded.tables.chunks);
+    super::maintain::run_alone(
+        state,
+        &[format!(
+            "{settings} DROP INDEX IF EXISTS {schema}.{index}; {create}; ANALYZE {chunks}",
+            settings = super::maintain::index_build_settings(state),
+        )],
+    )
+    .await?;
     Ok(())
 }
 
@@ -258,13 +248,14 @@ async fn load_vectors(ctx: &JobCtx, loaded: &Loaded, staging: &str, mut after: i
     }
 }
 
-/// A staged text record.
-struct TextRecord {
-    line: i64,
-    doc: Doc,
+/// A batch of staged text records: their lines and their documents, index for index.
+#[derive(Default)]
+struct TextBatch {
+    lines: Vec<i64>,
+    docs: Vec<Doc>,
 }
 
-async fn read_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64) -> Result<Vec<TextRecord>, ApiError> {
+async fn read_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64) -> Result<TextBatch, ApiError> {
     let mut client = ctx.state.pool.get().await?;
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
     let rows = tx
@@ -274,22 +265,20 @@ async fn read_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64) ->
         )
         .await?;
     tx.commit().await?;
-    rows.iter()
-        .map(|r| {
-            Ok(TextRecord {
-                line: r.try_get(0)?,
-                doc: Doc {
-                    id: r.try_get(1)?,
-                    text: r.try_get(2)?,
-                    metadata: r.try_get(3)?,
-                    chunking: loaded.collection.chunking,
-                    own_vector: None,
-                    hash: r.try_get(4)?,
-                    bytes: r.try_get(5)?,
-                },
-            })
-        })
-        .collect()
+    let mut batch = TextBatch::default();
+    for r in &rows {
+        batch.lines.push(r.try_get(0)?);
+        batch.docs.push(Doc {
+            id: r.try_get(1)?,
+            text: r.try_get(2)?,
+            metadata: r.try_get(3)?,
+            chunking: loaded.collection.chunking,
+            own_vector: None,
+            hash: r.try_get(4)?,
+            bytes: r.try_get(5)?,
+        });
+    }
+    Ok(batch)
 }
 
 /// Reads and embeds the batch after `after` (documents whose stored text is the same are not
@@ -299,34 +288,29 @@ async fn next_text_batch(
     loaded: &Loaded,
     staging: &str,
     after: i64,
-) -> Result<(Vec<TextRecord>, std::collections::HashMap<usize, Prepared>), ApiError> {
-    let records = read_texts(ctx, loaded, staging, after).await?;
-    let ids: Vec<&str> = records.iter().map(|r| r.doc.id.as_str()).collect();
-    let same: std::collections::HashSet<String> = {
+) -> Result<(TextBatch, std::collections::HashMap<usize, Prepared>), ApiError> {
+    let batch = read_texts(ctx, loaded, staging, after).await?;
+    let docs = &batch.docs;
+    let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+    let stored: std::collections::HashMap<String, Vec<u8>> = {
         let mut client = ctx.state.pool.get().await?;
         let tx = tenant_tx(&mut client, loaded.tenant).await?;
         let rows = tx
             .query(&format!("SELECT id, content_hash FROM {} WHERE id = ANY($1)", loaded.tables.docs), &[&ids])
             .await?;
         tx.commit().await?;
-        let stored: std::collections::HashMap<String, Vec<u8>> =
-            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, ApiError>>()?;
-        records.iter().filter(|r| stored.get(&r.doc.id) == Some(&r.doc.hash)).map(|r| r.doc.id.clone()).collect()
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, ApiError>>()?
     };
-    let docs: Vec<Doc> = records
-        .iter()
-        .map(|r| Doc { id: r.doc.id.clone(), text: r.doc.text.clone(), metadata: r.doc.metadata.clone(), chunking: r.doc.chunking, own_vector: None, hash: r.doc.hash.clone(), bytes: r.doc.bytes })
-        .collect();
-    let to_embed: Vec<usize> = (0..docs.len()).filter(|&i| !same.contains(&docs[i].id)).collect();
-    let prepared = ingest::prepare(&ctx.state, &docs, &to_embed).await.map_err(|e| match e {
+    let to_embed: Vec<usize> = (0..docs.len()).filter(|&i| stored.get(&docs[i].id) != Some(&docs[i].hash)).collect();
+    let prepared = ingest::prepare(&ctx.state, docs, &to_embed).await.map_err(|e| match e {
         ApiError::InvalidDocument { index, id, message } => ApiError::InvalidRecord {
-            line: records.get(index).map_or(0, |r| r.line as u64),
+            line: batch.lines.get(index).map_or(0, |&l| l as u64),
             id: Some(id),
             message,
         },
         other => other,
     })?;
-    Ok((records, prepared))
+    Ok((batch, prepared))
 }
 
 /// Text records: embedded a batch at a time, the next batch's embedding running while this
@@ -335,12 +319,12 @@ async fn load_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64, fa
     let pending = !fast && ingest::writes_pending(loaded);
     let mut current = next_text_batch(ctx, loaded, staging, after).await?;
     loop {
-        let (records, prepared) = current;
-        let Some(last) = records.last().map(|r| r.line) else { return Ok(true) };
+        let (batch, prepared) = current;
+        let Some(&last) = batch.lines.last() else { return Ok(true) };
         if ctx.cancelled() {
             return Ok(false);
         }
-        let write = write_texts(ctx, loaded, &records, prepared, pending, last, fast, done);
+        let write = write_texts(ctx, loaded, &batch.docs, prepared, pending, last, fast, done);
         let (written, next) = tokio::join!(write, next_text_batch(ctx, loaded, staging, last));
         written?;
         current = next?;
@@ -351,7 +335,7 @@ async fn load_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64, fa
 async fn write_texts(
     ctx: &JobCtx,
     loaded: &Loaded,
-    records: &[TextRecord],
+    docs: &[Doc],
     prepared: std::collections::HashMap<usize, Prepared>,
     pending: bool,
     last: i64,
@@ -361,22 +345,22 @@ async fn write_texts(
     let mut client = ctx.state.pool.get().await?;
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
     // Documents with unchanged text only take the new metadata.
-    for (i, r) in records.iter().enumerate() {
+    for (i, doc) in docs.iter().enumerate() {
         if !prepared.contains_key(&i) {
-            tx.execute(&format!("UPDATE {} SET metadata = $2, updated_at = now() WHERE id = $1", loaded.tables.docs), &[&r.doc.id, &r.doc.metadata])
+            tx.execute(&format!("UPDATE {} SET metadata = $2, updated_at = now() WHERE id = $1", loaded.tables.docs), &[&doc.id, &doc.metadata])
                 .await?;
-            tx.execute(&format!("UPDATE {} SET metadata = $2, updated_at = now() WHERE document_id = $1", loaded.tables.chunks), &[&r.doc.id, &r.doc.metadata])
+            tx.execute(&format!("UPDATE {} SET metadata = $2, updated_at = now() WHERE document_id = $1", loaded.tables.chunks), &[&doc.id, &doc.metadata])
                 .await?;
         }
     }
-    let ids: Vec<&str> = (0..records.len()).filter(|i| prepared.contains_key(i)).map(|i| records[i].doc.id.as_str()).collect();
+    let ids: Vec<&str> = (0..docs.len()).filter(|i| prepared.contains_key(i)).map(|i| docs[i].id.as_str()).collect();
     let replaced = delete_existing(&tx, loaded, "SELECT unnest($1::text[])", &[&ids]).await?;
     let now: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.try_get(0)?;
     let mut rows = ChunkRows::default();
     let (mut n, mut chunk_total, mut bytes) = (0i64, 0i64, 0i64);
-    for (i, r) in records.iter().enumerate() {
+    for (i, doc) in docs.iter().enumerate() {
         let Some(prep) = prepared.get(&i) else { continue };
-        let created = replaced.ids.iter().position(|id| id == &r.doc.id).map_or(now, |p| replaced.created[p]);
+        let created = replaced.ids.iter().position(|id| id == &doc.id).map_or(now, |p| replaced.created[p]);
         let chunk_count = i32::try_from(prep.chunks.len()).unwrap_or(i32::MAX);
         tx.execute(
             &format!(
@@ -384,19 +368,19 @@ async fn write_texts(
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 loaded.tables.docs
             ),
-            &[&loaded.tenant, &r.doc.id, &r.doc.text, &r.doc.metadata, &r.doc.hash, &chunk_count, &r.doc.bytes, &created, &now],
+            &[&loaded.tenant, &doc.id, &doc.text, &doc.metadata, &doc.hash, &chunk_count, &doc.bytes, &created, &now],
         )
         .await?;
-        rows.add(&r.doc, prep, created, now);
+        rows.add(doc, prep, created, now);
         n += 1;
         chunk_total += i64::from(chunk_count);
-        bytes += r.doc.bytes;
+        bytes += doc.bytes;
     }
     rows.insert(&tx, loaded, loaded.tenant, pending).await?;
     finish_batch(&tx, loaded, &replaced, (n, chunk_total, bytes)).await?;
-    *done += records.len() as i64;
+    *done += docs.len() as i64;
     ctx.checkpoint(&tx, &json!({"phase": "load", "line": last, "fast": fast}), *done).await?;
     tx.commit().await?;
-    ctx.count(records.len() as u64);
+    ctx.count(docs.len() as u64);
     Ok(())
 }

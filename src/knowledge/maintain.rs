@@ -21,7 +21,7 @@ use crate::state::AppState;
 const MERGE_BATCH: i64 = 500;
 
 /// The job's collection, or `None` if it was deleted (or replaced by a namesake).
-async fn job_collection(ctx: &JobCtx) -> Result<Option<Loaded>, ApiError> {
+pub(super) async fn job_collection(ctx: &JobCtx) -> Result<Option<Loaded>, ApiError> {
     let name = ctx.job.collection_name.clone().unwrap_or_default();
     match collections::load_alone(&ctx.state, ctx.tenant()?, &name).await {
         Ok(l) if Some(l.collection.id) == ctx.job.collection_id => Ok(Some(l)),
@@ -86,13 +86,24 @@ pub(super) async fn run_alone(state: &AppState, statements: &[String]) -> Result
     Ok(())
 }
 
+/// The session settings of a job's index build: the configured memory (if any) and parallel
+/// maintenance workers for all cores but the leader's.
+pub(super) fn index_build_settings(state: &AppState) -> String {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
+    format!("{} SET max_parallel_maintenance_workers = {workers};", state.jobs.index_build_memory)
+}
+
+/// The job failed because its collection was deleted.
+pub(super) fn collection_deleted() -> ApiError {
+    ApiError::JobFailed { code: "collection_deleted", message: "the collection was deleted".into() }
+}
+
 /// Builds `name` on the main partition with `CONCURRENTLY`: writes and searches go on.
 pub(super) async fn build_beside(state: &AppState, create: &str, schema: &str, name: &str) -> Result<(), ApiError> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
     run_alone(
         state,
         &[
-            format!("{} SET max_parallel_maintenance_workers = {workers}", state.jobs.index_build_memory),
+            index_build_settings(state),
             format!("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{name}"),
             create.to_string(),
         ],
@@ -106,9 +117,7 @@ pub(super) fn next_index_name(loaded: &Loaded) -> String {
 
 /// Rebuilds the index with a new type, parameters or distance beside the old one, then swaps.
 pub async fn reindex(ctx: &JobCtx) -> Result<Outcome, ApiError> {
-    let Some(loaded) = job_collection(ctx).await? else {
-        return Err(ApiError::JobFailed { code: "collection_deleted", message: "the collection was deleted".into() });
-    };
+    let Some(loaded) = job_collection(ctx).await? else { return Err(collection_deleted()) };
     let bad = |what: &str| ApiError::Internal(anyhow::anyhow!("a reindex job with a bad {what}"));
     let index: IndexSpec = serde_json::from_value(ctx.job.params["index"].clone()).map_err(|_| bad("index"))?;
     let distance: Distance = serde_json::from_value(ctx.job.params["distance"].clone()).map_err(|_| bad("distance"))?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::collections::{self, Loaded};
 use super::ddl;
-use super::maintain::{build_beside, next_index_name, queue_job, run_alone};
+use super::maintain::{build_beside, collection_deleted, job_collection, next_index_name, queue_job, run_alone};
 use crate::auth::Principal;
 use crate::db::{as_owner, tenant_tx};
 use crate::error::ApiError;
@@ -66,14 +66,7 @@ pub async fn start(state: &AppState, tenant: Uuid, principal: &Principal, name: 
 pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let state = &ctx.state;
     let tenant = ctx.tenant()?;
-    let name = ctx.job.collection_name.clone().unwrap_or_default();
-    let loaded = match collections::load_alone(state, tenant, &name).await {
-        Ok(l) if Some(l.collection.id) == ctx.job.collection_id => l,
-        Ok(_) | Err(ApiError::NotFound { .. }) => {
-            return Err(ApiError::JobFailed { code: "collection_deleted", message: "the collection was deleted".into() })
-        }
-        Err(e) => return Err(e),
-    };
+    let Some(loaded) = job_collection(ctx).await? else { return Err(collection_deleted()) };
     let model = ctx.job.params["model"].as_str().unwrap_or_default().to_string();
     if model != state.embedder.info().name {
         return Err(ApiError::JobFailed {
