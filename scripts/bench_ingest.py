@@ -458,6 +458,13 @@ def incremental_phase(systems, data, queries, base, count, batch, results) -> No
             system.settle("bulk")
 
 
+def text_row(kind: str, n_docs: int, n_chunks: int, tokens: int, wall: float, emb: dict, coll: dict) -> dict:
+    """One row of the text table: rates and the ratio to the embedder alone in chunks/s."""
+    return {"kind": kind, "docs": n_docs, "chunks": n_chunks, "tokens": tokens, "seconds": wall,
+            "docs_per_s": n_docs / wall, "chunks_per_s": n_chunks / wall, "tokens_per_s": tokens / wall,
+            "ratio": (n_chunks / wall) / emb["chunks_per_s"], "document_count": coll["document_count"]}
+
+
 def text_phase(ob: Onebase, n_docs: int, results: dict, threads: int = 4) -> None:
     docs = text_docs(n_docs)
     words = sum(len(d.split()) for d in docs)
@@ -500,9 +507,7 @@ def text_phase(ob: Onebase, n_docs: int, results: dict, threads: int = 4) -> Non
     wall, counts = run_parallel(batches, threads, ingest("text2"))
     n_chunks = sum(counts)
     coll = ob.collection("text2")
-    r = {"kind": "POST documents", "docs": n_docs, "chunks": n_chunks, "tokens": tokens, "seconds": wall,
-         "docs_per_s": n_docs / wall, "chunks_per_s": n_chunks / wall, "tokens_per_s": tokens / wall,
-         "ratio": (n_chunks / wall) / emb["chunks_per_s"], "document_count": coll["document_count"]}
+    r = text_row("POST documents", n_docs, n_chunks, tokens, wall, emb, coll)
     results["text"].append(r)
     say(f"text: ingest into `text2`: {wall:.1f} s = {r['docs_per_s']:.0f} docs/s, {r['chunks_per_s']:.0f} chunks/s "
         f"({r['ratio']:.2f}x the embedder alone); document_count {coll['document_count']}")
@@ -518,9 +523,7 @@ def text_phase(ob: Onebase, n_docs: int, results: dict, threads: int = 4) -> Non
     job = ob.import_job("text3", pieces(), f"text import of {n_docs}")
     coll = ob.collection("text3")
     wall, n_chunks = job["seconds"], coll.get("chunk_count") or 0
-    r = {"kind": "import job", "docs": n_docs, "chunks": n_chunks, "tokens": tokens, "seconds": wall,
-         "docs_per_s": n_docs / wall, "chunks_per_s": n_chunks / wall, "tokens_per_s": tokens / wall,
-         "ratio": (n_chunks / wall) / emb["chunks_per_s"], "document_count": coll["document_count"]}
+    r = text_row("import job", n_docs, n_chunks, tokens, wall, emb, coll)
     results["text"].append(r)
     say(f"text: import into `text3`: {wall:.1f} s = {r['docs_per_s']:.0f} docs/s, {r['chunks_per_s']:.0f} chunks/s "
         f"({r['ratio']:.2f}x the embedder alone); document_count {coll['document_count']}, chunk_count {n_chunks}")
