@@ -76,6 +76,20 @@ pub struct Config {
     #[arg(long, global = true, env = "ONEBASE_JOB_STALE_SECS", default_value_t = 30.0)]
     pub job_stale_secs: f64,
 
+    /// Seconds between runs of the periodic sweep (retention of finished jobs, expired cache
+    /// entries, old cache history, leftover import staging).
+    #[arg(long, global = true, env = "ONEBASE_SWEEP_INTERVAL_SECS", default_value_t = 60.0)]
+    pub sweep_interval_secs: f64,
+
+    /// Seconds an expired cache entry stays readable with `allow_stale=true` before the sweep
+    /// removes it (and its indexed document).
+    #[arg(long, global = true, env = "ONEBASE_CACHE_KEEP_EXPIRED_SECS", default_value_t = 7 * 24 * 3600)]
+    pub cache_keep_expired_secs: u64,
+
+    /// Days the cache keeps the earlier versions of an entry.
+    #[arg(long, global = true, env = "ONEBASE_CACHE_HISTORY_DAYS", default_value_t = 90)]
+    pub cache_history_days: u32,
+
     /// `maintenance_work_mem` for the index builds of jobs (a PostgreSQL size, e.g. 4GB; default:
     /// the database's own setting, which the embedded cluster sets to an eighth of the RAM).
     #[arg(long, global = true, env = "ONEBASE_INDEX_BUILD_MEMORY")]

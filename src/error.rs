@@ -80,6 +80,13 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
 
+    /// An idempotency key reused with a different request.
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    /// A status change the run's lifecycle does not allow.
+    #[error("{0}")]
+    InvalidTransition(String),
+
     /// A bad line of an NDJSON import (1-based).
     #[error("line {line}{}: {message}", id.as_deref().map(|i| format!(" (`{i}`)")).unwrap_or_default())]
     InvalidRecord { line: u64, id: Option<String>, message: String },
@@ -137,6 +144,8 @@ impl ApiError {
             ApiError::InvalidFilter(_) => "invalid_filter",
             ApiError::QuotaExceeded(_) => "quota_exceeded",
             ApiError::Conflict(_) => "conflict",
+            ApiError::IdempotencyConflict(_) => "idempotency_conflict",
+            ApiError::InvalidTransition(_) => "invalid_transition",
             ApiError::InvalidRecord { .. } => "invalid_record",
             ApiError::JobFinished(_) => "job_finished",
             ApiError::JobFailed { code, .. } => code,
@@ -169,6 +178,8 @@ impl ApiError {
             ApiError::InvalidFilter(_) => StatusCode::BAD_REQUEST,
             ApiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
+            ApiError::InvalidTransition(_) => StatusCode::CONFLICT,
             ApiError::InvalidRecord { .. } => StatusCode::BAD_REQUEST,
             ApiError::JobFinished(_) => StatusCode::CONFLICT,
             ApiError::JobFailed { .. } => StatusCode::CONFLICT,

@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cache;
+pub mod canonical;
 pub mod config;
 pub mod database;
 pub mod db;
@@ -17,6 +19,7 @@ pub mod openapi;
 pub mod pg;
 pub mod request_id;
 pub mod routes;
+pub mod runs;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub job_units: IntCounterVec,
     /// Running jobs' progress in percent, by kind (the least advanced job of the kind).
     pub job_progress: GaugeVec,
+    /// Rows of the tool-result cache the retention sweep removed: `entries` (expired) and
+    /// `history` (versions past their retention).
+    pub swept: IntCounterVec,
     render_lock: std::sync::Mutex<()>,
 }
 
@@ -94,6 +97,14 @@ impl Metrics {
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(job_units.clone()))?;
         registry.register(Box::new(job_progress.clone()))?;
+        let swept = IntCounterVec::new(
+            Opts::new("cache_swept_total", "Cache rows removed by the retention sweep: expired entries, old history"),
+            &["what"],
+        )?;
+        for what in ["entries", "history"] {
+            swept.with_label_values(&[what]);
+        }
+        registry.register(Box::new(swept.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -113,6 +124,7 @@ impl Metrics {
             jobs,
             job_units,
             job_progress,
+            swept,
             render_lock: std::sync::Mutex::new(()),
         })
     }

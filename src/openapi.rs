@@ -8,6 +8,8 @@ use crate::knowledge::api_collections as collections;
 use crate::knowledge::api_documents as documents;
 use crate::knowledge::api_jobs as collection_jobs;
 use crate::jobs::api as jobs;
+use crate::runs::api as runs;
+use crate::cache::api as cache;
 use crate::embed::ModelInfo;
 use crate::state::EmbedLimits;
 use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
@@ -41,6 +43,11 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         documents::search_collection, documents::search_collections,
         collection_jobs::import_collection, collection_jobs::reindex_collection, collection_jobs::reembed_collection,
         jobs::list_jobs, jobs::get_job, jobs::cancel_job,
+        runs::create_run, runs::list_runs, runs::get_run, runs::update_run, runs::delete_run,
+        runs::create_step, runs::list_steps, runs::create_artifact, runs::list_artifacts,
+        runs::create_llm_call, runs::list_llm_calls, runs::run_stats, runs::get_usage,
+        cache::put_entry, cache::get_entry, cache::delete_entry, cache::entry_history,
+        cache::list_entries, cache::delete_namespace,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -54,6 +61,8 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         (name = "documents", description = "Documents, their chunks and vectors, written in one transaction"),
         (name = "search", description = "Vector, full-text and hybrid search with filters"),
         (name = "jobs", description = "Background jobs: imports, merges, reindexing, re-embedding; their progress and cancelling"),
+        (name = "runs", description = "Agent runs, their steps, artifacts and LLM calls; run totals and usage"),
+        (name = "cache", description = "A tool-result cache with TTLs, change detection, history and optional indexing"),
     )
 )]
 pub struct ApiDoc;

@@ -81,7 +81,16 @@ impl Application {
             embed_limits,
             openapi,
             query_cache: crate::knowledge::query_cache::QueryCache::new(QUERY_CACHE_ENTRIES),
-            jobs: crate::jobs::JobSettings::new(config.import_limit, config.job_stale_secs, config.index_build_memory.as_deref())?,
+            jobs: crate::jobs::JobSettings::new(
+                config.import_limit,
+                config.job_stale_secs,
+                config.index_build_memory.as_deref(),
+                config.sweep_interval_secs,
+                crate::jobs::Retention {
+                    cache_keep_expired_secs: config.cache_keep_expired_secs,
+                    cache_history_days: config.cache_history_days,
+                },
+            )?,
         });
         crate::jobs::worker::spawn(state.clone(), config.job_workers);
         let body_limit = config.body_limit;

@@ -18,10 +18,27 @@ pub struct JobSettings {
     /// nothing to keep the database's setting.
     pub index_build_memory: String,
     pub wake: tokio::sync::Notify,
+    pub sweep_interval_secs: f64,
+    pub retention: Retention,
+}
+
+/// What the periodic sweep removes, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Seconds past `expires_at` after which a cache entry is removed.
+    pub cache_keep_expired_secs: u64,
+    /// Days a replaced cache version is kept.
+    pub cache_history_days: u32,
 }
 
 impl JobSettings {
-    pub fn new(import_limit: u64, stale_secs: f64, index_build_memory: Option<&str>) -> anyhow::Result<Self> {
+    pub fn new(
+        import_limit: u64,
+        stale_secs: f64,
+        index_build_memory: Option<&str>,
+        sweep_interval_secs: f64,
+        retention: Retention,
+    ) -> anyhow::Result<Self> {
         let set_memory = match index_build_memory {
             None => String::new(),
             Some(size) => {
@@ -33,11 +50,21 @@ impl JobSettings {
             }
         };
         anyhow::ensure!(stale_secs > 0.0 && stale_secs.is_finite(), "ONEBASE_JOB_STALE_SECS must be positive");
+        anyhow::ensure!(
+            sweep_interval_secs > 0.0 && sweep_interval_secs <= 86_400.0,
+            "ONEBASE_SWEEP_INTERVAL_SECS must be above 0 and at most a day"
+        );
+        anyhow::ensure!(
+            retention.cache_keep_expired_secs <= 10 * 365 * 86_400 && retention.cache_history_days <= 100 * 365,
+            "ONEBASE_CACHE_KEEP_EXPIRED_SECS or ONEBASE_CACHE_HISTORY_DAYS is beyond any sensible retention"
+        );
         Ok(JobSettings {
             import_limit,
             stale_secs,
             index_build_memory: set_memory,
             wake: tokio::sync::Notify::new(),
+            sweep_interval_secs,
+            retention,
         })
     }
 

@@ -155,7 +155,7 @@ async fn supervise(state: web::Data<AppState>) {
         if let Err(err) = refresh(&state).await {
             tracing::debug!(error = %err, "refreshing job metrics");
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs_f64(state.jobs.sweep_interval_secs.clamp(0.2, 5.0))).await;
     }
 }
 
@@ -163,9 +163,9 @@ async fn refresh(state: &web::Data<AppState>) -> Result<(), ApiError> {
     let client = state.pool.get().await?;
     client
         .execute(
-            "INSERT INTO jobs (kind, run_after) VALUES ('sweep', now() + interval '1 minute') \
+            "INSERT INTO jobs (kind, run_after) VALUES ('sweep', now() + make_interval(secs => $1)) \
              ON CONFLICT (collection_id, kind) WHERE state = 'queued' AND kind IN ('merge', 'sweep') DO NOTHING",
-            &[],
+            &[&state.jobs.sweep_interval_secs],
         )
         .await?;
     drop(client);
@@ -192,8 +192,9 @@ async fn refresh(state: &web::Data<AppState>) -> Result<(), ApiError> {
 /// Days a finished job stays listed.
 const KEEP_FINISHED_DAYS: i32 = 30;
 
-/// The periodic sweep: forgets jobs finished long ago and drops the staging tables of imports
-/// that ended without dropping them. (The retention rules of later planes join it here.)
+/// The periodic sweep: forgets jobs finished long ago, drops the staging tables of imports that
+/// ended without dropping them, and applies the cache's retention (expired entries, old
+/// history). (The retention rules of later planes join it here.)
 async fn sweep(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let client = ctx.state.pool.get().await?;
     let forgotten = client
@@ -214,6 +215,13 @@ async fn sweep(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     for row in &orphans {
         crate::knowledge::import::drop_staging(&ctx.state, &row.try_get(0)?).await?;
     }
-    tracing::info!(forgotten, staging_dropped = orphans.len(), "sweep");
+    let cache = crate::cache::sweep::sweep(&ctx.state, ctx.state.jobs.retention).await?;
+    tracing::info!(
+        forgotten,
+        staging_dropped = orphans.len(),
+        cache_entries = cache.entries,
+        cache_history = cache.history,
+        "sweep"
+    );
     Ok(Outcome::Completed)
 }

@@ -1,5 +1,6 @@
 //! Reading and deleting documents (writing is [`super::ingest`]).
 
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use super::collections::{self, Loaded};
@@ -204,6 +205,40 @@ pub async fn delete(
         DeleteTarget::Id(id) => (format!("d.id = {}", params.push(id.to_string())), String::new()),
         DeleteTarget::Filter(f) => doc_filter(Some(f), &loaded, &mut params),
     };
+    let (docs, ids) = delete_where(&tx, &loaded, &condition, &from_extra, &params).await?;
+    if let (DeleteTarget::Id(id), 0) = (target, docs) {
+        return Err(doc_not_found(id));
+    }
+    if docs > 0 {
+        audit::record(
+            &tx,
+            tenant,
+            principal,
+            Event::new("documents.delete", "collection", loaded.collection.id).details(serde_json::json!({
+                "collection": name, "deleted": docs, "ids": ids.iter().take(100).collect::<Vec<_>>()
+            })),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(u64::try_from(docs).unwrap_or(0))
+}
+
+/// Deletes the documents of `ids` in `tx` with their chunks and vectors and updates the
+/// collection's counters (no audit row: the caller's own covers it). Returns how many went.
+pub async fn remove(tx: &Transaction<'_>, loaded: &Loaded, ids: &[String]) -> Result<i64, ApiError> {
+    let mut params = SqlParams::new();
+    let condition = format!("d.id = ANY({})", params.push(ids.to_vec()));
+    Ok(delete_where(tx, loaded, &condition, "", &params).await?.0)
+}
+
+async fn delete_where(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    condition: &str,
+    from_extra: &str,
+    params: &SqlParams,
+) -> Result<(i64, Vec<String>), ApiError> {
     let row = tx
         .query_one(
             &format!(
@@ -218,28 +253,15 @@ pub async fn delete(
         .await?;
     let (docs, chunks, bytes, ids): (i64, i64, i64, Vec<String>) =
         (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
-    if let (DeleteTarget::Id(id), 0) = (target, docs) {
-        return Err(doc_not_found(id));
-    }
-    tx.execute(
-        "UPDATE collections SET document_count = document_count - $2, chunk_count = chunk_count - $3, \
-         stored_bytes = stored_bytes - $4, updated_at = now() WHERE id = $1",
-        &[&loaded.collection.id, &docs, &chunks, &bytes],
-    )
-    .await?;
     if docs > 0 {
-        audit::record(
-            &tx,
-            tenant,
-            principal,
-            Event::new("documents.delete", "collection", loaded.collection.id).details(serde_json::json!({
-                "collection": name, "deleted": docs, "ids": ids.iter().take(100).collect::<Vec<_>>()
-            })),
+        tx.execute(
+            "UPDATE collections SET document_count = document_count - $2, chunk_count = chunk_count - $3, \
+             stored_bytes = stored_bytes - $4, updated_at = now() WHERE id = $1",
+            &[&loaded.collection.id, &docs, &chunks, &bytes],
         )
         .await?;
     }
-    tx.commit().await?;
-    Ok(u64::try_from(docs).unwrap_or(0))
+    Ok((docs, ids))
 }
 
 #[derive(Clone, Copy)]

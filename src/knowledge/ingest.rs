@@ -191,6 +191,17 @@ async fn stored(tx: &Transaction<'_>, loaded: &Loaded, ids: &[String], lock: boo
         .collect()
 }
 
+/// A write batch validated, compared with what is stored and embedded: everything of a write
+/// that happens before its transaction opens.
+pub struct Planned {
+    name: String,
+    mode: Mode,
+    docs: Vec<Doc>,
+    ids: Vec<String>,
+    prepared: HashMap<usize, Prepared>,
+    embedded_chunks: usize,
+}
+
 pub async fn write(
     state: &AppState,
     tenant: Uuid,
@@ -199,6 +210,21 @@ pub async fn write(
     req: WriteDocuments,
     mode: Mode,
 ) -> Result<WriteResult, ApiError> {
+    let planned = plan(state, tenant, name, req, mode).await?;
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let (result, pending) = apply(&tx, tenant, principal, planned).await?;
+    tx.commit().await?;
+    if pending {
+        state.jobs.wake();
+    }
+    Ok(result)
+}
+
+/// Validates a write batch and chunks and embeds what is new or changed, with no transaction
+/// open. Another plane that indexes text (a run's payload, a cache entry) plans here, then
+/// applies the plan in its own transaction.
+pub async fn plan(state: &AppState, tenant: Uuid, name: &str, req: WriteDocuments, mode: Mode) -> Result<Planned, ApiError> {
     let loaded = collections::load_alone(state, tenant, name).await?;
     let docs = validate(&loaded, req, state.embedder.info().max_length)?;
     let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
@@ -224,13 +250,24 @@ pub async fn write(
         .collect();
     let prepared = prepare(state, &docs, &to_embed).await?;
     let embedded_chunks = prepared.values().map(|p| p.chunks.len()).sum();
+    Ok(Planned { name: name.to_string(), mode, docs, ids, prepared, embedded_chunks })
+}
 
-    let mut client = state.pool.get().await?;
-    let tx = tenant_tx(&mut client, tenant).await?;
-    let loaded = collections::load(&tx, tenant, name, true).await?;
+/// Writes a planned batch in `tx`: documents, chunks, vectors, the collection's counters and the
+/// audit row. Returns the outcome and whether a merge job was queued (wake the workers once
+/// `tx` commits).
+pub async fn apply(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    principal: &Principal,
+    planned: Planned,
+) -> Result<(WriteResult, bool), ApiError> {
+    let Planned { name, mode, docs, ids, prepared, embedded_chunks } = planned;
+    let name = name.as_str();
+    let loaded = collections::load(tx, tenant, name, true).await?;
     let now: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.try_get(0)?;
-    fix_dimension(&tx, &loaded, &docs).await?;
-    let current = stored(&tx, &loaded, &ids, true).await?;
+    fix_dimension(tx, &loaded, &docs).await?;
+    let current = stored(tx, &loaded, &ids, true).await?;
     let mut outcomes = Vec::with_capacity(docs.len());
     let (mut doc_delta, mut chunk_delta, mut byte_delta) = (0i64, 0i64, 0i64);
     let mut rows = ChunkRows::default();
@@ -313,11 +350,11 @@ pub async fn write(
         });
     }
     let pending = writes_pending(&loaded) && rows.len() > 0;
-    rows.insert(&tx, &loaded, tenant, pending).await?;
+    rows.insert(tx, &loaded, tenant, pending).await?;
     if pending {
-        crate::jobs::store::enqueue_merge(&tx, tenant, loaded.collection.id, name).await?;
+        crate::jobs::store::enqueue_merge(tx, tenant, loaded.collection.id, name).await?;
     }
-    check_quota(&tx, tenant, doc_delta, byte_delta).await?;
+    check_quota(tx, tenant, doc_delta, byte_delta).await?;
     tx.execute(
         "UPDATE collections SET document_count = document_count + $2, chunk_count = chunk_count + $3, \
          stored_bytes = stored_bytes + $4, updated_at = now() WHERE id = $1",
@@ -326,7 +363,7 @@ pub async fn write(
     .await?;
     let count = |s: WriteStatus| outcomes.iter().filter(|o| o.status == s).count();
     audit::record(
-        &tx,
+        tx,
         tenant,
         principal,
         Event::new("documents.write", "collection", loaded.collection.id).details(serde_json::json!({
@@ -338,11 +375,7 @@ pub async fn write(
         })),
     )
     .await?;
-    tx.commit().await?;
-    if pending {
-        state.jobs.wake();
-    }
-    Ok(WriteResult { documents: outcomes, embedded_chunks })
+    Ok((WriteResult { documents: outcomes, embedded_chunks }, pending))
 }
 
 /// Chunks and embeds the documents at `indexes` (with the shared embedder, no transaction open).

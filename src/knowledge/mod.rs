@@ -8,6 +8,7 @@ pub mod model;
 pub mod api_documents;
 pub mod doc_model;
 pub mod documents;
+pub mod index_text;
 pub mod ingest;
 pub mod search;
 pub mod search_model;

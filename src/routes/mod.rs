@@ -19,6 +19,8 @@ use crate::knowledge::api_collections as collections;
 use crate::knowledge::api_documents as documents;
 use crate::knowledge::api_jobs as collection_jobs;
 use crate::jobs::api as jobs;
+use crate::runs::api as runs;
+use crate::cache::api as cache;
 
 /// One registered route: its method and path (in OpenAPI's `{param}` syntax, which actix
 /// shares) and how to register it.
@@ -81,6 +83,25 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/jobs", jobs::list_jobs),
         route!(get, "/v1/jobs/{id}", jobs::get_job),
         route!(delete, "/v1/jobs/{id}", jobs::cancel_job),
+        route!(post, "/v1/runs", runs::create_run),
+        route!(get, "/v1/runs", runs::list_runs),
+        route!(get, "/v1/runs/{id}", runs::get_run),
+        route!(patch, "/v1/runs/{id}", runs::update_run),
+        route!(delete, "/v1/runs/{id}", runs::delete_run),
+        route!(post, "/v1/runs/{id}/steps", runs::create_step),
+        route!(get, "/v1/runs/{id}/steps", runs::list_steps),
+        route!(post, "/v1/runs/{id}/artifacts", runs::create_artifact),
+        route!(get, "/v1/runs/{id}/artifacts", runs::list_artifacts),
+        route!(post, "/v1/runs/{id}/llm-calls", runs::create_llm_call),
+        route!(get, "/v1/runs/{id}/llm-calls", runs::list_llm_calls),
+        route!(get, "/v1/runs/{id}/stats", runs::run_stats),
+        route!(get, "/v1/usage", runs::get_usage),
+        route!(put, "/v1/cache/{namespace}/{key}", cache::put_entry),
+        route!(get, "/v1/cache/{namespace}/{key}", cache::get_entry),
+        route!(delete, "/v1/cache/{namespace}/{key}", cache::delete_entry),
+        route!(get, "/v1/cache/{namespace}/{key}/history", cache::entry_history),
+        route!(get, "/v1/cache/{namespace}", cache::list_entries),
+        route!(delete, "/v1/cache/{namespace}", cache::delete_namespace),
     ]
 }
 

@@ -1,0 +1,79 @@
+//! What runs cost: one run's totals, and the tenant's usage grouped by model, provider, actor or
+//! day. Sums are computed by PostgreSQL over NUMERIC, so costs stay exact.
+
+use uuid::Uuid;
+
+use super::model::{RunStats, Usage, UsageGroup, UsageParams, UsageRow, UsageTotals};
+use super::service::run_not_found;
+use crate::db::tenant_tx;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn run_stats(state: &AppState, tenant: Uuid, id: Uuid) -> Result<RunStats, ApiError> {
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let row = tx
+        .query_opt(
+            "SELECT r.id, (SELECT count(*) FROM run_steps s WHERE s.run_id = r.id), c.calls, c.prompt, c.completion, \
+               c.total, c.cost::text, \
+               extract(epoch FROM coalesce(r.completed_at, now()) - coalesce(r.started_at, r.created_at))::float8 \
+             FROM runs r, LATERAL (SELECT count(*) AS calls, coalesce(sum(prompt_tokens), 0)::bigint AS prompt, \
+               coalesce(sum(completion_tokens), 0)::bigint AS completion, coalesce(sum(total_tokens), 0)::bigint AS total, \
+               coalesce(sum(cost_usd), 0) AS cost FROM llm_calls l WHERE l.run_id = r.id) c \
+             WHERE r.id = $1",
+            &[&id],
+        )
+        .await?
+        .ok_or_else(|| run_not_found(id))?;
+    tx.commit().await?;
+    Ok(RunStats {
+        run_id: row.try_get(0)?,
+        step_count: row.try_get(1)?,
+        llm_calls: row.try_get(2)?,
+        prompt_tokens: row.try_get(3)?,
+        completion_tokens: row.try_get(4)?,
+        total_tokens: row.try_get(5)?,
+        total_cost_usd: row.try_get(6)?,
+        duration_seconds: row.try_get::<_, f64>(7)?.max(0.0),
+    })
+}
+
+pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Result<Usage, ApiError> {
+    let group_by = params.group_by.unwrap_or_default();
+    if let (Some(since), Some(until)) = (params.since, params.until) {
+        if until < since {
+            return Err(ApiError::validation("until", "is before since"));
+        }
+    }
+    let (key, join, order) = match group_by {
+        UsageGroup::Model => ("c.model", "", "cost DESC, key"),
+        UsageGroup::Provider => ("c.provider", "", "cost DESC, key"),
+        UsageGroup::Actor => ("r.actor", " JOIN runs r ON r.tenant_id = c.tenant_id AND r.id = c.run_id", "cost DESC, key"),
+        UsageGroup::Day => ("to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "", "key"),
+    };
+    // One pass: the groups and, as the empty grouping set, the totals.
+    let sql = format!(
+        "SELECT {key} AS key, grouping({key}) = 1 AS is_total, count(*)::bigint, coalesce(sum(c.prompt_tokens), 0)::bigint, \
+           coalesce(sum(c.completion_tokens), 0)::bigint, coalesce(sum(c.total_tokens), 0)::bigint, \
+           coalesce(sum(c.cost_usd), 0)::text, coalesce(sum(c.cost_usd), 0) AS cost \
+         FROM llm_calls c{join} \
+         WHERE ($1::timestamptz IS NULL OR c.created_at >= $1) AND ($2::timestamptz IS NULL OR c.created_at < $2) \
+         GROUP BY GROUPING SETS (({key}), ()) ORDER BY is_total, {order}"
+    );
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let rows = tx.query(&sql, &[&params.since, &params.until]).await?;
+    tx.commit().await?;
+    let mut data = Vec::with_capacity(rows.len());
+    let mut total = UsageTotals { llm_calls: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, cost_usd: "0".into() };
+    for row in &rows {
+        let (llm_calls, prompt_tokens, completion_tokens, total_tokens, cost_usd): (i64, i64, i64, i64, String) =
+            (row.try_get(2)?, row.try_get(3)?, row.try_get(4)?, row.try_get(5)?, row.try_get(6)?);
+        if row.try_get::<_, bool>(1)? {
+            total = UsageTotals { llm_calls, prompt_tokens, completion_tokens, total_tokens, cost_usd };
+        } else {
+            data.push(UsageRow { key: row.try_get(0)?, llm_calls, prompt_tokens, completion_tokens, total_tokens, cost_usd });
+        }
+    }
+    Ok(Usage { group_by, since: params.since, until: params.until, data, total })
+}
