@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::model::{Deleted, Entry, EntryList, GetParams, History, HistoryParams, ListParams, PutEntry, Stored};
+use super::model::{CacheDeleted, CacheEntry, CacheEntryList, CacheHistory, GetParams, HistoryParams, ListParams, PutEntry};
 use super::service;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody};
@@ -21,8 +21,8 @@ use crate::state::AppState;
     ),
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "A new entry (`changed` and `created` are true)", body = Stored),
-        (status = 200, description = "The entry as stored now, with `changed`", body = Stored),
+        (status = 201, description = "A new entry (`changed` and `created` are true)", body = CacheEntry),
+        (status = 200, description = "The entry as stored now, with `changed`", body = CacheEntry),
         (status = 400, description = "`validation_failed`: a bad namespace, key, ttl, metadata or index target, or the text to index is missing", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
         (status = 404, description = "`not_found`: the index collection does not exist", body = ErrorBody),
@@ -38,7 +38,7 @@ pub async fn put_entry(
     let tenant = principal.data_tenant(Role::Writer)?;
     let (namespace, key) = path.into_inner();
     let stored = service::put(&state, tenant, &principal, &namespace, &key, body.into_inner()).await?;
-    Ok(if stored.created { HttpResponse::Created().json(stored) } else { HttpResponse::Ok().json(stored) })
+    Ok(if stored.created == Some(true) { HttpResponse::Created().json(stored) } else { HttpResponse::Ok().json(stored) })
 }
 
 /// Reads an entry with its age (reader). 404 when missing, expired, or fetched longer ago than
@@ -52,7 +52,7 @@ pub async fn put_entry(
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The entry", body = Entry),
+        (status = 200, description = "The entry", body = CacheEntry),
         (status = 400, description = "`validation_failed` / `invalid_request`: a bad namespace, key or parameter", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
         (status = 404, description = "`not_found`: no entry, or it is expired or older than max_age_seconds", body = ErrorBody),
@@ -105,7 +105,7 @@ pub async fn delete_entry(
     ),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The earlier versions", body = History),
+        (status = 200, description = "The earlier versions", body = CacheHistory),
         (status = 400, description = "`validation_failed`: a bad namespace, key or limit", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
         (status = 404, description = "`not_found`: the key has no entry and no history", body = ErrorBody),
@@ -129,7 +129,7 @@ pub async fn entry_history(
     params(("namespace" = String, Path, description = "The namespace", pattern = r"^[A-Za-z0-9_.-]{1,64}$"), ListParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of entries", body = EntryList),
+        (status = 200, description = "A page of entries", body = CacheEntryList),
         (status = 400, description = "`validation_failed` / `invalid_request`: a bad namespace, time, limit or cursor", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
     )
@@ -150,7 +150,7 @@ pub async fn list_entries(
     params(("namespace" = String, Path, description = "The namespace", pattern = r"^[A-Za-z0-9_.-]{1,64}$")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "How many entries were deleted", body = Deleted),
+        (status = 200, description = "How many entries were deleted", body = CacheDeleted),
         (status = 400, description = "`validation_failed`: a bad namespace", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
     )

@@ -58,7 +58,7 @@ pub struct PutEntry {
 
 /// A cache entry as read.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Entry {
+pub struct CacheEntry {
     pub namespace: String,
     pub key: String,
     pub data: serde_json::Value,
@@ -81,23 +81,19 @@ pub struct Entry {
     pub stale: bool,
     /// The collection the entry's text is indexed in, if any.
     pub indexed_in: Option<String>,
+    /// PUT only: true when the data differs from the previous version (or the entry is new).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed: Option<bool>,
+    /// PUT only: true when the key had no entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
 }
 
-/// The response of a store: the entry and what the store did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Stored {
-    #[serde(flatten)]
-    pub entry: Entry,
-    /// True when the data differs from the previous version (or the entry is new).
-    pub changed: bool,
-    /// True when the key had no entry.
-    pub created: bool,
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct GetParams {
-    /// 404 when the entry was fetched longer ago than this many seconds.
-    #[param(minimum = 0)]
+    /// 404 when the entry was fetched longer ago than this many seconds (0 to 315360000).
+    #[param(minimum = 0, maximum = 315360000)]
     pub max_age_seconds: Option<u64>,
     /// Return an expired or too-old entry anyway, flagged `stale: true` (default false).
     pub allow_stale: Option<bool>,
@@ -116,15 +112,15 @@ pub struct ListParams {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EntryList {
+pub struct CacheEntryList {
     /// Oldest change first.
-    pub data: Vec<Entry>,
+    pub data: Vec<CacheEntry>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Version {
+pub struct CacheVersion {
     pub version: i32,
     pub data: serde_json::Value,
     pub content_hash: String,
@@ -143,13 +139,13 @@ pub struct HistoryParams {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct History {
+pub struct CacheHistory {
     /// Earlier versions, newest first.
-    pub data: Vec<Version>,
+    pub data: Vec<CacheVersion>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Deleted {
+pub struct CacheDeleted {
     pub deleted: i64,
 }
 

@@ -10,8 +10,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::model::{
-    check_key, check_namespace, encode_cursor, parse_cursor, Deleted, Entry, EntryList, GetParams, History,
-    HistoryParams, ListParams, PutEntry, Stored, Version, DEFAULT_TTL_SECS, MAX_TTL_SECS,
+    check_key, check_namespace, encode_cursor, parse_cursor, CacheDeleted, CacheEntry, CacheEntryList, CacheHistory,
+    CacheVersion, GetParams, HistoryParams, ListParams, PutEntry, DEFAULT_TTL_SECS, MAX_TTL_SECS,
 };
 use crate::audit::{self, Event};
 use crate::auth::Principal;
@@ -27,12 +27,12 @@ const COLUMNS: &str = "namespace, key, data, metadata, content_hash, version, fe
     created_at, index_target, extract(epoch FROM now() - fetched_at)::float8, now() >= expires_at";
 
 /// An entry row, with whether it is stale for a given `max_age`.
-fn from_row(row: &Row, max_age: Option<u64>) -> Result<Entry, ApiError> {
+fn from_row(row: &Row, max_age: Option<u64>) -> Result<CacheEntry, ApiError> {
     let target: Option<serde_json::Value> = row.try_get(10)?;
     let age: f64 = row.try_get(11)?;
     let expired: bool = row.try_get(12)?;
     let hash: Vec<u8> = row.try_get(4)?;
-    Ok(Entry {
+    Ok(CacheEntry {
         namespace: row.try_get(0)?,
         key: row.try_get(1)?,
         data: row.try_get(2)?,
@@ -46,6 +46,8 @@ fn from_row(row: &Row, max_age: Option<u64>) -> Result<Entry, ApiError> {
         age_seconds: age.max(0.0),
         stale: expired || max_age.is_some_and(|max| age > max as f64),
         indexed_in: target.and_then(|t| t.get("collection").and_then(|c| c.as_str()).map(str::to_string)),
+        changed: None,
+        created: None,
     })
 }
 
@@ -113,7 +115,7 @@ pub async fn put(
     namespace: &str,
     key: &str,
     req: PutEntry,
-) -> Result<Stored, ApiError> {
+) -> Result<CacheEntry, ApiError> {
     check_namespace(namespace)?;
     check_key(key)?;
     let metadata = validate_metadata("metadata", req.metadata)?.unwrap_or_else(|| serde_json::json!({}));
@@ -203,12 +205,15 @@ pub async fn put(
     if wake {
         state.jobs.wake();
     }
-    Ok(Stored { entry, changed, created: cur.is_none() })
+    Ok(CacheEntry { changed: Some(changed), created: Some(cur.is_none()), ..entry })
 }
 
-pub async fn get(state: &AppState, tenant: Uuid, namespace: &str, key: &str, params: &GetParams) -> Result<Entry, ApiError> {
+pub async fn get(state: &AppState, tenant: Uuid, namespace: &str, key: &str, params: &GetParams) -> Result<CacheEntry, ApiError> {
     check_namespace(namespace)?;
     check_key(key)?;
+    if params.max_age_seconds.is_some_and(|m| m > MAX_TTL_SECS as u64) {
+        return Err(ApiError::validation("max_age_seconds", format!("0 to {MAX_TTL_SECS}")));
+    }
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
@@ -230,7 +235,7 @@ pub async fn get(state: &AppState, tenant: Uuid, namespace: &str, key: &str, par
     Ok(entry)
 }
 
-pub async fn list(state: &AppState, tenant: Uuid, namespace: &str, params: &ListParams) -> Result<EntryList, ApiError> {
+pub async fn list(state: &AppState, tenant: Uuid, namespace: &str, params: &ListParams) -> Result<CacheEntryList, ApiError> {
     check_namespace(namespace)?;
     let limit = Limit::parse(params.limit)?;
     let cursor = params.cursor.as_deref().map(parse_cursor).transpose()?;
@@ -256,10 +261,10 @@ pub async fn list(state: &AppState, tenant: Uuid, namespace: &str, params: &List
     let mut data = rows.iter().map(|r| from_row(r, None)).collect::<Result<Vec<_>, _>>()?;
     let more = limit.trim(&mut data);
     let next_cursor = more.then(|| data.last().map(|e| encode_cursor(e.changed_at, &e.key))).flatten();
-    Ok(EntryList { data, next_cursor })
+    Ok(CacheEntryList { data, next_cursor })
 }
 
-pub async fn history(state: &AppState, tenant: Uuid, namespace: &str, key: &str, params: &HistoryParams) -> Result<History, ApiError> {
+pub async fn history(state: &AppState, tenant: Uuid, namespace: &str, key: &str, params: &HistoryParams) -> Result<CacheHistory, ApiError> {
     check_namespace(namespace)?;
     check_key(key)?;
     let limit = Limit::parse(params.limit)?;
@@ -285,7 +290,7 @@ pub async fn history(state: &AppState, tenant: Uuid, namespace: &str, key: &str,
         .iter()
         .map(|r| {
             let hash: Vec<u8> = r.try_get(2)?;
-            Ok(Version {
+            Ok(CacheVersion {
                 version: r.try_get(0)?,
                 data: r.try_get(1)?,
                 content_hash: canonical::display(&hash),
@@ -295,7 +300,7 @@ pub async fn history(state: &AppState, tenant: Uuid, namespace: &str, key: &str,
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(History { data })
+    Ok(CacheHistory { data })
 }
 
 /// Deletes the entries of `namespace` (all of them, or the one `key`) with their history and
@@ -332,7 +337,7 @@ pub async fn delete(
     principal: &Principal,
     namespace: &str,
     key: Option<&str>,
-) -> Result<Deleted, ApiError> {
+) -> Result<CacheDeleted, ApiError> {
     check_namespace(namespace)?;
     if let Some(key) = key {
         check_key(key)?;
@@ -352,5 +357,5 @@ pub async fn delete(
             .await?;
     }
     tx.commit().await?;
-    Ok(Deleted { deleted })
+    Ok(CacheDeleted { deleted })
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::children;
 use super::model::{
     ArtifactList, CreateArtifact, CreateLlmCall, CreateRun, CreateStep, LlmCallList, Run, RunFilter, RunList, RunStats,
-    Step, StepList, UpdateRun, Usage, UsageParams, Artifact, LlmCall,
+    Step, StepList, UpdateRun, UsageParams, UsageReport, Artifact, LlmCall,
 };
 use super::service::{self, Created};
 use super::usage;
@@ -99,10 +99,10 @@ pub async fn get_run(state: web::Data<AppState>, principal: Principal, id: web::
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The run as updated", body = Run),
-        (status = 400, description = "`validation_failed`: a bad field, or `completed_at` without ending the run", body = ErrorBody),
+        (status = 400, description = "`validation_failed`: a bad field", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
-        (status = 409, description = "`invalid_transition`: the lifecycle does not allow this status change", body = ErrorBody),
+        (status = 409, description = "`invalid_transition`: the lifecycle does not allow this status change, or `completed_at` is given for a run that has not ended", body = ErrorBody),
     )
 )]
 pub async fn update_run(
@@ -140,9 +140,9 @@ pub async fn delete_run(state: web::Data<AppState>, principal: Principal, id: we
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = Step),
-        (status = 400, description = "`validation_failed`: a bad field", body = ErrorBody),
+        (status = 400, description = "`validation_failed`: a bad field, or `llm_call_id` is not a call of this run", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run, or `llm_call_id` is not a call of this run", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
         (status = 409, description = "`conflict`: the run has a step of this number", body = ErrorBody),
     )
 )]
@@ -219,9 +219,9 @@ pub async fn list_artifacts(state: web::Data<AppState>, principal: Principal, id
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = LlmCall),
-        (status = 400, description = "`validation_failed`: negative tokens or latency, a cost that is not a decimal string, a bad field", body = ErrorBody),
+        (status = 400, description = "`validation_failed`: negative tokens or latency, a cost that is not a decimal string, a `step_id` that is not a step of this run", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run, or `step_id` is not a step of this run", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
     )
 )]
 pub async fn create_llm_call(
@@ -272,7 +272,7 @@ pub async fn run_stats(state: web::Data<AppState>, principal: Principal, id: web
     get, path = "/v1/usage", tag = "runs", params(UsageParams),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Usage by group, with totals", body = Usage),
+        (status = 200, description = "Usage by group, with totals", body = UsageReport),
         (status = 400, description = "`validation_failed` / `invalid_request`: a bad group_by or time", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
     )

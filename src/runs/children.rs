@@ -90,11 +90,6 @@ pub async fn add_step(state: &AppState, tenant: Uuid, principal: &Principal, run
         .ok_or_else(|| ApiError::validation("step_number", "an integer from 0 to 2147483647"))?;
     check_name("node_name", &req.node_name, 256)?;
     check_message("error_message", req.error_message.as_ref())?;
-    if let (Some(start), Some(end)) = (req.started_at, req.completed_at) {
-        if end < start {
-            return Err(ApiError::validation("completed_at", "is before started_at"));
-        }
-    }
     let mut client = state.pool.get().await?;
     let tx = run_tx(&mut client, tenant, run_id).await?;
     let result = tx
@@ -124,10 +119,7 @@ pub async fn add_step(state: &AppState, tenant: Uuid, principal: &Principal, run
                     return Err(ApiError::Conflict(format!("run {run_id} has a step {step_number} already")))
                 }
                 Err(err) if is_fk_violation(&err, "run_steps_llm_call_fkey") => {
-                    return Err(ApiError::NotFound {
-                        resource: "LLM call of this run",
-                        id: req.llm_call_id.map(|i| i.to_string()).unwrap_or_default(),
-                    })
+                    return Err(ApiError::validation("llm_call_id", format!("run {run_id} has no LLM call {}", req.llm_call_id.map(|i| i.to_string()).unwrap_or_default())))
                 }
                 Err(err) => return Err(err.into()),
     };
@@ -242,10 +234,7 @@ pub async fn add_llm_call(
     let call = match result {
                 Ok(row) => call_from_row(&row)?,
                 Err(err) if is_fk_violation(&err, "llm_calls_step_fkey") => {
-                    return Err(ApiError::NotFound {
-                        resource: "step of this run",
-                        id: req.step_id.map(|i| i.to_string()).unwrap_or_default(),
-                    })
+                    return Err(ApiError::validation("step_id", format!("run {run_id} has no step {}", req.step_id.map(|i| i.to_string()).unwrap_or_default())))
                 }
                 Err(err) => return Err(err.into()),
     };

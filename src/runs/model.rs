@@ -426,7 +426,7 @@ pub struct UsageTotals {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Usage {
+pub struct UsageReport {
     pub group_by: UsageGroup,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,

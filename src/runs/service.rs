@@ -251,18 +251,18 @@ pub async fn update(state: &AppState, tenant: Uuid, principal: &Principal, id: U
         )));
     }
     let ends_now = next.is_terminal() && !run.status.is_terminal();
-    if req.completed_at.is_some() && !ends_now {
-        return Err(ApiError::validation(
-            "completed_at",
-            "only with the change that ends the run (to completed, failed or cancelled)",
-        ));
+    if req.completed_at.is_some() && !next.is_terminal() {
+        return Err(ApiError::InvalidTransition(format!(
+            "run {id} is {}: only a run that has ended (or ends with this change) has a completed_at",
+            next.as_str()
+        )));
     }
     let row = tx
         .query_one(
             &format!(
                 "UPDATE runs SET status = $2, \
                    started_at = CASE WHEN $2 = 'running' AND started_at IS NULL THEN now() ELSE started_at END, \
-                   completed_at = CASE WHEN $3 THEN coalesce($4, now()) ELSE completed_at END, \
+                   completed_at = CASE WHEN $4::timestamptz IS NOT NULL THEN $4 WHEN $3 THEN now() ELSE completed_at END, \
                    error_message = coalesce($5, error_message), metadata = coalesce($6, metadata), updated_at = now() \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),

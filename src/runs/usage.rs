@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use super::model::{RunStats, Usage, UsageGroup, UsageParams, UsageRow, UsageTotals};
+use super::model::{RunStats, UsageGroup, UsageParams, UsageReport, UsageRow, UsageTotals};
 use super::service::run_not_found;
 use crate::db::tenant_tx;
 use crate::error::ApiError;
@@ -38,13 +38,8 @@ pub async fn run_stats(state: &AppState, tenant: Uuid, id: Uuid) -> Result<RunSt
     })
 }
 
-pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Result<Usage, ApiError> {
+pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Result<UsageReport, ApiError> {
     let group_by = params.group_by.unwrap_or_default();
-    if let (Some(since), Some(until)) = (params.since, params.until) {
-        if until < since {
-            return Err(ApiError::validation("until", "is before since"));
-        }
-    }
     let (key, join, order) = match group_by {
         UsageGroup::Model => ("c.model", "", "cost DESC, key"),
         UsageGroup::Provider => ("c.provider", "", "cost DESC, key"),
@@ -75,5 +70,5 @@ pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Resu
             data.push(UsageRow { key: row.try_get(0)?, llm_calls, prompt_tokens, completion_tokens, total_tokens, cost_usd });
         }
     }
-    Ok(Usage { group_by, since: params.since, until: params.until, data, total })
+    Ok(UsageReport { group_by, since: params.since, until: params.until, data, total })
 }

@@ -42,7 +42,7 @@ max-steps = {max_steps}
 
 # DELETE of a job cancels it: the job stays readable (as `cancelled`), which is not a deletion.
 [[operations]]
-include-name = "DELETE /v1/jobs/{{id}}"
+include-name = ["DELETE /v1/jobs/{{id}}", "GET /v1/jobs/{{id}}"]
 checks.use_after_free.enabled = false
 """
 
@@ -89,7 +89,9 @@ def test_schemathesis_finds_no_failures(server: Server, role: str, record_proper
         # for a bring-your-own one), and a filter's grammar (operators, dotted paths) is richer
         # than its JSON Schema; an import's NDJSON lines are records only the collection can judge,
         # and a reindex or re-embed waits for the collection's other jobs (409). Everything else
-        # of theirs is checked as usual.
+        # of theirs is checked as usual. Runs and the cache have the same kind of 400: an `index`
+        # names a `text_field` that only the stored data can have, and a step's `llm_call_id` or a
+        # call's `step_id` must be one of the same run.
         key = server.owner_key
         operations = f"""
 [[operations]]
@@ -98,6 +100,10 @@ parameters = {{ "path.id" = "{server.tenant_id}" }}
 
 [[operations]]
 include-path-regex = "^/v1/(collections/[^/]+/(documents|search|import|reindex|reembed)|search$)"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429"]
+
+[[operations]]
+include-name = ["POST /v1/runs", "POST /v1/runs/{{id}}/steps", "POST /v1/runs/{{id}}/llm-calls", "PUT /v1/cache/{{namespace}}/{{key}}"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429"]
 """
     else:
