@@ -114,7 +114,10 @@ pub async fn create(
         Ok(Some(row)) => row,
         // Another request with the key committed first (the insert waited for it).
         Ok(None) => {
+            // Give the connection back before taking another: concurrent retries must not each
+            // hold one while they wait for a second.
             drop(tx);
+            drop(client);
             let key = req.idempotency_key.as_deref().unwrap_or_default();
             return replay(state, tenant, key, &request_hash)
                 .await?

@@ -12,3 +12,5 @@ mod search;
 mod system;
 mod tenancy;
 mod users;
+mod runs;
+mod cache;
