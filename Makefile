@@ -4,7 +4,7 @@ TOOLS ?= $(or $(ONEBASE_TOOLS_DIR),.onebase)
 ONEBASE_BIND ?= 127.0.0.1:8080
 export ONEBASE_BIND
 
-.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest clean-data
+.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest bench-runs clean-data
 
 run: bootstrap
 	$(CARGO) build --release
@@ -57,6 +57,14 @@ bench-ingest: bootstrap
 	$(CARGO) build --release
 	test -x $(CHROMA_VENV)/bin/chroma || { python3 -m venv $(CHROMA_VENV) && $(CHROMA_VENV)/bin/pip install --quiet chromadb==1.5.9; }
 	$(CHROMA_VENV)/bin/python scripts/bench_ingest.py --n $(N) --chroma-venv $(CHROMA_VENV) $(ARGS)
+
+# Runs, LLM calls, usage and the tool-result cache (prints figures; scripts/bench_runs.py, standard
+# library only): writes with 8 clients, GET /v1/runs and /v1/usage over RUNS_SEED runs and as many LLM
+# calls seeded with SQL, cache PUT/GET. E.g. ARGS="--duration 30 --only seed,list".
+RUNS_SEED ?= 1000000
+bench-runs: bootstrap
+	$(CARGO) build --release
+	$(abspath $(TOOLS))/venv/bin/python scripts/bench_runs.py --runs-seed $(RUNS_SEED) --tools $(abspath $(TOOLS)) $(ARGS)
 
 # Removes the embedded cluster's data (asks first).
 clean-data:

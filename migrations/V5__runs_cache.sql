@@ -37,6 +37,8 @@ CREATE TABLE llm_calls (
     id                uuid NOT NULL DEFAULT uuidv7(),
     run_id            uuid NOT NULL,
     step_id           uuid,
+    -- The run's actor (immutable), kept here so usage by actor needs no join.
+    actor             text NOT NULL,
     model             text NOT NULL,
     provider          text NOT NULL,
     prompt_tokens     bigint NOT NULL CHECK (prompt_tokens >= 0),

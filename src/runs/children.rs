@@ -214,9 +214,10 @@ pub async fn add_llm_call(
     let result = tx
                 .query_one(
                     &format!(
-                        "INSERT INTO llm_calls (tenant_id, run_id, step_id, model, provider, prompt_tokens, completion_tokens, \
-                           total_tokens, cost_usd, latency_ms) \
-                         VALUES (onebase_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8::text::numeric, $9) RETURNING {CALL_COLUMNS}"
+                        "INSERT INTO llm_calls (tenant_id, run_id, step_id, actor, model, provider, prompt_tokens, \
+                           completion_tokens, total_tokens, cost_usd, latency_ms) \
+                         SELECT onebase_current_tenant(), $1, $2, r.actor, $3, $4, $5, $6, $7, $8::text::numeric, $9 \
+                         FROM runs r WHERE r.id = $1 RETURNING {CALL_COLUMNS}"
                     ),
                     &[
                         &run_id,

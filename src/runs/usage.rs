@@ -40,20 +40,26 @@ pub async fn run_stats(state: &AppState, tenant: Uuid, id: Uuid) -> Result<RunSt
 
 pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Result<UsageReport, ApiError> {
     let group_by = params.group_by.unwrap_or_default();
-    let (key, join, order) = match group_by {
-        UsageGroup::Model => ("c.model", "", "cost DESC, key"),
-        UsageGroup::Provider => ("c.provider", "", "cost DESC, key"),
-        UsageGroup::Actor => ("r.actor", " JOIN runs r ON r.tenant_id = c.tenant_id AND r.id = c.run_id", "cost DESC, key"),
-        UsageGroup::Day => ("to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "", "key"),
+    let (key, order) = match group_by {
+        UsageGroup::Model => ("c.model", "cost DESC, key"),
+        UsageGroup::Provider => ("c.provider", "cost DESC, key"),
+        UsageGroup::Actor => ("c.actor", "cost DESC, key"),
+        // Grouped by the day's timestamp; formatted once per group, not once per row.
+        UsageGroup::Day => ("(c.created_at AT TIME ZONE 'UTC')::date", "key"),
     };
-    // One pass: the groups and, as the empty grouping set, the totals.
+    let label = if group_by == UsageGroup::Day { "to_char(key, 'YYYY-MM-DD')" } else { "key" };
+    // The groups (a plain GROUP BY, which PostgreSQL can split across parallel workers, unlike
+    // grouping sets) and, over those few rows, the totals.
     let sql = format!(
-        "SELECT {key} AS key, grouping({key}) = 1 AS is_total, count(*)::bigint, coalesce(sum(c.prompt_tokens), 0)::bigint, \
-           coalesce(sum(c.completion_tokens), 0)::bigint, coalesce(sum(c.total_tokens), 0)::bigint, \
-           coalesce(sum(c.cost_usd), 0)::text, coalesce(sum(c.cost_usd), 0) AS cost \
-         FROM llm_calls c{join} \
-         WHERE ($1::timestamptz IS NULL OR c.created_at >= $1) AND ($2::timestamptz IS NULL OR c.created_at < $2) \
-         GROUP BY GROUPING SETS (({key}), ()) ORDER BY is_total, {order}"
+        "SELECT {label}, calls, prompt, completion, total, cost::text, sum(calls) OVER ()::bigint, \
+           sum(prompt) OVER ()::bigint, sum(completion) OVER ()::bigint, sum(total) OVER ()::bigint, \
+           sum(cost) OVER ()::text \
+         FROM (SELECT {key} AS key, count(*) AS calls, sum(c.prompt_tokens)::bigint AS prompt, \
+                 sum(c.completion_tokens)::bigint AS completion, sum(c.total_tokens)::bigint AS total, sum(c.cost_usd) AS cost \
+               FROM llm_calls c \
+               WHERE ($1::timestamptz IS NULL OR c.created_at >= $1) AND ($2::timestamptz IS NULL OR c.created_at < $2) \
+               GROUP BY 1) g \
+         ORDER BY {order}"
     );
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
@@ -62,13 +68,21 @@ pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Resu
     let mut data = Vec::with_capacity(rows.len());
     let mut total = UsageTotals { llm_calls: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, cost_usd: "0".into() };
     for row in &rows {
-        let (llm_calls, prompt_tokens, completion_tokens, total_tokens, cost_usd): (i64, i64, i64, i64, String) =
-            (row.try_get(2)?, row.try_get(3)?, row.try_get(4)?, row.try_get(5)?, row.try_get(6)?);
-        if row.try_get::<_, bool>(1)? {
-            total = UsageTotals { llm_calls, prompt_tokens, completion_tokens, total_tokens, cost_usd };
-        } else {
-            data.push(UsageRow { key: row.try_get(0)?, llm_calls, prompt_tokens, completion_tokens, total_tokens, cost_usd });
-        }
+        data.push(UsageRow {
+            key: row.try_get(0)?,
+            llm_calls: row.try_get(1)?,
+            prompt_tokens: row.try_get(2)?,
+            completion_tokens: row.try_get(3)?,
+            total_tokens: row.try_get(4)?,
+            cost_usd: row.try_get(5)?,
+        });
+        total = UsageTotals {
+            llm_calls: row.try_get(6)?,
+            prompt_tokens: row.try_get(7)?,
+            completion_tokens: row.try_get(8)?,
+            total_tokens: row.try_get(9)?,
+            cost_usd: row.try_get(10)?,
+        };
     }
     Ok(UsageReport { group_by, since: params.since, until: params.until, data, total })
 }
