@@ -87,6 +87,10 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidTransition(String),
 
+    /// `If-Match` names another version than the current one.
+    #[error("{0}")]
+    VersionConflict(String),
+
     /// A bad line of an NDJSON import (1-based).
     #[error("line {line}{}: {message}", id.as_deref().map(|i| format!(" (`{i}`)")).unwrap_or_default())]
     InvalidRecord { line: u64, id: Option<String>, message: String },
@@ -146,6 +150,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::IdempotencyConflict(_) => "idempotency_conflict",
             ApiError::InvalidTransition(_) => "invalid_transition",
+            ApiError::VersionConflict(_) => "version_conflict",
             ApiError::InvalidRecord { .. } => "invalid_record",
             ApiError::JobFinished(_) => "job_finished",
             ApiError::JobFailed { code, .. } => code,
@@ -180,6 +185,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::IdempotencyConflict(_) => StatusCode::CONFLICT,
             ApiError::InvalidTransition(_) => StatusCode::CONFLICT,
+            ApiError::VersionConflict(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::InvalidRecord { .. } => StatusCode::BAD_REQUEST,
             ApiError::JobFinished(_) => StatusCode::CONFLICT,
             ApiError::JobFailed { .. } => StatusCode::CONFLICT,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod jobs;
 pub mod knowledge;
+pub mod memory;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;

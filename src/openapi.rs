@@ -10,6 +10,7 @@ use crate::knowledge::api_jobs as collection_jobs;
 use crate::jobs::api as jobs;
 use crate::runs::api as runs;
 use crate::cache::api as cache;
+use crate::memory::api as memory;
 use crate::embed::ModelInfo;
 use crate::state::EmbedLimits;
 use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
@@ -48,6 +49,11 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         runs::create_llm_call, runs::list_llm_calls, runs::run_stats, runs::get_usage,
         cache::put_entry, cache::get_entry, cache::delete_entry, cache::entry_history,
         cache::list_entries, cache::delete_namespace,
+        memory::create_conversation, memory::list_conversations, memory::get_conversation,
+        memory::update_conversation, memory::delete_conversation, memory::append_messages, memory::list_messages,
+        memory::update_message, memory::search_conversation, memory::search_messages, memory::put_agent_state,
+        memory::get_agent_state, memory::put_workflow, memory::get_workflow, memory::workflow_history,
+        memory::erase_user,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -62,6 +68,7 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         (name = "search", description = "Vector, full-text and hybrid search with filters"),
         (name = "jobs", description = "Background jobs: imports, merges, reindexing, re-embedding; their progress and cancelling"),
         (name = "runs", description = "Agent runs, their steps, artifacts and LLM calls; run totals and usage"),
+        (name = "conversations", description = "Conversations, their messages (searchable by meaning), agent and workflow state, and erasure of a user"),
         (name = "cache", description = "A tool-result cache with TTLs, change detection, history and optional indexing"),
     )
 )]

@@ -21,6 +21,7 @@ use crate::knowledge::api_jobs as collection_jobs;
 use crate::jobs::api as jobs;
 use crate::runs::api as runs;
 use crate::cache::api as cache;
+use crate::memory::api as memory;
 
 /// One registered route: its method and path (in OpenAPI's `{param}` syntax, which actix
 /// shares) and how to register it.
@@ -102,6 +103,22 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/cache/{namespace}/{key}/history", cache::entry_history),
         route!(get, "/v1/cache/{namespace}", cache::list_entries),
         route!(delete, "/v1/cache/{namespace}", cache::delete_namespace),
+        route!(post, "/v1/conversations", memory::create_conversation),
+        route!(get, "/v1/conversations", memory::list_conversations),
+        route!(get, "/v1/conversations/{id}", memory::get_conversation),
+        route!(patch, "/v1/conversations/{id}", memory::update_conversation),
+        route!(delete, "/v1/conversations/{id}", memory::delete_conversation),
+        route!(post, "/v1/conversations/{id}/messages", memory::append_messages),
+        route!(get, "/v1/conversations/{id}/messages", memory::list_messages),
+        route!(patch, "/v1/conversations/{id}/messages/{mid}", memory::update_message),
+        route!(post, "/v1/conversations/{id}/messages/search", memory::search_conversation),
+        route!(post, "/v1/messages/search", memory::search_messages),
+        route!(put, "/v1/conversations/{id}/agents/{agent_name}/state", memory::put_agent_state),
+        route!(get, "/v1/conversations/{id}/agents/{agent_name}/state", memory::get_agent_state),
+        route!(put, "/v1/conversations/{id}/workflow", memory::put_workflow),
+        route!(get, "/v1/conversations/{id}/workflow", memory::get_workflow),
+        route!(get, "/v1/conversations/{id}/workflow/history", memory::workflow_history),
+        route!(delete, "/v1/users/{user_id}/data", memory::erase_user),
     ]
 }
 

@@ -1,0 +1,9 @@
+//! The memory plane: conversations and their messages (searchable by meaning when embedding is
+//! on), per-agent state and resumable workflow state with optimistic concurrency, and the
+//! erasure of a user. Tables in migrations/V6, under row-level security.
+
+pub mod api;
+pub mod conversations;
+pub mod messages;
+pub mod model;
+pub mod state;
