@@ -33,7 +33,7 @@ CREATE INDEX runs_actor_created ON runs (tenant_id, actor, created_at DESC, id D
 CREATE INDEX runs_status_created ON runs (tenant_id, status, created_at DESC, id DESC);
 
 CREATE TABLE llm_calls (
-    tenant_id         uuid NOT NULL,
+    tenant_id         uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     id                uuid NOT NULL DEFAULT uuidv7(),
     run_id            uuid NOT NULL,
     step_id           uuid,
@@ -56,7 +56,7 @@ CREATE TABLE llm_calls (
 CREATE INDEX llm_calls_created ON llm_calls (tenant_id, created_at);
 
 CREATE TABLE run_steps (
-    tenant_id     uuid NOT NULL,
+    tenant_id     uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     id            uuid NOT NULL DEFAULT uuidv7(),
     run_id        uuid NOT NULL,
     step_number   int NOT NULL CHECK (step_number >= 0),
@@ -81,7 +81,7 @@ ALTER TABLE llm_calls ADD CONSTRAINT llm_calls_step_fkey FOREIGN KEY (tenant_id,
     REFERENCES run_steps (tenant_id, run_id, id) ON DELETE SET NULL (step_id);
 
 CREATE TABLE run_artifacts (
-    tenant_id     uuid NOT NULL,
+    tenant_id     uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     id            uuid NOT NULL DEFAULT uuidv7(),
     run_id        uuid NOT NULL,
     artifact_type text NOT NULL,

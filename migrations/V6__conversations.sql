@@ -24,7 +24,7 @@ CREATE INDEX conversations_user ON conversations (tenant_id, user_id, created_at
 CREATE INDEX conversations_updated ON conversations (updated_at);
 
 CREATE TABLE messages (
-    tenant_id       uuid NOT NULL,
+    tenant_id       uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     conversation_id text NOT NULL,
     seq             bigint NOT NULL,
     id              uuid NOT NULL DEFAULT uuidv7(),
@@ -47,7 +47,7 @@ CREATE TABLE messages (
 CREATE INDEX messages_user ON messages (tenant_id, user_id, created_at);
 
 CREATE TABLE agent_states (
-    tenant_id       uuid NOT NULL,
+    tenant_id       uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     conversation_id text NOT NULL,
     agent_name      text NOT NULL,
     state           jsonb NOT NULL CHECK (jsonb_typeof(state) = 'object'),
@@ -60,7 +60,7 @@ CREATE TABLE agent_states (
 );
 
 CREATE TABLE workflows (
-    tenant_id       uuid NOT NULL,
+    tenant_id       uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     conversation_id text NOT NULL,
     workflow_type   text NOT NULL,
     current_step    text NOT NULL,
@@ -73,7 +73,7 @@ CREATE TABLE workflows (
 );
 
 CREATE TABLE workflow_history (
-    tenant_id       uuid NOT NULL,
+    tenant_id       uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
     conversation_id text NOT NULL,
     version         bigint NOT NULL,
     workflow_type   text NOT NULL,

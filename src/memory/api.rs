@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
 use super::model::{
-    AppendMessages, AppendedMessages, Conversation, ConversationFilter, ConversationList, CreateConversation, Message,
+    AppendMessages, AppendedMessages, MessagesBody, Conversation, ConversationFilter, ConversationList, CreateConversation, Message,
     MessageHits, MessageList, MessagePage, MessageSearch, UpdateConversation, UpdateMessage,
 };
 use super::state::{self as states, AgentState, Erased, HistoryPage, PutAgentState, PutWorkflow, Workflow, WorkflowHistory};
@@ -115,7 +115,7 @@ pub async fn delete_conversation(state: web::Data<AppState>, principal: Principa
 /// and written with their vectors in one transaction when the conversation (or the tenant)
 /// has embedding on (writer).
 #[utoipa::path(
-    post, path = "/v1/conversations/{id}/messages", tag = "conversations", request_body = AppendMessages,
+    post, path = "/v1/conversations/{id}/messages", tag = "conversations", request_body = MessagesBody,
     params(("id" = String, Path, description = ID)),
     security(("bearer" = [])),
     responses(
@@ -234,7 +234,7 @@ fn saved<T: serde::Serialize>(value: &T, version: i64, created: bool) -> HttpRes
     params(
         ("id" = String, Path, description = ID),
         ("agent_name" = String, Path, description = "The agent, 1 to 256 characters of letters, digits and `_.:@=+~-`", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$"),
-        ("If-Match" = Option<String>, Header, description = "Save only if the state is at this version (its ETag)"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Save only if the state is at this version (its ETag)", pattern = r#"^(W/)?"?[1-9][0-9]{0,17}"?$"#),
     ),
     security(("bearer" = [])),
     responses(
@@ -292,7 +292,7 @@ pub async fn get_agent_state(
     put, path = "/v1/conversations/{id}/workflow", tag = "conversations", request_body = PutWorkflow,
     params(
         ("id" = String, Path, description = ID),
-        ("If-Match" = Option<String>, Header, description = "Save only if the workflow is at this version (its ETag)"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "Save only if the workflow is at this version (its ETag)", pattern = r#"^(W/)?"?[1-9][0-9]{0,17}"?$"#),
     ),
     security(("bearer" = [])),
     responses(

@@ -115,7 +115,7 @@ pub async fn list(state: &AppState, tenant: Uuid, query: &ConversationFilter) ->
         check_ref("user_id", user, 256)?;
         conditions.push(format!("user_id = {}", params.push(user.clone())));
     }
-    if let Some(text) = &query.filter {
+    if let Some(text) = query.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| ApiError::validation("filter", format!("not JSON: {e}")))?;
         let filter = Filter::parse(&value, "filter")?;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::conversations::{self, check_id};
 use super::model::{
     check_rating, check_ref, validate_messages, AppendMessages, Message, MessageHit, MessageHits, MessageList,
-    MessagePage, MessageSearch, Role, UpdateMessage,
+    MessagePage, MessageSearch, MessageRole, UpdateMessage,
 };
 use crate::audit::{self, Event};
 use crate::auth::Principal;
@@ -30,7 +30,7 @@ fn from_row(row: &Row) -> Result<Message, ApiError> {
         id: row.try_get(0)?,
         conversation_id: row.try_get(1)?,
         seq: row.try_get(2)?,
-        role: Role::parse(&role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a message with role {role}")))?,
+        role: MessageRole::parse(&role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a message with role {role}")))?,
         content: row.try_get(4)?,
         agent_name: row.try_get(5)?,
         metadata: row.try_get(6)?,
@@ -213,6 +213,9 @@ pub async fn search(state: &AppState, tenant: Uuid, conversation: Option<&str>, 
     let k = req.k.unwrap_or(10);
     if !(1..=100).contains(&k) {
         return Err(ApiError::validation("k", "1 to 100"));
+    }
+    if req.agent_name.as_ref().is_some_and(|a| a.chars().count() > 256) {
+        return Err(ApiError::validation("agent_name", "at most 256 characters"));
     }
     if req.min_score.is_some_and(|s| !(-1.0..=1.0).contains(&s)) {
         return Err(ApiError::validation("min_score", "-1 to 1"));

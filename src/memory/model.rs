@@ -138,24 +138,24 @@ pub struct ConversationFilter {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum MessageRole {
     User,
     Assistant,
     System,
     Tool,
 }
 
-impl Role {
+impl MessageRole {
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-            Role::System => "system",
-            Role::Tool => "tool",
+            MessageRole::User => "user",
+            MessageRole::Assistant => "assistant",
+            MessageRole::System => "system",
+            MessageRole::Tool => "tool",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Role> {
+    pub fn parse(s: &str) -> Option<MessageRole> {
         serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
     }
 }
@@ -164,7 +164,7 @@ impl Role {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"role": "user", "content": "My order 1182 arrived broken; can I get a refund?", "metadata": {"order": 1182}}))]
 pub struct MessageInput {
-    pub role: Role,
+    pub role: MessageRole,
     /// 1 to 100000 characters.
     #[schema(min_length = 1, max_length = 100000)]
     pub content: String,
@@ -192,12 +192,22 @@ pub struct MessageBatch {
     pub messages: Vec<MessageInput>,
 }
 
-/// One message, or a batch.
-#[derive(Debug, ToSchema)]
+/// One message, or a batch (the schema of [`AppendMessages`], which parses it with errors that
+/// name the wrong field).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
 #[schema(example = json!({"messages": [
     {"role": "user", "content": "My order 1182 arrived broken; can I get a refund?"},
     {"role": "assistant", "content": "I'm sorry! I've started a refund for order 1182.", "agent_name": "support-bot"}
 ]}))]
+#[allow(dead_code)]
+pub enum MessagesBody {
+    Batch(MessageBatch),
+    One(MessageInput),
+}
+
+/// One message, or a batch.
+#[derive(Debug)]
 pub enum AppendMessages {
     One(MessageInput),
     Batch(MessageBatch),
@@ -228,7 +238,7 @@ impl AppendMessages {
 
 /// A message's validated input.
 pub struct NewMessage {
-    pub role: Role,
+    pub role: MessageRole,
     pub content: String,
     pub agent_name: Option<String>,
     pub metadata: serde_json::Value,
@@ -244,8 +254,8 @@ pub fn validate_messages(inputs: Vec<MessageInput>) -> Result<Vec<NewMessage>, A
     inputs
         .into_iter()
         .map(|m| {
-            if m.content.trim().is_empty() || m.content.chars().count() > MAX_CONTENT {
-                return Err(ApiError::validation("content", format!("1 to {MAX_CONTENT} characters, not blank")));
+            if m.content.is_empty() || m.content.chars().count() > MAX_CONTENT {
+                return Err(ApiError::validation("content", format!("1 to {MAX_CONTENT} characters")));
             }
             check_len("agent_name", m.agent_name.as_ref(), 256)?;
             let token_count = m
@@ -280,7 +290,7 @@ pub struct Message {
     pub conversation_id: String,
     /// 1, 2, 3... in the conversation, in commit order.
     pub seq: i64,
-    pub role: Role,
+    pub role: MessageRole,
     pub content: String,
     pub agent_name: Option<String>,
     #[schema(value_type = Object)]
@@ -346,7 +356,7 @@ pub struct MessageSearch {
     #[serde(default, deserialize_with = "integer::option")]
     #[schema(minimum = 1, maximum = 100)]
     pub k: Option<i64>,
-    pub role: Option<Role>,
+    pub role: Option<MessageRole>,
     #[schema(max_length = 256)]
     pub agent_name: Option<String>,
     pub since: Option<DateTime<Utc>>,

@@ -297,6 +297,9 @@ pub async fn get_workflow(state: &AppState, tenant: Uuid, id: &str) -> Result<Wo
 pub async fn workflow_history(state: &AppState, tenant: Uuid, id: &str, page: &HistoryPage) -> Result<WorkflowHistory, ApiError> {
     check_id(id)?;
     let limit = crate::routes::pagination::Limit::parse(page.limit)?;
+    if page.after.is_some_and(|a| a < 0) {
+        return Err(ApiError::validation("after", "a version (0 or more)"));
+    }
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     conversations::load(&tx, id, false).await?;

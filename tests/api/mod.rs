@@ -14,3 +14,5 @@ mod tenancy;
 mod users;
 mod runs;
 mod cache;
+mod conversations;
+mod agent_state;
