@@ -94,3 +94,58 @@ BEGIN
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO onebase_app', t);
     END LOOP;
 END $$;
+
+-- Long-term memories, scoped to a user, an agent and/or a run (at least one). A near-duplicate
+-- in the same scope updates the memory instead of adding one. Vectors are searched exactly
+-- within a scope (the scope's index narrows first), so one user's search does not slow down as
+-- other users' memories grow.
+CREATE TABLE memories (
+    tenant_id    uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id           uuid NOT NULL DEFAULT uuidv7(),
+    user_id      text,
+    agent_id     text,
+    run_id       text,
+    content      text NOT NULL,
+    content_hash bytea NOT NULL,
+    metadata     jsonb NOT NULL DEFAULT '{}'::jsonb,
+    embedding    vector NOT NULL,
+    expires_at   timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id),
+    CHECK (user_id IS NOT NULL OR agent_id IS NOT NULL OR run_id IS NOT NULL)
+);
+CREATE INDEX memories_user ON memories (tenant_id, user_id, created_at DESC, id DESC) WHERE user_id IS NOT NULL;
+CREATE INDEX memories_agent ON memories (tenant_id, agent_id, created_at DESC, id DESC) WHERE agent_id IS NOT NULL;
+CREATE INDEX memories_run ON memories (tenant_id, run_id, created_at DESC, id DESC) WHERE run_id IS NOT NULL;
+CREATE INDEX memories_expires ON memories (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Every add, update and delete of a memory, with the old and new content. Kept after the
+-- memory is deleted (erasure of a user removes it too, by user_id).
+CREATE TABLE memory_history (
+    tenant_id    uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    id           uuid NOT NULL DEFAULT uuidv7(),
+    memory_id    uuid NOT NULL,
+    user_id      text,
+    event        text NOT NULL CHECK (event IN ('add', 'update', 'delete')),
+    old_content  text,
+    new_content  text,
+    old_metadata jsonb,
+    new_metadata jsonb,
+    reason       text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX memory_history_memory ON memory_history (tenant_id, memory_id, created_at);
+CREATE INDEX memory_history_user ON memory_history (tenant_id, user_id) WHERE user_id IS NOT NULL;
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['memories', 'memory_history'] LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (tenant_id = onebase_current_tenant()) '
+                       'WITH CHECK (tenant_id = onebase_current_tenant())', t);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO onebase_app', t);
+    END LOOP;
+END $$;

@@ -86,6 +86,11 @@ pub struct Config {
     #[arg(long, global = true, env = "ONEBASE_CACHE_KEEP_EXPIRED_SECS", default_value_t = 7 * 24 * 3600)]
     pub cache_keep_expired_secs: u64,
 
+    /// Cosine similarity at or above which a new memory updates the nearest one of its scope
+    /// instead of being added (the same content always does).
+    #[arg(long, global = true, env = "ONEBASE_MEMORY_DEDUPE_THRESHOLD", default_value_t = 0.9)]
+    pub memory_dedupe_threshold: f64,
+
     /// Days the cache keeps the earlier versions of an entry.
     #[arg(long, global = true, env = "ONEBASE_CACHE_HISTORY_DAYS", default_value_t = 90)]
     pub cache_history_days: u32,

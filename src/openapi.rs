@@ -11,6 +11,7 @@ use crate::jobs::api as jobs;
 use crate::runs::api as runs;
 use crate::cache::api as cache;
 use crate::memory::api as memory;
+use crate::memory::api_memories as memories;
 use crate::embed::ModelInfo;
 use crate::state::EmbedLimits;
 use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
@@ -53,7 +54,9 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         memory::update_conversation, memory::delete_conversation, memory::append_messages, memory::list_messages,
         memory::update_message, memory::search_conversation, memory::search_messages, memory::put_agent_state,
         memory::get_agent_state, memory::put_workflow, memory::get_workflow, memory::workflow_history,
-        memory::erase_user,
+        memory::erase_user, memories::conversation_context, memories::add_memory, memories::list_memories,
+        memories::search_memories, memories::get_memory, memories::update_memory, memories::delete_memory,
+        memories::memory_history,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -69,6 +72,7 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         (name = "jobs", description = "Background jobs: imports, merges, reindexing, re-embedding; their progress and cancelling"),
         (name = "runs", description = "Agent runs, their steps, artifacts and LLM calls; run totals and usage"),
         (name = "conversations", description = "Conversations, their messages (searchable by meaning), agent and workflow state, and erasure of a user"),
+        (name = "memories", description = "Long-term memories by user, agent or run: deduplicated, searchable by meaning, with history and TTL"),
         (name = "cache", description = "A tool-result cache with TTLs, change detection, history and optional indexing"),
     )
 )]

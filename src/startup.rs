@@ -81,6 +81,11 @@ impl Application {
             embed_limits,
             openapi,
             query_cache: crate::knowledge::query_cache::QueryCache::new(QUERY_CACHE_ENTRIES),
+            memory_dedupe_threshold: {
+                let t = config.memory_dedupe_threshold;
+                anyhow::ensure!((-1.0..=1.0).contains(&t), "ONEBASE_MEMORY_DEDUPE_THRESHOLD must be from -1 to 1");
+                t
+            },
             jobs: crate::jobs::JobSettings::new(
                 config.import_limit,
                 config.job_stale_secs,

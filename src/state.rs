@@ -25,6 +25,8 @@ pub struct AppState {
     pub query_cache: crate::knowledge::query_cache::QueryCache,
     /// Background jobs' settings and wake-up bell.
     pub jobs: crate::jobs::JobSettings,
+    /// Cosine similarity at which a new memory updates its scope's nearest one.
+    pub memory_dedupe_threshold: f64,
 }
 
 /// Per-request limits of `/v1/embeddings`.

@@ -216,7 +216,10 @@ async fn sweep(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         crate::knowledge::import::drop_staging(&ctx.state, &row.try_get(0)?).await?;
     }
     let cache = crate::cache::sweep::sweep(&ctx.state, ctx.state.jobs.retention).await?;
+    let memory = crate::memory::sweep::sweep(&ctx.state).await?;
     tracing::info!(
+        memories_expired = memory.memories,
+        conversations_expired = memory.conversations,
         forgotten,
         staging_dropped = orphans.len(),
         cache_entries = cache.entries,

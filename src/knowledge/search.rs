@@ -89,8 +89,8 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
     if req.query.as_ref().is_some_and(|q| q.trim().is_empty() || q.chars().count() > MAX_QUERY_CHARS) {
         return Err(ApiError::validation("query", format!("1 to {MAX_QUERY_CHARS} characters, not all white space")));
     }
-    let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
-    let include = req.include.clone().unwrap_or_else(|| vec![Include::Text, Include::Metadata, Include::Scores]);
+    // A filter that does not parse is refused before the query is embedded.
+    req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
     let mode = req.mode.unwrap_or(SearchMode::Vector);
     if mode != SearchMode::Vector && req.query.is_none() {
         return Err(ApiError::validation("query", "text and hybrid search need `query`"));
@@ -101,13 +101,33 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
         SearchMode::Vector | SearchMode::Hybrid => Some(query_vector(state, req).await?),
     };
 
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let response = search_in(&tx, tenant, name, req, query_vector).await?;
+    tx.commit().await?;
+    Ok(response)
+}
+
+/// A search of one collection inside `tx` (another plane's snapshot, say), with the query's
+/// vector computed already (`None` for a text search). The request is validated by the caller
+/// ([`search`] does it; so does the context call).
+pub async fn search_in(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    name: &str,
+    req: &SearchRequest,
+    query_vector: Option<QueryVector>,
+) -> Result<SearchResponse, ApiError> {
+    let k = req.k.unwrap_or(DEFAULT_K);
+    let ef_search = req.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
+    let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
+    let include = req.include.clone().unwrap_or_else(|| vec![Include::Text, Include::Metadata, Include::Scores]);
+    let mode = req.mode.unwrap_or(SearchMode::Vector);
     let mut fetch = if req.group_by.is_some() { k * 4 } else { k };
     if mode == SearchMode::Hybrid {
         fetch = fetch.max(k * 4).max(40);
     }
-    let mut client = state.pool.get().await?;
-    let tx = tenant_tx(&mut client, tenant).await?;
-    let loaded = collections::load(&tx, tenant, name, false).await?;
+    let loaded = collections::load(tx, tenant, name, false).await?;
     if let Some(query) = &query_vector {
         query.check(&loaded)?;
     }
@@ -117,13 +137,13 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
         Some(v) => {
             let explain = req.explain.unwrap_or(false);
             let query = VectorQuery { vector: v, filter: filter.as_ref(), fetch, ef_search, want_embedding, explain };
-            let (hits, plan) = vector_search(&tx, &loaded, query).await?;
+            let (hits, plan) = vector_search(tx, &loaded, query).await?;
             (Some(hits), Some(plan))
         }
         None => (None, None),
     };
     let text_hits = match (mode, &req.query) {
-        (SearchMode::Text | SearchMode::Hybrid, Some(q)) => Some(text_search(&tx, &loaded, q, filter.as_ref(), fetch, want_embedding).await?),
+        (SearchMode::Text | SearchMode::Hybrid, Some(q)) => Some(text_search(tx, &loaded, q, filter.as_ref(), fetch, want_embedding).await?),
         _ => None,
     };
     let mut hits = fuse(loaded.distance(), vector_hits, text_hits, req.fusion.as_ref());
@@ -136,12 +156,10 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
     }
     hits.truncate(k as usize);
     let documents = if include.contains(&Include::Document) {
-        document_texts(&tx, &loaded, &hits).await?
+        document_texts(tx, &loaded, &hits).await?
     } else {
         HashMap::new()
     };
-    tx.commit().await?;
-
     let explain = req.explain.unwrap_or(false).then(|| {
         let (plan_name, reason, matching, postgres_plan) =
             plan.clone().unwrap_or_else(|| ("text".into(), "full-text search only".into(), None, None));
@@ -176,10 +194,10 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
 }
 
 /// The query's vector, and where it came from.
-struct QueryVector {
-    vector: Vec<f32>,
+pub struct QueryVector {
+    pub vector: Vec<f32>,
     /// True when it is the query text embedded by the served model.
-    embedded: bool,
+    pub embedded: bool,
 }
 
 impl QueryVector {

@@ -53,7 +53,7 @@ pub enum Include {
     Scores,
 }
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"query": "how many days of leave do I get?", "mode": "hybrid", "k": 5,
     "filter": {"team": "people"}, "include": ["text", "metadata", "scores"]}))]

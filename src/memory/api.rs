@@ -356,7 +356,8 @@ pub async fn workflow_history(
 }
 
 /// Erases a user: their conversations, messages and vectors, agent states, workflows and
-/// workflow history, in one transaction; returns the counts (owner).
+/// workflow history, memories and memory history, in one transaction; returns the counts
+/// (owner).
 #[utoipa::path(
     delete, path = "/v1/users/{user_id}/data", tag = "conversations",
     params(("user_id" = String, Path, description = "The user", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")),

@@ -157,6 +157,16 @@ pub async fn list(state: &AppState, tenant: Uuid, id: &str, page: &MessagePage) 
     Ok(MessageList { data, has_more })
 }
 
+/// The last `n` messages of a conversation in `tx`, ascending.
+pub async fn last_in(tx: &deadpool_postgres::Transaction<'_>, id: &str, n: i64) -> Result<Vec<Message>, ApiError> {
+    let rows = tx
+        .query(&format!("SELECT {COLUMNS} FROM messages m WHERE m.conversation_id = $1 ORDER BY m.seq DESC LIMIT $2"), &[&id, &n])
+        .await?;
+    let mut data = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    data.reverse();
+    Ok(data)
+}
+
 pub async fn update(
     state: &AppState,
     tenant: Uuid,

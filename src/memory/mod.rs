@@ -3,7 +3,12 @@
 //! erasure of a user. Tables in migrations/V6, under row-level security.
 
 pub mod api;
+pub mod api_memories;
+pub mod context;
 pub mod conversations;
+pub mod memories;
+pub mod memory_model;
+pub mod sweep;
 pub mod messages;
 pub mod model;
 pub mod state;

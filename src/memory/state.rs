@@ -334,10 +334,13 @@ pub struct Erased {
     pub agent_states: i64,
     pub workflows: i64,
     pub workflow_history: i64,
+    pub memories: i64,
+    pub memory_history: i64,
 }
 
 /// Removes everything the tenant keeps of a user, in one transaction: conversations with their
-/// messages (and vectors), agent states and workflows with their history. The audit row has
+/// messages (and vectors), agent states and workflows with their history, memories (and
+/// vectors) with their history. The audit row has
 /// the counts, not the content.
 pub async fn erase_user(state: &AppState, tenant: Uuid, principal: &Principal, user: &str) -> Result<Erased, ApiError> {
     check_ref("user_id", user, 256)?;
@@ -356,6 +359,8 @@ pub async fn erase_user(state: &AppState, tenant: Uuid, principal: &Principal, u
         .await?;
     // The foreign keys cascade from the conversations to everything hanging off them.
     tx.execute("DELETE FROM conversations WHERE user_id = $1", &[&user]).await?;
+    let memories = tx.execute("DELETE FROM memories WHERE user_id = $1", &[&user]).await? as i64;
+    let memory_history = tx.execute("DELETE FROM memory_history WHERE user_id = $1", &[&user]).await? as i64;
     let erased = Erased {
         user_id: user.to_string(),
         conversations: row.try_get(0)?,
@@ -363,6 +368,8 @@ pub async fn erase_user(state: &AppState, tenant: Uuid, principal: &Principal, u
         agent_states: row.try_get(2)?,
         workflows: row.try_get(3)?,
         workflow_history: row.try_get(4)?,
+        memories,
+        memory_history,
     };
     audit::record(
         &tx,
@@ -371,6 +378,7 @@ pub async fn erase_user(state: &AppState, tenant: Uuid, principal: &Principal, u
         Event::new("user.erase", "user", user).details(serde_json::json!({
             "conversations": erased.conversations, "messages": erased.messages, "agent_states": erased.agent_states,
             "workflows": erased.workflows, "workflow_history": erased.workflow_history,
+            "memories": erased.memories, "memory_history": erased.memory_history,
         })),
     )
     .await?;

@@ -22,6 +22,7 @@ use crate::jobs::api as jobs;
 use crate::runs::api as runs;
 use crate::cache::api as cache;
 use crate::memory::api as memory;
+use crate::memory::api_memories as memories;
 
 /// One registered route: its method and path (in OpenAPI's `{param}` syntax, which actix
 /// shares) and how to register it.
@@ -119,6 +120,14 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/conversations/{id}/workflow", memory::get_workflow),
         route!(get, "/v1/conversations/{id}/workflow/history", memory::workflow_history),
         route!(delete, "/v1/users/{user_id}/data", memory::erase_user),
+        route!(post, "/v1/conversations/{id}/context", memories::conversation_context),
+        route!(post, "/v1/memories", memories::add_memory),
+        route!(get, "/v1/memories", memories::list_memories),
+        route!(post, "/v1/memories/search", memories::search_memories),
+        route!(get, "/v1/memories/{id}", memories::get_memory),
+        route!(patch, "/v1/memories/{id}", memories::update_memory),
+        route!(delete, "/v1/memories/{id}", memories::delete_memory),
+        route!(get, "/v1/memories/{id}/history", memories::memory_history),
     ]
 }
 

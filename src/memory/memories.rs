@@ -1,0 +1,381 @@
+//! Long-term memories. An add embeds the content first, then, in one transaction holding the
+//! scope's advisory lock (so two adds of one fact cannot both insert), looks for the same
+//! content (hash) or the nearest memory in the scope above the dedupe threshold, and updates
+//! it instead of adding a copy. Every add, update and delete is kept in `memory_history`.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use pgvector::Vector;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::memory_model::{
+    check_content, expiry, AddMemory, Memory, MemoryChange, MemoryEvent, MemoryFilter, MemoryHistory, MemoryHit, MemoryHits,
+    MemoryList, MemorySearch, MemoryWrite, Scope, UpdateMemory,
+};
+use super::messages::embed_query;
+use crate::audit::{self, Event};
+use crate::auth::Principal;
+use crate::db::tenant_tx;
+use crate::error::ApiError;
+use crate::filter::{Columns, Filter, SqlParams};
+use crate::knowledge::model::validate_metadata;
+use crate::routes::pagination::{Cursor, Limit};
+use crate::state::AppState;
+
+const COLUMNS: &str = "id, content, user_id, agent_id, run_id, metadata, expires_at, created_at, updated_at";
+/// Memories that are not expired.
+const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
+
+fn from_row(row: &Row) -> Result<Memory, ApiError> {
+    Ok(Memory {
+        id: row.try_get(0)?,
+        content: row.try_get(1)?,
+        user_id: row.try_get(2)?,
+        agent_id: row.try_get(3)?,
+        run_id: row.try_get(4)?,
+        metadata: row.try_get(5)?,
+        expires_at: row.try_get(6)?,
+        created_at: row.try_get(7)?,
+        updated_at: row.try_get(8)?,
+    })
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound { resource: "memory", id: id.to_string() }
+}
+
+fn content_hash(content: &str) -> Vec<u8> {
+    Sha256::digest(content.trim().as_bytes()).to_vec()
+}
+
+/// The scope as SQL: `user_id IS NOT DISTINCT FROM $n AND ...`.
+fn scope_sql(scope: &Scope, params: &mut SqlParams) -> String {
+    format!(
+        "user_id IS NOT DISTINCT FROM {}::text AND agent_id IS NOT DISTINCT FROM {}::text AND run_id IS NOT DISTINCT FROM {}::text",
+        params.push(scope.user_id.clone()),
+        params.push(scope.agent_id.clone()),
+        params.push(scope.run_id.clone())
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_change(
+    tx: &Transaction<'_>,
+    memory: Uuid,
+    user: Option<&String>,
+    event: &str,
+    old: (Option<&str>, Option<&serde_json::Value>),
+    new: (Option<&str>, Option<&serde_json::Value>),
+    reason: &str,
+) -> Result<(), ApiError> {
+    tx.execute(
+        "INSERT INTO memory_history (tenant_id, memory_id, user_id, event, old_content, old_metadata, new_content, new_metadata, reason) \
+         VALUES (onebase_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8)",
+        &[&memory, &user, &event, &old.0, &old.1, &new.0, &new.1, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn add(state: &AppState, tenant: Uuid, principal: &Principal, req: AddMemory) -> Result<MemoryWrite, ApiError> {
+    check_content(&req.content)?;
+    let scope = Scope::new(req.user_id, req.agent_id, req.run_id)?;
+    let metadata = validate_metadata("metadata", req.metadata)?;
+    let expires_at = expiry(req.expires_at, req.ttl_seconds)?;
+    let hash = content_hash(&req.content);
+    let vector = embed_query(state, &req.content).await?;
+    let dims = vector.len() as i32;
+    let embedding = Vector::from(vector);
+
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let scope_key = format!("{:?}/{:?}/{:?}", scope.user_id, scope.agent_id, scope.run_id);
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&scope_key]).await?;
+    // The same content, or else the nearest live memory of the scope.
+    let mut params = SqlParams::new();
+    let in_scope = scope_sql(&scope, &mut params);
+    let h = params.push(hash.clone());
+    let q = params.push(embedding.clone());
+    let d = params.push(dims);
+    let nearest = tx
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS}, content_hash = {h}, 1 - (embedding <=> {q})::float8 FROM memories \
+                 WHERE {in_scope} AND {LIVE} AND vector_dims(embedding) = {d} \
+                 ORDER BY content_hash = {h} DESC, embedding <=> {q} LIMIT 1"
+            ),
+            &params.as_refs(),
+        )
+        .await?;
+    let threshold = state.memory_dedupe_threshold;
+    let existing = match &nearest {
+        Some(row) => {
+            let (same, similarity): (bool, f64) = (row.try_get(9)?, row.try_get(10)?);
+            (same || similarity >= threshold).then_some((from_row(row)?, same, similarity))
+        }
+        None => None,
+    };
+    let result = match existing {
+        None => {
+            let row = tx
+                .query_one(
+                    &format!(
+                        "INSERT INTO memories (tenant_id, user_id, agent_id, run_id, content, content_hash, metadata, embedding, expires_at) \
+                         VALUES (onebase_current_tenant(), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+                    ),
+                    &[
+                        &scope.user_id,
+                        &scope.agent_id,
+                        &scope.run_id,
+                        &req.content,
+                        &hash,
+                        &metadata.clone().unwrap_or_else(|| serde_json::json!({})),
+                        &embedding,
+                        &expires_at,
+                    ],
+                )
+                .await?;
+            let memory = from_row(&row)?;
+            record_change(&tx, memory.id, scope.user_id.as_ref(), "add", (None, None), (Some(&memory.content), Some(&memory.metadata)), "request")
+                .await?;
+            MemoryWrite { event: MemoryEvent::Added, memory, previous_content: None, similarity: None }
+        }
+        Some((old, same, similarity)) => {
+            let new_metadata = metadata.clone().unwrap_or_else(|| old.metadata.clone());
+            let unchanged = same && new_metadata == old.metadata && expires_at.is_none_or(|e| Some(e) == old.expires_at);
+            if unchanged {
+                MemoryWrite { event: MemoryEvent::Unchanged, memory: old, previous_content: None, similarity: None }
+            } else {
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "UPDATE memories SET content = $2, content_hash = $3, metadata = $4, embedding = $5, \
+                               expires_at = coalesce($6, expires_at), updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+                        ),
+                        &[&old.id, &req.content, &hash, &new_metadata, &embedding, &expires_at],
+                    )
+                    .await?;
+                let memory = from_row(&row)?;
+                let reason = if same { "duplicate" } else { "similar" };
+                record_change(
+                    &tx,
+                    memory.id,
+                    scope.user_id.as_ref(),
+                    "update",
+                    (Some(&old.content), Some(&old.metadata)),
+                    (Some(&memory.content), Some(&memory.metadata)),
+                    reason,
+                )
+                .await?;
+                MemoryWrite {
+                    event: MemoryEvent::Updated,
+                    memory,
+                    previous_content: Some(old.content),
+                    similarity: (!same).then_some(similarity),
+                }
+            }
+        }
+    };
+    if result.event != MemoryEvent::Unchanged {
+        let action = if result.event == MemoryEvent::Added { "memory.add" } else { "memory.update" };
+        audit::record(&tx, tenant, principal, Event::new(action, "memory", result.memory.id)).await?;
+    }
+    tx.commit().await?;
+    Ok(result)
+}
+
+pub async fn get(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Memory, ApiError> {
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let row = tx
+        .query_opt(&format!("SELECT {COLUMNS} FROM memories WHERE id = $1 AND {LIVE}"), &[&id])
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    tx.commit().await?;
+    from_row(&row)
+}
+
+pub async fn list(state: &AppState, tenant: Uuid, query: &MemoryFilter) -> Result<MemoryList, ApiError> {
+    let limit = Limit::parse(query.limit)?;
+    let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
+    let mut params = SqlParams::new();
+    let mut conditions = vec![LIVE.to_string()];
+    for (field, column, value) in [("user_id", "user_id", &query.user_id), ("agent_id", "agent_id", &query.agent_id), ("run_id", "run_id", &query.run_id)] {
+        if let Some(v) = value {
+            super::model::check_ref(field, v, 256)?;
+            conditions.push(format!("{column} = {}", params.push(v.clone())));
+        }
+    }
+    if let Some(c) = cursor {
+        conditions.push(format!("(created_at, id) < ({}, {})", params.push(c.created_at), params.push(c.id)));
+    }
+    let sql = format!(
+        "SELECT {COLUMNS} FROM memories WHERE {} ORDER BY created_at DESC, id DESC LIMIT {}",
+        conditions.join(" AND "),
+        params.push(limit.fetch())
+    );
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let rows = tx.query(&sql, &params.as_refs()).await?;
+    tx.commit().await?;
+    let mut data = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let more = limit.trim(&mut data);
+    let next_cursor = more.then(|| data.last().map(|m| Cursor::new(m.created_at, m.id).encode())).flatten();
+    Ok(MemoryList { data, next_cursor })
+}
+
+pub async fn update(state: &AppState, tenant: Uuid, principal: &Principal, id: Uuid, req: UpdateMemory) -> Result<Memory, ApiError> {
+    if let Some(c) = &req.content {
+        check_content(c)?;
+    }
+    let metadata = validate_metadata("metadata", req.metadata)?;
+    let expires_at = expiry(req.expires_at, req.ttl_seconds)?;
+    let embedding = match &req.content {
+        Some(c) => Some(Vector::from(embed_query(state, c).await?)),
+        None => None,
+    };
+    let hash = req.content.as_deref().map(content_hash);
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let old = tx
+        .query_opt(&format!("SELECT {COLUMNS} FROM memories WHERE id = $1 AND {LIVE} FOR UPDATE"), &[&id])
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let old = from_row(&old)?;
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE memories SET content = coalesce($2, content), content_hash = coalesce($3, content_hash), \
+                   metadata = coalesce($4, metadata), embedding = coalesce($5, embedding), \
+                   expires_at = coalesce($6, expires_at), updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+            ),
+            &[&id, &req.content, &hash, &metadata, &embedding, &expires_at],
+        )
+        .await?;
+    let memory = from_row(&row)?;
+    record_change(
+        &tx,
+        id,
+        memory.user_id.as_ref(),
+        "update",
+        (Some(&old.content), Some(&old.metadata)),
+        (Some(&memory.content), Some(&memory.metadata)),
+        "request",
+    )
+    .await?;
+    audit::record(&tx, tenant, principal, Event::new("memory.update", "memory", id)).await?;
+    tx.commit().await?;
+    Ok(memory)
+}
+
+pub async fn delete(state: &AppState, tenant: Uuid, principal: &Principal, id: Uuid) -> Result<(), ApiError> {
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let row = tx
+        .query_opt(&format!("DELETE FROM memories WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}"), &[&id])
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let old = from_row(&row)?;
+    record_change(&tx, id, old.user_id.as_ref(), "delete", (Some(&old.content), Some(&old.metadata)), (None, None), "request").await?;
+    audit::record(&tx, tenant, principal, Event::new("memory.delete", "memory", id)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn history(state: &AppState, tenant: Uuid, id: Uuid) -> Result<MemoryHistory, ApiError> {
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let rows = tx
+        .query(
+            "SELECT event, old_content, new_content, old_metadata, new_metadata, reason, created_at FROM memory_history \
+             WHERE memory_id = $1 ORDER BY created_at, id",
+            &[&id],
+        )
+        .await?;
+    tx.commit().await?;
+    if rows.is_empty() {
+        return Err(not_found(id));
+    }
+    let data = rows
+        .iter()
+        .map(|r| {
+            Ok(MemoryChange {
+                event: r.try_get(0)?,
+                old_content: r.try_get(1)?,
+                new_content: r.try_get(2)?,
+                old_metadata: r.try_get(3)?,
+                new_metadata: r.try_get(4)?,
+                reason: r.try_get(5)?,
+                created_at: r.try_get::<_, DateTime<Utc>>(6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(MemoryHistory { data })
+}
+
+/// The memories of a scope nearest to `vector`, in `tx` (also the context call's part).
+pub async fn nearest(
+    tx: &Transaction<'_>,
+    scope: &Scope,
+    vector: &[f32],
+    filter: Option<&Filter>,
+    k: i64,
+    min_score: Option<f64>,
+) -> Result<Vec<MemoryHit>, ApiError> {
+    let mut params = SqlParams::new();
+    let mut conditions = vec![LIVE.to_string()];
+    // Only the scope ids given narrow the search (a user's memories across agents, say).
+    for (column, value) in [("user_id", &scope.user_id), ("agent_id", &scope.agent_id), ("run_id", &scope.run_id)] {
+        if let Some(v) = value {
+            conditions.push(format!("{column} = {}", params.push(v.clone())));
+        }
+    }
+    if let Some(filter) = filter {
+        let cols = Columns {
+            metadata: "metadata",
+            id: "id::text",
+            created_at: "created_at",
+            updated_at: "updated_at",
+            text: "content",
+            tsv: "to_tsvector('simple', content)",
+        };
+        conditions.push(filter.to_sql(&cols, "simple", &mut params));
+    }
+    conditions.push(format!("vector_dims(embedding) = {}", params.push(vector.len() as i32)));
+    let q = params.push(Vector::from(vector.to_vec()));
+    if let Some(min) = min_score {
+        conditions.push(format!("1 - (embedding <=> {q}) >= {}", params.push(min)));
+    }
+    let sql = format!(
+        "SELECT {COLUMNS}, 1 - (embedding <=> {q})::float8 FROM memories WHERE {} ORDER BY embedding <=> {q} LIMIT {}",
+        conditions.join(" AND "),
+        params.push(k)
+    );
+    let rows = tx.query(&sql, &params.as_refs()).await?;
+    rows.iter()
+        .map(|row| Ok(MemoryHit { memory: from_row(row)?, score: row.try_get(9)? }))
+        .collect()
+}
+
+pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result<MemoryHits, ApiError> {
+    if req.query.trim().is_empty() || req.query.chars().count() > 10_000 {
+        return Err(ApiError::validation("query", "1 to 10000 characters, not blank"));
+    }
+    let scope = Scope::new(req.user_id, req.agent_id, req.run_id)?;
+    let k = req.k.unwrap_or(10);
+    if !(1..=100).contains(&k) {
+        return Err(ApiError::validation("k", "1 to 100"));
+    }
+    if req.min_score.is_some_and(|s| !(-1.0..=1.0).contains(&s)) {
+        return Err(ApiError::validation("min_score", "-1 to 1"));
+    }
+    let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
+    let vector = embed_query(state, &req.query).await?;
+    let mut client = state.pool.get().await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let data = nearest(&tx, &scope, &vector, filter.as_ref(), k, req.min_score).await?;
+    tx.commit().await?;
+    Ok(MemoryHits { data })
+}
