@@ -54,6 +54,17 @@ pub async fn load(tx: &Transaction<'_>, id: &str, lock: bool) -> Result<Conversa
     from_row(&row)
 }
 
+/// Marks a conversation as used now (what retention counts from), locking its row for the
+/// rest of `tx`; 404 when there is none.
+pub async fn touch(tx: &Transaction<'_>, id: &str) -> Result<(), ApiError> {
+    check_id(id)?;
+    let n = tx.execute("UPDATE conversations SET updated_at = now() WHERE id = $1", &[&id]).await?;
+    if n == 0 {
+        return Err(not_found(id));
+    }
+    Ok(())
+}
+
 pub async fn create(state: &AppState, tenant: Uuid, principal: &Principal, req: CreateConversation) -> Result<Conversation, ApiError> {
     req.validate()?;
     let id = req.id.clone().unwrap_or_else(|| Uuid::now_v7().to_string());

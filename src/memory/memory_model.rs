@@ -78,6 +78,7 @@ pub struct UpdateMemory {
 pub fn expiry(expires_at: Option<DateTime<Utc>>, ttl_seconds: Option<i64>) -> Result<Option<DateTime<Utc>>, ApiError> {
     match (expires_at, ttl_seconds) {
         (Some(_), Some(_)) => Err(ApiError::validation("ttl_seconds", "give expires_at or ttl_seconds, not both")),
+        (Some(at), None) if at <= Utc::now() => Err(ApiError::validation("expires_at", "is not in the future")),
         (Some(at), None) => Ok(Some(at)),
         (None, Some(ttl)) if (1..=315_360_000).contains(&ttl) => Ok(Some(Utc::now() + chrono::Duration::seconds(ttl))),
         (None, Some(_)) => Err(ApiError::validation("ttl_seconds", "1 to 315360000")),

@@ -91,7 +91,7 @@ pub async fn put_agent_state(
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     // The conversation's lock serializes saves of its states, so a version check holds.
-    conversations::load(&tx, id, true).await?;
+    conversations::touch(&tx, id).await?;
     let current: Option<i64> = tx
         .query_opt("SELECT version FROM agent_states WHERE conversation_id = $1 AND agent_name = $2", &[&id, &agent])
         .await?
@@ -223,7 +223,7 @@ pub async fn put_workflow(
     require_object("state", &req.state)?;
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
-    conversations::load(&tx, id, true).await?;
+    conversations::touch(&tx, id).await?;
     let current: Option<i64> = tx
         .query_opt("SELECT version FROM workflows WHERE conversation_id = $1", &[&id])
         .await?

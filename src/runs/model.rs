@@ -91,8 +91,8 @@ pub const MAX_NAME: usize = 256;
 
 /// A required name-like string of 1 to `max` characters.
 pub fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.trim().is_empty() || value.chars().count() > max {
-        return Err(ApiError::validation(field, format!("1 to {max} characters, not blank")));
+    if value.is_empty() || value.chars().count() > max {
+        return Err(ApiError::validation(field, format!("1 to {max} characters")));
     }
     Ok(())
 }

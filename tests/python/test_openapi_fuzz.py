@@ -45,11 +45,17 @@ max-steps = {max_steps}
 include-name = ["DELETE /v1/jobs/{{id}}", "GET /v1/jobs/{{id}}"]
 checks.use_after_free.enabled = false
 
-# An agent's state and a conversation's workflow exist once saved, not when the conversation is
-# created: the links schemathesis infers from a new conversation to them expect too much.
+# A memory's history outlives the memory (every add, update and delete is kept): reading it after
+# the delete is not a deleted resource still being served.
 [[operations]]
-include-name = ["GET /v1/conversations/{{id}}/workflow", "GET /v1/conversations/{{id}}/agents/{{agent_name}}/state"]
-checks.ensure_resource_availability.enabled = false
+include-name = ["DELETE /v1/memories/{{id}}", "GET /v1/memories/{{id}}/history"]
+checks.use_after_free.enabled = false
+
+# Links inferred from other resources' string ids (a conversation's `sess-42`) into a memory's
+# UUID path: the 400 for a non-UUID is right.
+[[operations]]
+include-name = ["GET /v1/memories/{{id}}", "PATCH /v1/memories/{{id}}", "DELETE /v1/memories/{{id}}", "GET /v1/memories/{{id}}/history"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429"]
 """
 
 
@@ -65,6 +71,12 @@ def run_schemathesis(server: Server, key: str, name: str, operations: str) -> tu
     proc = subprocess.run(
         [str(SCHEMATHESIS), "--config-file", str(config), "--no-color", "run", f"{server.url}/openapi.json",
          "--checks", "all", "--header", f"Authorization: Bearer {key}",
+         # `ensure_resource_availability` takes every path under a created resource for part of it:
+         # after POST /v1/conversations it expects .../workflow and .../agents/{name}/state to
+         # exist, which they do only once saved, and a memory created with a TTL of a second is gone
+         # a second later. Its per-operation setting is not applied in the stateful phase
+         # (schemathesis 4.32), so it is left out; tests/api/ checks created resources are found.
+         "--exclude-checks", "ensure_resource_availability",
          # One worker: scenarios share the tenant, and a second worker's renames and deletes
          # would make them flaky.
          "--workers", "1", "--report", "junit", "--report-dir", str(out_dir)],
@@ -98,7 +110,9 @@ def test_schemathesis_finds_no_failures(server: Server, role: str, record_proper
         # of theirs is checked as usual. Runs and the cache have the same kind of 400: an `index`
         # names a `text_field` that only the stored data can have, and a step's `llm_call_id` or a
         # call's `step_id` must be one of the same run. Conversation listings and message searches
-        # take the same filter language as the collections.
+        # take the same filter language as the collections (so does the context call, which also
+        # names collections); a memory needs one of three scope ids, and takes `expires_at` or
+        # `ttl_seconds` but not both: rules across fields that these schemas do not state.
         key = server.owner_key
         operations = f"""
 [[operations]]
@@ -111,7 +125,9 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401",
 
 [[operations]]
 include-name = ["POST /v1/runs", "POST /v1/runs/{{id}}/steps", "POST /v1/runs/{{id}}/llm-calls", "PUT /v1/cache/{{namespace}}/{{key}}",
-                "GET /v1/conversations", "POST /v1/conversations/{{id}}/messages/search", "POST /v1/messages/search"]
+                "GET /v1/conversations", "POST /v1/conversations/{{id}}/messages/search", "POST /v1/messages/search",
+                "POST /v1/conversations/{{id}}/context", "POST /v1/memories", "PATCH /v1/memories/{{id}}",
+                "POST /v1/memories/search"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429"]
 
 # `If-Match` names a version only the stored state can confirm: 412 is the answer to a stale one.
