@@ -21,7 +21,7 @@ use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
-use crate::routes::pagination::{Cursor, Limit};
+use crate::routes::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, content, user_id, agent_id, run_id, metadata, expires_at, created_at, updated_at";
@@ -208,21 +208,13 @@ pub async fn list(state: &AppState, tenant: Uuid, query: &MemoryFilter) -> Resul
             conditions.push(format!("{column} = {}", params.push(v.clone())));
         }
     }
-    if let Some(c) = cursor {
-        conditions.push(format!("(created_at, id) < ({}, {})", params.push(c.created_at), params.push(c.id)));
-    }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM memories WHERE {} ORDER BY created_at DESC, id DESC LIMIT {}",
-        conditions.join(" AND "),
-        params.push(limit.fetch())
-    );
+    let sql = newest_first_sql(COLUMNS, "memories", conditions, &mut params, limit, cursor);
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx.query(&sql, &params.as_refs()).await?;
     tx.commit().await?;
-    let mut data = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    let more = limit.trim(&mut data);
-    let next_cursor = more.then(|| data.last().map(|m| Cursor::new(m.created_at, m.id).encode())).flatten();
+    let data = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let (data, next_cursor) = finish_page(limit, data, |m| Cursor::new(m.created_at, m.id));
     Ok(MemoryList { data, next_cursor })
 }
 

@@ -77,3 +77,33 @@ impl PageParams {
         Ok((Limit::parse(self.limit)?, self.cursor.as_deref().map(Cursor::parse).transpose()?))
     }
 }
+
+/// The statement of one page of `from`, newest first by (created_at, id), after `cursor`:
+/// `SELECT {columns} FROM {from} WHERE {conditions} ORDER BY created_at DESC, id DESC LIMIT n`.
+pub fn newest_first_sql(
+    columns: &str,
+    from: &str,
+    mut conditions: Vec<String>,
+    params: &mut crate::filter::SqlParams,
+    limit: Limit,
+    cursor: Option<Cursor>,
+) -> String {
+    if let Some(c) = cursor {
+        conditions.push(format!("(created_at, id) < ({}, {})", params.push(c.created_at), params.push(c.id)));
+    }
+    if conditions.is_empty() {
+        conditions.push("true".into());
+    }
+    format!(
+        "SELECT {columns} FROM {from} WHERE {} ORDER BY created_at DESC, id DESC LIMIT {}",
+        conditions.join(" AND "),
+        params.push(limit.fetch())
+    )
+}
+
+/// Cuts a fetched page to `limit` and gives the cursor of the next one, if any.
+pub fn finish_page<T>(limit: Limit, mut data: Vec<T>, position: impl Fn(&T) -> Cursor) -> (Vec<T>, Option<String>) {
+    let more = limit.trim(&mut data);
+    let next = more.then(|| data.last().map(|row| position(row).encode())).flatten();
+    (data, next)
+}

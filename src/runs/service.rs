@@ -13,7 +13,7 @@ use crate::db::tenant_tx;
 use crate::error::{is_unique_violation, ApiError};
 use crate::filter::SqlParams;
 use crate::knowledge::index_text;
-use crate::routes::pagination::{Cursor, Limit};
+use crate::routes::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, actor, status, request_payload, autonomy_level, trace_id, idempotency_key, metadata, \
@@ -207,7 +207,7 @@ pub async fn list(state: &AppState, tenant: Uuid, filter: &RunFilter) -> Result<
         super::model::check_name("actor", actor, super::model::MAX_NAME)?;
     }
     let mut params = SqlParams::new();
-    let mut conditions = vec!["true".to_string()];
+    let mut conditions = vec![];
     if let Some(actor) = &filter.actor {
         conditions.push(format!("actor = {}", params.push(actor.clone())));
     }
@@ -220,21 +220,13 @@ pub async fn list(state: &AppState, tenant: Uuid, filter: &RunFilter) -> Result<
     if let Some(until) = filter.until {
         conditions.push(format!("created_at < {}", params.push(until)));
     }
-    if let Some(c) = cursor {
-        conditions.push(format!("(created_at, id) < ({}, {})", params.push(c.created_at), params.push(c.id)));
-    }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM runs WHERE {} ORDER BY created_at DESC, id DESC LIMIT {}",
-        conditions.join(" AND "),
-        params.push(limit.fetch())
-    );
+    let sql = newest_first_sql(COLUMNS, "runs", conditions, &mut params, limit, cursor);
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx.query(&sql, &params.as_refs()).await?;
     tx.commit().await?;
-    let mut data = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
-    let more = limit.trim(&mut data);
-    let next_cursor = more.then(|| data.last().map(|r| Cursor::new(r.created_at, r.id).encode())).flatten();
+    let data = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let (data, next_cursor) = finish_page(limit, data, |r| Cursor::new(r.created_at, r.id));
     Ok(RunList { data, next_cursor })
 }
 
