@@ -16,3 +16,4 @@ mod runs;
 mod cache;
 mod conversations;
 mod agent_state;
+mod memories;
