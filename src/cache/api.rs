@@ -53,9 +53,9 @@ pub async fn put_entry(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The entry", body = CacheEntry),
-        (status = 400, description = "`validation_failed` / `invalid_request`: a bad namespace, key or parameter", body = ErrorBody),
+        (status = 400, description = "`validation_failed` / `invalid_request`: a bad parameter", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no entry, or it is expired or older than max_age_seconds", body = ErrorBody),
+        (status = 404, description = "`not_found`: no entry (a namespace or key that breaks the naming rules has none), or it is expired or older than max_age_seconds", body = ErrorBody),
     )
 )]
 pub async fn get_entry(
@@ -79,7 +79,6 @@ pub async fn get_entry(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "`validation_failed`: a bad namespace or key", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such entry", body = ErrorBody),
     )
@@ -106,7 +105,7 @@ pub async fn delete_entry(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The earlier versions", body = CacheHistory),
-        (status = 400, description = "`validation_failed`: a bad namespace, key or limit", body = ErrorBody),
+        (status = 400, description = "`validation_failed`: a bad limit", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
         (status = 404, description = "`not_found`: the key has no entry and no history", body = ErrorBody),
     )
@@ -130,8 +129,9 @@ pub async fn entry_history(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of entries", body = CacheEntryList),
-        (status = 400, description = "`validation_failed` / `invalid_request`: a bad namespace, time, limit or cursor", body = ErrorBody),
+        (status = 400, description = "`validation_failed` / `invalid_request`: a bad time, limit or cursor", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
+        (status = 404, description = "`not_found`: the namespace breaks the naming rules, so there is none such", body = ErrorBody),
     )
 )]
 pub async fn list_entries(
@@ -151,8 +151,8 @@ pub async fn list_entries(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "How many entries were deleted", body = CacheDeleted),
-        (status = 400, description = "`validation_failed`: a bad namespace", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
+        (status = 404, description = "`not_found`: the namespace breaks the naming rules, so there is none such", body = ErrorBody),
     )
 )]
 pub async fn delete_namespace(

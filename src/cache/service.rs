@@ -51,6 +51,16 @@ fn from_row(row: &Row, max_age: Option<u64>) -> Result<CacheEntry, ApiError> {
     })
 }
 
+/// Reads and deletes name what may exist: a namespace or key that breaks the naming rules names
+/// nothing, so it is not found (only a store refuses it as invalid).
+fn readable(namespace: &str, key: Option<&str>) -> Result<(), ApiError> {
+    let valid = check_namespace(namespace).is_ok() && key.is_none_or(|k| check_key(k).is_ok());
+    valid.then_some(()).ok_or_else(|| match key {
+        Some(key) => entry_not_found(namespace, key),
+        None => ApiError::NotFound { resource: "cache namespace", id: namespace.to_string() },
+    })
+}
+
 fn entry_not_found(namespace: &str, key: &str) -> ApiError {
     ApiError::NotFound { resource: "cache entry", id: format!("{namespace}/{key}") }
 }
@@ -209,8 +219,7 @@ pub async fn put(
 }
 
 pub async fn get(state: &AppState, tenant: Uuid, namespace: &str, key: &str, params: &GetParams) -> Result<CacheEntry, ApiError> {
-    check_namespace(namespace)?;
-    check_key(key)?;
+    readable(namespace, Some(key))?;
     if params.max_age_seconds.is_some_and(|m| m > MAX_TTL_SECS as u64) {
         return Err(ApiError::validation("max_age_seconds", format!("0 to {MAX_TTL_SECS}")));
     }
@@ -236,7 +245,7 @@ pub async fn get(state: &AppState, tenant: Uuid, namespace: &str, key: &str, par
 }
 
 pub async fn list(state: &AppState, tenant: Uuid, namespace: &str, params: &ListParams) -> Result<CacheEntryList, ApiError> {
-    check_namespace(namespace)?;
+    readable(namespace, None)?;
     let limit = Limit::parse(params.limit)?;
     let cursor = params.cursor.as_deref().map(parse_cursor).transpose()?;
     let since: Option<DateTime<Utc>> = params.changed_since;
@@ -265,8 +274,7 @@ pub async fn list(state: &AppState, tenant: Uuid, namespace: &str, params: &List
 }
 
 pub async fn history(state: &AppState, tenant: Uuid, namespace: &str, key: &str, params: &HistoryParams) -> Result<CacheHistory, ApiError> {
-    check_namespace(namespace)?;
-    check_key(key)?;
+    readable(namespace, Some(key))?;
     let limit = Limit::parse(params.limit)?;
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
@@ -338,10 +346,7 @@ pub async fn delete(
     namespace: &str,
     key: Option<&str>,
 ) -> Result<CacheDeleted, ApiError> {
-    check_namespace(namespace)?;
-    if let Some(key) = key {
-        check_key(key)?;
-    }
+    readable(namespace, key)?;
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let deleted = remove(&tx, tenant, namespace, key).await?;

@@ -172,11 +172,12 @@ pub async fn list_messages(
 pub async fn update_message(
     state: web::Data<AppState>,
     principal: Principal,
-    path: web::Path<(String, Uuid)>,
+    path: web::Path<(String, String)>,
     body: JsonObject<UpdateMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
     let (id, mid) = path.into_inner();
+    let mid = Uuid::parse_str(&mid).map_err(|_| ApiError::NotFound { resource: "message", id: mid.clone() })?;
     Ok(HttpResponse::Ok().json(messages::update(&state, tenant, &principal, &id, mid, body.into_inner()).await?))
 }
 
@@ -270,7 +271,6 @@ pub async fn put_agent_state(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The state", body = AgentState),
-        (status = 400, description = "`validation_failed`: a bad agent name", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such conversation, or no state of this agent", body = ErrorBody),
     )
@@ -363,9 +363,9 @@ pub async fn workflow_history(
     params(("user_id" = String, Path, description = "The user", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "What was removed", body = Erased),
-        (status = 400, description = "`validation_failed`: a bad user_id", body = ErrorBody),
+        (status = 200, description = "What was removed (zeros for a user with no data)", body = Erased),
         (status = 403, description = "`forbidden`: needs an owner of a tenant (not the admin key)", body = ErrorBody),
+        (status = 404, description = "`not_found`: the user id breaks the naming rules, so no user has it", body = ErrorBody),
     )
 )]
 pub async fn erase_user(state: web::Data<AppState>, principal: Principal, user: web::Path<String>) -> Result<HttpResponse, ApiError> {

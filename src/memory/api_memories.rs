@@ -11,6 +11,11 @@ use crate::error::{ApiError, ErrorBody};
 use crate::routes::body::JsonObject;
 use crate::state::AppState;
 
+/// A memory id from a path: one that is not a UUID names no memory (404).
+fn memory_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound { resource: "memory", id: id.to_string() })
+}
+
 /// Adds a memory to a scope (user, agent and/or run); a near-duplicate in the scope (the same
 /// content, or cosine at or above the dedupe threshold) is updated instead, and the response
 /// says which happened (writer).
@@ -72,14 +77,13 @@ pub async fn search_memories(state: web::Data<AppState>, principal: Principal, b
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The memory", body = Memory),
-        (status = 400, description = "`invalid_request`: the id is not a UUID", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such memory, or it has expired", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such memory (or the id is not a UUID), or it has expired", body = ErrorBody),
     )
 )]
-pub async fn get_memory(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn get_memory(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(memories::get(&state, tenant, id.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(memories::get(&state, tenant, memory_id(&id)?).await?))
 }
 
 /// Changes a memory's content (embedded again), metadata or expiry (writer).
@@ -91,17 +95,17 @@ pub async fn get_memory(state: web::Data<AppState>, principal: Principal, id: we
         (status = 200, description = "The memory as updated", body = Memory),
         (status = 400, description = "`validation_failed`: a bad field", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such memory, or it has expired", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such memory (or the id is not a UUID), or it has expired", body = ErrorBody),
     )
 )]
 pub async fn update_memory(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
     body: JsonObject<UpdateMemory>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
-    Ok(HttpResponse::Ok().json(memories::update(&state, tenant, &principal, id.into_inner(), body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(memories::update(&state, tenant, &principal, memory_id(&id)?, body.into_inner()).await?))
 }
 
 /// Deletes a memory and its vector; the deletion is kept in its history (writer).
@@ -110,14 +114,13 @@ pub async fn update_memory(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "`invalid_request`: the id is not a UUID", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such memory, or it has expired", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such memory (or the id is not a UUID), or it has expired", body = ErrorBody),
     )
 )]
-pub async fn delete_memory(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_memory(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
-    memories::delete(&state, tenant, &principal, id.into_inner()).await?;
+    memories::delete(&state, tenant, &principal, memory_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -128,14 +131,13 @@ pub async fn delete_memory(state: web::Data<AppState>, principal: Principal, id:
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The changes", body = MemoryHistory),
-        (status = 400, description = "`invalid_request`: the id is not a UUID", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
         (status = 404, description = "`not_found`: no memory ever had this id", body = ErrorBody),
     )
 )]
-pub async fn memory_history(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn memory_history(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(memories::history(&state, tenant, id.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(memories::history(&state, tenant, memory_id(&id)?).await?))
 }
 
 /// One chat turn's context in one call, from one snapshot: the last messages, the user's

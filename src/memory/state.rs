@@ -130,7 +130,8 @@ pub async fn put_agent_state(
 
 pub async fn get_agent_state(state: &AppState, tenant: Uuid, id: &str, agent: &str) -> Result<AgentState, ApiError> {
     check_id(id)?;
-    check_ref("agent_name", agent, 256)?;
+    check_ref("agent_name", agent, 256)
+        .map_err(|_| ApiError::NotFound { resource: "agent state", id: format!("{id}/{agent}") })?;
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     conversations::load(&tx, id, false).await?;
@@ -343,7 +344,8 @@ pub struct Erased {
 /// vectors) with their history. The audit row has
 /// the counts, not the content.
 pub async fn erase_user(state: &AppState, tenant: Uuid, principal: &Principal, user: &str) -> Result<Erased, ApiError> {
-    check_ref("user_id", user, 256)?;
+    // An id that breaks the naming rules is no user's.
+    check_ref("user_id", user, 256).map_err(|_| ApiError::NotFound { resource: "user", id: user.to_string() })?;
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx

@@ -15,6 +15,11 @@ use crate::error::{ApiError, ErrorBody};
 use crate::routes::body::JsonObject;
 use crate::state::AppState;
 
+/// A run id from a path: one that is not a UUID names no run (404, as for any unknown run).
+fn run_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound { resource: "run", id: id.to_string() })
+}
+
 /// The `Idempotency-Key` header, if sent.
 fn idempotency_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     match req.headers().get("idempotency-key") {
@@ -81,14 +86,13 @@ pub async fn list_runs(state: web::Data<AppState>, principal: Principal, query: 
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The run", body = Run),
-        (status = 400, description = "`invalid_request`: the id is not a UUID", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn get_run(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn get_run(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(service::get(&state, tenant, id.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(service::get(&state, tenant, run_id(&id)?).await?))
 }
 
 /// Changes a run's status (queued -> running -> completed | failed | cancelled), end time,
@@ -101,18 +105,18 @@ pub async fn get_run(state: web::Data<AppState>, principal: Principal, id: web::
         (status = 200, description = "The run as updated", body = Run),
         (status = 400, description = "`validation_failed`: a bad field", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
         (status = 409, description = "`invalid_transition`: the lifecycle does not allow this status change, or `completed_at` is given for a run that has not ended", body = ErrorBody),
     )
 )]
 pub async fn update_run(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
     body: JsonObject<UpdateRun>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
-    Ok(HttpResponse::Ok().json(service::update(&state, tenant, &principal, id.into_inner(), body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(service::update(&state, tenant, &principal, run_id(&id)?, body.into_inner()).await?))
 }
 
 /// Deletes a run with its steps, artifacts, LLM calls and indexed document, in one transaction
@@ -122,14 +126,13 @@ pub async fn update_run(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "`invalid_request`: the id is not a UUID", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn delete_run(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_run(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
-    service::delete(&state, tenant, &principal, id.into_inner()).await?;
+    service::delete(&state, tenant, &principal, run_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -142,18 +145,18 @@ pub async fn delete_run(state: web::Data<AppState>, principal: Principal, id: we
         (status = 201, description = "Created", body = Step),
         (status = 400, description = "`validation_failed`: a bad field, or `llm_call_id` is not a call of this run", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
         (status = 409, description = "`conflict`: the run has a step of this number", body = ErrorBody),
     )
 )]
 pub async fn create_step(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
     body: JsonObject<CreateStep>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
-    let step = children::add_step(&state, tenant, &principal, id.into_inner(), body.into_inner()).await?;
+    let step = children::add_step(&state, tenant, &principal, run_id(&id)?, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(step))
 }
 
@@ -163,14 +166,13 @@ pub async fn create_step(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The steps", body = StepList),
-        (status = 400, description = "`invalid_request`: the id is not a UUID", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn list_steps(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn list_steps(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(StepList { data: children::steps(&state, tenant, id.into_inner()).await? }))
+    Ok(HttpResponse::Ok().json(StepList { data: children::steps(&state, tenant, run_id(&id)?).await? }))
 }
 
 /// Records an artifact a run produced (writer).
@@ -182,17 +184,17 @@ pub async fn list_steps(state: web::Data<AppState>, principal: Principal, id: we
         (status = 201, description = "Created", body = Artifact),
         (status = 400, description = "`validation_failed`: a bad field", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
 pub async fn create_artifact(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
     body: JsonObject<CreateArtifact>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
-    let artifact = children::add_artifact(&state, tenant, &principal, id.into_inner(), body.into_inner()).await?;
+    let artifact = children::add_artifact(&state, tenant, &principal, run_id(&id)?, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(artifact))
 }
 
@@ -202,14 +204,13 @@ pub async fn create_artifact(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The artifacts", body = ArtifactList),
-        (status = 400, description = "`invalid_request`: the id is not a UUID", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn list_artifacts(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn list_artifacts(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(ArtifactList { data: children::list_artifacts(&state, tenant, id.into_inner()).await? }))
+    Ok(HttpResponse::Ok().json(ArtifactList { data: children::list_artifacts(&state, tenant, run_id(&id)?).await? }))
 }
 
 /// Records an LLM call of a run: tokens, exact cost (a decimal string) and latency (writer).
@@ -221,17 +222,17 @@ pub async fn list_artifacts(state: web::Data<AppState>, principal: Principal, id
         (status = 201, description = "Created", body = LlmCall),
         (status = 400, description = "`validation_failed`: negative tokens or latency, a cost that is not a decimal string, a `step_id` that is not a step of this run", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
 pub async fn create_llm_call(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
     body: JsonObject<CreateLlmCall>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
-    let call = children::add_llm_call(&state, tenant, &principal, id.into_inner(), body.into_inner()).await?;
+    let call = children::add_llm_call(&state, tenant, &principal, run_id(&id)?, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(call))
 }
 
@@ -241,14 +242,13 @@ pub async fn create_llm_call(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The LLM calls", body = LlmCallList),
-        (status = 400, description = "`invalid_request`: the id is not a UUID", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn list_llm_calls(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn list_llm_calls(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(LlmCallList { data: children::llm_calls(&state, tenant, id.into_inner()).await? }))
+    Ok(HttpResponse::Ok().json(LlmCallList { data: children::llm_calls(&state, tenant, run_id(&id)?).await? }))
 }
 
 /// A run's totals: steps, LLM calls, tokens, exact cost and duration (reader).
@@ -257,14 +257,13 @@ pub async fn list_llm_calls(state: web::Data<AppState>, principal: Principal, id
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The run's totals", body = RunStats),
-        (status = 400, description = "`invalid_request`: the id is not a UUID", body = ErrorBody),
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such run in this tenant", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn run_stats(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn run_stats(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(usage::run_stats(&state, tenant, id.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(usage::run_stats(&state, tenant, run_id(&id)?).await?))
 }
 
 /// Tokens and cost of the tenant's LLM calls, grouped by model, provider, actor or day (reader).
