@@ -62,12 +62,18 @@ async fn wait_job(app: &TestApp, id: &str) -> (serde_json::Value, Vec<i64>) {
 async fn wait_idle(app: &TestApp) {
     let start = Instant::now();
     loop {
-        let (_, running) = call(app, Method::GET, "/v1/jobs?state=running", None).await;
-        let (_, queued) = call(app, Method::GET, "/v1/jobs?state=queued", None).await;
-        if running["data"].as_array().unwrap().is_empty() && queued["data"].as_array().unwrap().is_empty() {
+        // One listing, one snapshot: two (running, then queued) would miss a job claimed between them.
+        let (_, jobs) = call(app, Method::GET, "/v1/jobs?limit=500", None).await;
+        let busy: Vec<_> = jobs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| ["queued", "running", "receiving"].contains(&j["state"].as_str().unwrap_or("")))
+            .collect();
+        if busy.is_empty() {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(300), "jobs did not finish: {running} {queued}");
+        assert!(start.elapsed() < Duration::from_secs(300), "jobs did not finish: {busy:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
