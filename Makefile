@@ -4,7 +4,7 @@ TOOLS ?= $(or $(ONEBASE_TOOLS_DIR),.onebase)
 ONEBASE_BIND ?= 127.0.0.1:8080
 export ONEBASE_BIND
 
-.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest bench-runs clean-data
+.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest bench-runs bench-messages bench-memories clean-data
 
 run: bootstrap
 	$(CARGO) build --release
@@ -65,6 +65,22 @@ RUNS_SEED ?= 1000000
 bench-runs: bootstrap
 	$(CARGO) build --release
 	$(abspath $(TOOLS))/venv/bin/python scripts/bench_runs.py --runs-seed $(RUNS_SEED) --tools $(abspath $(TOOLS)) $(ARGS)
+
+# Conversations and messages (prints figures; scripts/bench_messages.py, standard library only): appends
+# with 8 clients (embedding off and on, 8 conversations or one, 1 or 10 messages per POST), pages of a
+# conversation of MEMORY_HISTORY messages seeded with SQL, message search before and after
+# MEMORY_OTHERS other users' messages seeded with SQL. E.g. ARGS="--duration 10 --only append,search".
+MEMORY_HISTORY ?= 100000
+MEMORY_OTHERS ?= 200000
+bench-messages: bootstrap
+	$(CARGO) build --release
+	$(abspath $(TOOLS))/venv/bin/python scripts/bench_messages.py --history $(MEMORY_HISTORY) --others $(MEMORY_OTHERS) --tools $(abspath $(TOOLS)) $(ARGS)
+
+# Long-term memory and the context call (prints figures; scripts/bench_memories.py): one user's
+# memory search over 1k and ~1M memories (10 and 10,000 users), the context call against its parts.
+bench-memories: bootstrap
+	$(CARGO) build --release
+	$(abspath $(TOOLS))/venv/bin/python scripts/bench_memories.py --tools $(abspath $(TOOLS)) $(ARGS)
 
 # Removes the embedded cluster's data (asks first).
 clean-data:
