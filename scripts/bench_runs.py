@@ -73,7 +73,8 @@ class ServerError(BenchError):
     def __init__(self, method: str, path: str, body, status: int, text: str):
         self.status = status
         self.text = text
-        req = "" if body is None else " " + (body if isinstance(body, str) else json.dumps(body))[:1500]
+        req = "" if body is None else " " + (body if isinstance(body, str) else
+                                              (body.decode(errors="replace") if isinstance(body, bytes) else json.dumps(body)))[:1500]
         super().__init__(f"{method} {path}{req}\n  -> HTTP {status}: {text[:2000]}")
 
 
@@ -104,12 +105,50 @@ class Conn(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+# The server's processes whose CPU time is measured: {"onebase": pid, "postgres": postmaster pid}.
+SERVER_PIDS: dict[str, int] = {}
+
+
+def server_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of each SERVER_PIDS process with its descendants (exited ones counted
+    through their parent's cutime/cstime), from /proc; postgres's tree is not counted in onebase's."""
+    procs: dict[int, tuple[int, int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                f_ = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        procs[int(d)] = (int(f_[1]), sum(int(x) for x in f_[11:15]))
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    seen: set[int] = set()
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for name in sorted(SERVER_PIDS, key=lambda n: n != "postgres"):  # postgres first
+        total, todo = 0, [SERVER_PIDS[name]]
+        while todo:
+            pid = todo.pop()
+            if pid in seen or pid not in procs:
+                continue
+            seen.add(pid)
+            total += procs[pid][1]
+            todo.extend(children.get(pid, []))
+        out[name] = total / tick
+    return out
+
+
 class CpuMeter:
-    """Client CPU (this process, all threads) and machine busy time (/proc/stat) over a phase."""
+    """Client CPU (this process, all threads), the server's (onebase and its PostgreSQL, from
+    /proc) and machine busy time (/proc/stat) over a phase; "other" is the rest of the machine."""
 
     def __init__(self):
         self.t = time.perf_counter()
         self.proc = time.process_time()
+        self.server = server_cpu_seconds() if SERVER_PIDS else {}
         self.stat = self._stat()
 
     @staticmethod
@@ -125,16 +164,27 @@ class CpuMeter:
     def done(self) -> dict:
         wall = time.perf_counter() - self.t
         out = {"client_cores": (time.process_time() - self.proc) / wall if wall else float("nan")}
+        if self.server and wall:
+            end = server_cpu_seconds()
+            for name, v in self.server.items():
+                out[f"{name}_cores"] = (end.get(name, v) - v) / wall
         end = self._stat()
         if self.stat and end and end[1] > self.stat[1]:
             out["machine_busy_cores"] = (end[0] - self.stat[0]) / (end[1] - self.stat[1]) * (os.cpu_count() or 1)
+            if "onebase_cores" in out:
+                out["other_cores"] = max(0.0, out["machine_busy_cores"] - out["client_cores"] - out["onebase_cores"]
+                                         - out.get("postgres_cores", 0.0))
         return out
 
 
 def cpu_note(c: dict) -> str:
     s = f"client CPU {c['client_cores']:.2f} cores"
+    if "onebase_cores" in c:
+        s += f", onebase {c['onebase_cores']:.2f}, postgres {c.get('postgres_cores', float('nan')):.2f}"
     if "machine_busy_cores" in c:
         s += f", machine busy {c['machine_busy_cores']:.2f} of {os.cpu_count()} cores"
+    if "other_cores" in c:
+        s += f" (other processes {c['other_cores']:.2f})"
     return s
 
 
