@@ -233,23 +233,29 @@ async fn query_vector(state: &AppState, req: &SearchRequest) -> Result<QueryVect
             }
             Ok(QueryVector { vector, embedded: false })
         }
-        (None, Some(q)) => {
-            if let Some(cached) = state.query_cache.get(q) {
-                state.metrics.query_cache_hits.inc();
-                return Ok(QueryVector { vector: cached.as_ref().clone(), embedded: true });
-            }
-            state.metrics.query_cache_misses.inc();
-            let embedded = state.embedder.embed(vec![q.clone()]).await?;
-            let vector = embedded
-                .vectors
-                .into_iter()
-                .next()
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))?;
-            state.query_cache.put(q.clone(), std::sync::Arc::new(vector.clone()));
-            Ok(QueryVector { vector, embedded: true })
-        }
+        (None, Some(q)) => Ok(QueryVector { vector: embed_query(state, q).await?, embedded: true }),
         (None, None) => Err(ApiError::validation("query", "send `query` or `vector`")),
     }
+}
+
+/// A query text's vector from the served model, through the cache of recent queries (searches
+/// of every plane share it).
+pub async fn embed_query(state: &AppState, query: &str) -> Result<Vec<f32>, ApiError> {
+    if let Some(cached) = state.query_cache.get(query) {
+        state.metrics.query_cache_hits.inc();
+        return Ok(cached.as_ref().clone());
+    }
+    state.metrics.query_cache_misses.inc();
+    let vector = state
+        .embedder
+        .embed(vec![query.to_string()])
+        .await?
+        .vectors
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))?;
+    state.query_cache.put(query.to_string(), std::sync::Arc::new(vector.clone()));
+    Ok(vector)
 }
 
 /// Plan name, why, matching rows counted, PostgreSQL's plan (when explaining).

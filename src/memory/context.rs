@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::conversations;
 use super::memory_model::{MemoryHit, Scope};
-use super::messages::embed_query;
+use crate::knowledge::search::embed_query;
 use super::model::Message;
 use crate::db::APP_ROLE;
 use crate::error::ApiError;

@@ -14,7 +14,7 @@ use super::memory_model::{
     check_content, expiry, AddMemory, Memory, MemoryChange, MemoryEvent, MemoryFilter, MemoryHistory, MemoryHit, MemoryHits,
     MemoryList, MemorySearch, MemoryWrite, Scope, UpdateMemory,
 };
-use super::messages::embed_query;
+use crate::knowledge::search::embed_query;
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;

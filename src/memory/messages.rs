@@ -19,6 +19,7 @@ use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
+use crate::knowledge::search::embed_query;
 use crate::state::AppState;
 
 const COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.agent_name, m.metadata, m.token_count, \
@@ -194,25 +195,6 @@ pub async fn update(
     audit::record(&tx, tenant, principal, Event::new("message.update", "message", message)).await?;
     tx.commit().await?;
     Ok(updated)
-}
-
-/// Embeds a search query (through the shared query cache).
-pub async fn embed_query(state: &AppState, query: &str) -> Result<Vec<f32>, ApiError> {
-    if let Some(cached) = state.query_cache.get(query) {
-        state.metrics.query_cache_hits.inc();
-        return Ok(cached.as_ref().clone());
-    }
-    state.metrics.query_cache_misses.inc();
-    let vector = state
-        .embedder
-        .embed(vec![query.to_string()])
-        .await?
-        .vectors
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))?;
-    state.query_cache.put(query.to_string(), std::sync::Arc::new(vector.clone()));
-    Ok(vector)
 }
 
 /// Searches one conversation's messages (`conversation`) or, tenant-wide, one user's.
