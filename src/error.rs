@@ -270,6 +270,13 @@ pub fn is_unique_violation(err: &tokio_postgres::Error, constraint: &str) -> boo
     })
 }
 
+/// True when `err` is a foreign-key violation of the named constraint.
+pub fn is_fk_violation(err: &tokio_postgres::Error, constraint: &str) -> bool {
+    err.as_db_error().is_some_and(|db| {
+        db.code() == &tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION && db.constraint() == Some(constraint)
+    })
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         ApiError::Internal(err)

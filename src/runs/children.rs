@@ -14,7 +14,7 @@ use super::service::require;
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;
-use crate::error::{is_unique_violation, ApiError};
+use crate::error::{is_fk_violation, is_unique_violation, ApiError};
 use crate::knowledge::model::validate_metadata;
 use crate::state::AppState;
 
@@ -251,10 +251,4 @@ pub async fn llm_calls(state: &AppState, tenant: Uuid, run_id: Uuid) -> Result<V
         .await?;
     tx.commit().await?;
     rows.iter().map(call_from_row).collect()
-}
-
-fn is_fk_violation(err: &tokio_postgres::Error, constraint: &str) -> bool {
-    err.as_db_error().is_some_and(|db| {
-        db.code() == &tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION && db.constraint() == Some(constraint)
-    })
 }
