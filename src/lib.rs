@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod knowledge;
 pub mod memory;
 pub mod metrics;
+pub mod names;
 pub mod observe;
 pub mod openapi;
 pub mod pg;

@@ -25,12 +25,7 @@ pub fn check_namespace(namespace: &str) -> Result<(), ApiError> {
 
 /// 1 to 190 characters: letters, digits, `_`, `.`, `:`, `@`, `=`, `+`, `~`, `-`.
 pub fn check_key(key: &str) -> Result<(), ApiError> {
-    let ok = !key.is_empty()
-        && key.len() <= MAX_KEY
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'=' | b'+' | b'~' | b'-'));
-    ok.then_some(()).ok_or_else(|| {
-        ApiError::validation("key", "1 to 190 characters: letters, digits, '_', '.', ':', '@', '=', '+', '~', '-'")
-    })
+    crate::names::check_ref("key", key, MAX_KEY)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -14,16 +14,7 @@ pub const MAX_CONTENT: usize = 100_000;
 /// Messages per append.
 pub const MAX_APPEND: usize = 100;
 
-/// An id the caller may choose (a conversation id, a user id): 1 to `max` characters of
-/// letters, digits and `_.:@=+~-`.
-pub fn check_ref(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= max
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'=' | b'+' | b'~' | b'-'));
-    ok.then_some(()).ok_or_else(|| {
-        ApiError::validation(field, format!("1 to {max} characters: letters, digits, '_', '.', ':', '@', '=', '+', '~', '-'"))
-    })
-}
+pub use crate::names::check_ref;
 
 fn check_len(field: &'static str, value: Option<&String>, max: usize) -> Result<(), ApiError> {
     if value.is_some_and(|v| v.chars().count() > max) {
