@@ -101,6 +101,10 @@ pub struct Progress {
     pub eta_seconds: Option<f64>,
     /// The step the job is in (`load`, `index`, `fill`, `swap`...).
     pub phase: Option<String>,
+    /// For a text import: records whose text was embedded. The others (`done - embedded`) had
+    /// the same text stored already and only took the new metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<i64>,
 }
 
 /// A record a job could not take (an import line skipped under `on_error: skip`).
@@ -180,6 +184,7 @@ pub fn from_row(row: &tokio_postgres::Row) -> Result<Job, ApiError> {
             rows_per_second: rate,
             eta_seconds: eta,
             phase: checkpoint.get("phase").and_then(|p| p.as_str()).map(str::to_string),
+            embedded: checkpoint.get("embedded").and_then(|n| n.as_i64()),
         },
         params: row.try_get(6)?,
         errors: serde_json::from_value(errors).map_err(|_| corrupt("errors"))?,

@@ -39,6 +39,9 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     };
     let mut checkpoint = ctx.job.checkpoint.clone();
     let mut done = ctx.job.done;
+    let texts = loaded.collection.embedding.model.is_some();
+    // Text records embedded so far (the others had the text already stored), for the job's progress.
+    let mut embedded = texts.then(|| checkpoint["embedded"].as_i64().unwrap_or(0));
     {
         let client = state.pool.get().await?;
         let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&staging]).await?.try_get(0)?;
@@ -66,7 +69,7 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         if fast {
             as_owner(&tx, &format!("DROP INDEX IF EXISTS {}.{}", loaded.tables.schema, loaded.tables.vector_index_name())).await?;
         }
-        checkpoint = json!({"phase": "load", "line": 0, "fast": fast});
+        checkpoint = mark(json!({"phase": "load", "line": 0, "fast": fast}), embedded);
         ctx.checkpoint(&tx, &checkpoint, done).await?;
         tx.commit().await?;
     }
@@ -74,10 +77,9 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let mut outcome = Outcome::Completed;
     if checkpoint["phase"] == "load" {
         let after = checkpoint["line"].as_i64().unwrap_or(0);
-        let result = if loaded.collection.embedding.model.is_none() {
-            load_vectors(ctx, &loaded, &staging, after, fast, &mut done).await
-        } else {
-            load_texts(ctx, &loaded, &staging, after, fast, &mut done).await
+        let result = match embedded.as_mut() {
+            None => load_vectors(ctx, &loaded, &staging, after, fast, &mut done).await,
+            Some(embedded) => load_texts(ctx, &loaded, &staging, after, fast, (&mut done, embedded)).await,
         };
         let loaded_fully = match result {
             Ok(fully) => fully,
@@ -95,7 +97,7 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         if !loaded_fully {
             outcome = Outcome::Cancelled;
         }
-        checkpoint = json!({"phase": if fast { "index" } else { "finish" }, "fast": fast});
+        checkpoint = mark(json!({"phase": if fast { "index" } else { "finish" }, "fast": fast}), embedded);
         let mut client = state.pool.get().await?;
         let tx = tenant_tx(&mut client, tenant).await?;
         ctx.checkpoint(&tx, &checkpoint, done).await?;
@@ -110,11 +112,19 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     if !fast && ingest::writes_pending(&loaded) {
         crate::jobs::store::enqueue_merge(&tx, tenant, loaded.collection.id, &name).await?;
     }
-    ctx.checkpoint(&tx, &json!({"phase": "done", "fast": fast}), done).await?;
+    ctx.checkpoint(&tx, &mark(json!({"phase": "done", "fast": fast}), embedded), done).await?;
     tx.commit().await?;
     state.jobs.wake();
     crate::knowledge::import::drop_staging(state, &ctx.job.params).await?;
     Ok(outcome)
+}
+
+/// `checkpoint` with the count of embedded records, for text imports.
+fn mark(mut checkpoint: serde_json::Value, embedded: Option<i64>) -> serde_json::Value {
+    if let (Some(n), Some(map)) = (embedded, checkpoint.as_object_mut()) {
+        map.insert("embedded".into(), n.into());
+    }
+    checkpoint
 }
 
 /// Builds the collection's ANN index on its main partition (a resumed job builds it again),
@@ -315,7 +325,14 @@ async fn next_text_batch(
 
 /// Text records: embedded a batch at a time, the next batch's embedding running while this
 /// batch is written. Returns false when it stopped for a cancel.
-async fn load_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64, fast: bool, done: &mut i64) -> Result<bool, ApiError> {
+async fn load_texts(
+    ctx: &JobCtx,
+    loaded: &Loaded,
+    staging: &str,
+    after: i64,
+    fast: bool,
+    (done, embedded): (&mut i64, &mut i64),
+) -> Result<bool, ApiError> {
     let pending = !fast && ingest::writes_pending(loaded);
     let mut current = next_text_batch(ctx, loaded, staging, after).await?;
     loop {
@@ -324,7 +341,7 @@ async fn load_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64, fa
         if ctx.cancelled() {
             return Ok(false);
         }
-        let write = write_texts(ctx, loaded, &batch.docs, prepared, pending, last, fast, done);
+        let write = write_texts(ctx, loaded, &batch.docs, prepared, pending, last, fast, (&mut *done, &mut *embedded));
         let (written, next) = tokio::join!(write, next_text_batch(ctx, loaded, staging, last));
         written?;
         current = next?;
@@ -340,7 +357,7 @@ async fn write_texts(
     pending: bool,
     last: i64,
     fast: bool,
-    done: &mut i64,
+    (done, embedded): (&mut i64, &mut i64),
 ) -> Result<(), ApiError> {
     let mut client = ctx.state.pool.get().await?;
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
@@ -379,7 +396,8 @@ async fn write_texts(
     rows.insert(&tx, loaded, loaded.tenant, pending).await?;
     finish_batch(&tx, loaded, &replaced, (n, chunk_total, bytes)).await?;
     *done += docs.len() as i64;
-    ctx.checkpoint(&tx, &json!({"phase": "load", "line": last, "fast": fast}), *done).await?;
+    *embedded += n;
+    ctx.checkpoint(&tx, &json!({"phase": "load", "line": last, "fast": fast, "embedded": *embedded}), *done).await?;
     tx.commit().await?;
     ctx.count(docs.len() as u64);
     Ok(())
