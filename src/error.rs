@@ -251,7 +251,7 @@ impl From<tokio_postgres::Error> for ApiError {
     fn from(err: tokio_postgres::Error) -> Self {
         // A closed connection means the database went away; anything the server answered with
         // is a bug until a caller maps it to a specific variant (e.g. a unique violation).
-        if err.is_closed() {
+        if err.is_closed() || is_unavailable(&err) {
             return ApiError::DatabaseUnavailable(err.to_string());
         }
         // PostgreSQL text and jsonb cannot hold U+0000; the client sent one in some string.
@@ -261,6 +261,18 @@ impl From<tokio_postgres::Error> for ApiError {
         }
         ApiError::Internal(anyhow::Error::new(err))
     }
+}
+
+/// True when the database is going away or not yet back: a connection error (class 08), a
+/// shutdown or crash restart terminating the session, or a start still in recovery (class 57P).
+pub fn is_unavailable(err: &tokio_postgres::Error) -> bool {
+    // A socket that broke mid-request (the server process died) is an I/O error with no SQLSTATE.
+    let broken = err.as_db_error().is_none()
+        && std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>());
+    broken || err.code().is_some_and(|c| {
+        let code = c.code();
+        code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05")
+    })
 }
 
 /// True when `err` is a unique violation of the named constraint or index.

@@ -24,6 +24,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,16 +135,154 @@ pub fn total_memory_bytes() -> u64 {
 pub struct EmbeddedPostgres {
     opts: EmbeddedOptions,
     socket_dir: PathBuf,
-    pid: i32,
-    exit: Arc<(Mutex<Option<ExitStatus>>, Condvar)>,
+    shared: Arc<Shared>,
     settings: Vec<(String, String)>,
+}
+
+/// What the supervisor thread and the handle share.
+#[derive(Default)]
+struct Shared {
+    /// The running postmaster's pid (0 between a crash and the restart).
+    pid: AtomicI32,
+    /// Set by `stop`: the next exit is final.
+    stopping: AtomicBool,
+    /// The first start succeeded; until then an exit is a startup failure, not restarted.
+    started: AtomicBool,
+    /// Restarts after an unexpected exit.
+    restarts: AtomicU64,
+    /// The final exit status, once the supervisor gave up or was told to stop.
+    exit: (Mutex<Option<ExitStatus>>, Condvar),
+}
+
+/// Everything needed to start the postmaster again.
+struct Launch {
+    postgres_bin: PathBuf,
+    opts: EmbeddedOptions,
+    socket_dir: PathBuf,
+    settings: Vec<(String, String)>,
+    log_path: PathBuf,
+    run_as: Option<(Uid, Gid)>,
+}
+
+impl Launch {
+    fn command(&self) -> Result<Command, EmbeddedError> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(io_err(format!("opening {}", self.log_path.display())))?;
+        let mut cmd = Command::new(&self.postgres_bin);
+        cmd.arg("-D")
+            .arg(&self.opts.data_dir)
+            .arg("-c")
+            .arg(format!("port={}", self.opts.port))
+            .arg("-c")
+            .arg(format!("listen_addresses={}", self.opts.listen_addresses))
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.socket_dir.display()))
+            .arg("-c")
+            .arg("unix_socket_permissions=0700");
+        for (name, value) in &self.settings {
+            cmd.arg("-c").arg(format!("{name}={value}"));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io_err("duplicating the log handle"))?)
+            .stderr(log)
+            .current_dir(&self.opts.data_dir)
+            // Own process group: a terminal's Ctrl-C reaches onebase only, which then drains
+            // requests before it stops Postgres itself.
+            .process_group(0);
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        let parent_pid = std::process::id() as libc::pid_t;
+        // SAFETY: the closure only makes async-signal-safe syscalls (prctl, getppid, _exit).
+        // std runs it after switching uid/gid, which matters: a credential change clears the
+        // parent-death signal.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent_pid {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
+}
+
+/// The supervisor thread: starts the postmaster, waits for it, and when it dies without being
+/// asked to (a crash, an OOM kill, `kill -9`) logs why and starts it again with backoff
+/// (0.5 s doubling to 30 s; reset once it ran a minute). Postgres replays its WAL on that
+/// start, so every committed transaction is there again. The first start's pid or error goes to
+/// `first`; the thread ends when `stop` was called.
+fn supervise(launch: Launch, shared: Arc<Shared>, first: std::sync::mpsc::Sender<std::io::Result<i32>>) {
+    let mut first = Some(first);
+    let mut backoff = Duration::from_millis(500);
+    let finish = |status: ExitStatus| {
+        let (lock, cvar) = &shared.exit;
+        if let Ok(mut slot) = lock.lock() {
+            *slot = Some(status);
+        }
+        cvar.notify_all();
+    };
+    loop {
+        let spawned = launch.command().and_then(|mut cmd| cmd.spawn().map_err(io_err("starting postgres")));
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) => {
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Err(std::io::Error::other(err.to_string())));
+                    return finish(ExitStatus::default());
+                }
+                tracing::error!(error = %err, "restarting the embedded postgres failed; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        shared.pid.store(child.id() as i32, Ordering::SeqCst);
+        if let Some(tx) = first.take() {
+            let _ = tx.send(Ok(child.id() as i32));
+        }
+        let started = Instant::now();
+        let log_start = fs::metadata(&launch.log_path).map(|m| m.len()).unwrap_or(0);
+        let status = child.wait().unwrap_or_default();
+        shared.pid.store(0, Ordering::SeqCst);
+        if shared.stopping.load(Ordering::SeqCst) || !shared.started.load(Ordering::SeqCst) {
+            return finish(status);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_millis(500);
+        }
+        tracing::error!(
+            %status,
+            restart_in_ms = backoff.as_millis() as u64,
+            log = %tail_from(&launch.log_path, log_start, 5),
+            "the embedded postgres exited unexpectedly; restarting it"
+        );
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        if shared.stopping.load(Ordering::SeqCst) {
+            return finish(status);
+        }
+        // A postmaster killed outright leaves its pid file, and its backends exit only when
+        // they notice; a start that finds them still there fails and is retried.
+        if let Err(err) = recover_stale_postmaster(&launch.opts.data_dir, &launch.socket_dir, launch.opts.port) {
+            tracing::warn!(error = %err, "cleaning up after the dead postgres");
+        }
+        shared.restarts.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for EmbeddedPostgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedPostgres")
             .field("data_dir", &self.opts.data_dir)
-            .field("pid", &self.pid)
+            .field("pid", &self.pid())
             .finish()
     }
 }
@@ -198,74 +337,21 @@ impl EmbeddedPostgres {
             settings.push((name.clone(), value.clone()));
         }
         let log_path = opts.data_dir.join("postgres.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err(format!("opening {}", log_path.display())))?;
-        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-
-        let mut cmd = Command::new(&postgres_bin);
-        cmd.arg("-D")
-            .arg(&opts.data_dir)
-            .arg("-c")
-            .arg(format!("port={}", opts.port))
-            .arg("-c")
-            .arg(format!("listen_addresses={}", opts.listen_addresses))
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", socket_dir.display()))
-            .arg("-c")
-            .arg("unix_socket_permissions=0700");
-        for (name, value) in &settings {
-            cmd.arg("-c").arg(format!("{name}={value}"));
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io_err("duplicating the log handle"))?)
-            .stderr(log)
-            .current_dir(&opts.data_dir)
-            // Own process group: a terminal's Ctrl-C reaches onebase only, which then drains
-            // requests before it stops Postgres itself.
-            .process_group(0);
-        if let Some(run_as) = &run_as {
-            cmd.uid(run_as.uid.as_raw()).gid(run_as.gid.as_raw());
-        }
-        let parent_pid = std::process::id() as libc::pid_t;
-        // SAFETY: the closure only makes async-signal-safe syscalls (prctl, getppid, _exit).
-        // std runs it after switching uid/gid, which matters: a credential change clears the
-        // parent-death signal.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() != parent_pid {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-
-        let exit: Arc<(Mutex<Option<ExitStatus>>, Condvar)> = Arc::new((Mutex::new(None), Condvar::new()));
+        let log_start = fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+        let launch = Launch {
+            postgres_bin: postgres_bin.clone(),
+            opts: opts.clone(),
+            socket_dir: socket_dir.clone(),
+            settings: settings.clone(),
+            log_path: log_path.clone(),
+            run_as: run_as.as_ref().map(|r| (r.uid, r.gid)),
+        };
+        let shared = Arc::new(Shared::default());
         let (pid_tx, pid_rx) = std::sync::mpsc::channel();
-        let exit_for_thread = exit.clone();
+        let for_thread = shared.clone();
         std::thread::Builder::new()
             .name("pg-supervisor".into())
-            .spawn(move || {
-                let mut child = match cmd.spawn() {
-                    Ok(child) => child,
-                    Err(err) => {
-                        let _ = pid_tx.send(Err(err));
-                        return;
-                    }
-                };
-                let _ = pid_tx.send(Ok(child.id() as i32));
-                let status = child.wait();
-                let (lock, cvar) = &*exit_for_thread;
-                if let Ok(mut slot) = lock.lock() {
-                    *slot = status.ok().or_else(|| Some(ExitStatus::default()));
-                }
-                cvar.notify_all();
-            })
+            .spawn(move || supervise(launch, for_thread, pid_tx))
             .map_err(io_err("spawning the supervisor thread"))?;
         let pid = pid_rx
             .recv()
@@ -278,11 +364,11 @@ impl EmbeddedPostgres {
         let pg = EmbeddedPostgres {
             opts,
             socket_dir,
-            pid,
-            exit,
+            shared,
             settings,
         };
         pg.wait_until_ready(&log_path, log_start)?;
+        pg.shared.started.store(true, Ordering::SeqCst);
         tracing::info!(pid, data_dir = %pg.opts.data_dir.display(), socket_dir = %pg.socket_dir.display(),
             port = pg.opts.port, "embedded postgres is ready");
         Ok(pg)
@@ -314,12 +400,19 @@ impl EmbeddedPostgres {
         }
     }
 
+    /// The final exit status: set once the cluster was stopped (or could not start again).
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        self.exit.0.lock().ok().and_then(|s| *s)
+        self.shared.exit.0.lock().ok().and_then(|s| *s)
     }
 
+    /// The running postmaster's pid; 0 while it is being restarted.
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.shared.pid.load(Ordering::SeqCst)
+    }
+
+    /// How often the supervisor restarted Postgres after it died.
+    pub fn restarts(&self) -> u64 {
+        self.shared.restarts.load(Ordering::SeqCst)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -353,10 +446,21 @@ impl EmbeddedPostgres {
     /// Fast shutdown: Postgres rolls back open transactions, checkpoints and exits. Escalates to
     /// an immediate shutdown (SIGQUIT) and then SIGKILL if it does not finish in time.
     pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
         if self.exit_status().is_some() {
             return;
         }
-        let pid = Pid::from_raw(self.pid);
+        // Between a crash and the restart the supervisor sees `stopping` and ends, unless it was
+        // already starting Postgres again: then stop that one.
+        let deadline = Instant::now() + Duration::from_secs(35);
+        let pid = loop {
+            match self.pid() {
+                _ if self.exit_status().is_some() => return,
+                0 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                0 => return,
+                pid => break Pid::from_raw(pid),
+            }
+        };
         for (signal, grace) in [
             (Signal::SIGINT, Duration::from_secs(60)),
             (Signal::SIGQUIT, Duration::from_secs(10)),
@@ -365,14 +469,14 @@ impl EmbeddedPostgres {
             if kill(pid, signal).is_err() {
                 break;
             }
-            let (lock, cvar) = &*self.exit;
+            let (lock, cvar) = &self.shared.exit;
             let Ok(guard) = lock.lock() else { return };
             let waited = cvar.wait_timeout_while(guard, grace, |status| status.is_none());
             if matches!(waited, Ok((ref status, _)) if status.is_some()) {
-                tracing::info!(pid = self.pid, "embedded postgres stopped");
+                tracing::info!(%pid, "embedded postgres stopped");
                 return;
             }
-            tracing::warn!(pid = self.pid, ?signal, "postgres did not stop in time; escalating");
+            tracing::warn!(%pid, ?signal, "postgres did not stop in time; escalating");
         }
     }
 }

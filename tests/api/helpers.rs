@@ -108,9 +108,15 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     pg::ensure_database(&admin, &db_name)
         .await
         .expect("create test database");
+    spawn_app_on(cluster.client_config(&db_name), customize).await
+}
+
+/// Starts the app on the database `db` (created already), e.g. of a cluster of the test's own.
+pub async fn spawn_app_on(db: tokio_postgres::Config, customize: impl FnOnce(&mut Config)) -> TestApp {
+    let db_name = db.get_dbname().unwrap_or_default().to_string();
     let mut config = test_config();
     customize(&mut config);
-    let app = Application::build_with_embedder(&config, cluster.client_config(&db_name), reusable_embedder(&config))
+    let app = Application::build_with_embedder(&config, db, reusable_embedder(&config))
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
