@@ -30,6 +30,32 @@ pub enum Command {
         #[arg(long)]
         status: bool,
     },
+    /// Back up the database while the server keeps serving: a pg_dump custom-format file, or
+    /// with --base a physical base backup of the embedded cluster for point-in-time recovery.
+    Backup {
+        /// The backup file (default: onebase-<database>-<UTC time>.dump here).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write a physical base backup into this new directory instead (pg_basebackup); with
+        /// --wal-archive on the server, `restore --base` recovers to any moment after it.
+        #[arg(long, conflicts_with = "out")]
+        base: Option<PathBuf>,
+    },
+    /// Restore a backup into a new embedded data directory (--data-dir) or into the empty
+    /// database of DATABASE_URL. A non-empty target is refused.
+    Restore {
+        /// A file written by `onebase backup` (or `pg_dump --format=custom`).
+        #[arg(required_unless_present = "base", conflicts_with = "base")]
+        file: Option<PathBuf>,
+        /// A base backup directory written by `onebase backup --base`; its WAL is replayed from
+        /// --wal-archive.
+        #[arg(long, requires = "wal_archive")]
+        base: Option<PathBuf>,
+        /// Recover to this moment (RFC 3339, e.g. 2026-11-23T10:15:00Z); default: as far as the
+        /// archive goes.
+        #[arg(long, requires = "base")]
+        to_time: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -170,6 +196,11 @@ pub struct EmbeddedConfig {
     /// large cluster can take a while).
     #[arg(long, global = true, env = "ONEBASE_PG_START_TIMEOUT", default_value_t = 300)]
     pub pg_start_timeout_secs: u64,
+
+    /// Archive the embedded cluster's WAL continuously into this directory, for point-in-time
+    /// recovery (`onebase backup --base`, then `onebase restore --base DIR --to-time T`).
+    #[arg(long, global = true, env = "ONEBASE_WAL_ARCHIVE")]
+    pub wal_archive: Option<PathBuf>,
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {
@@ -227,6 +258,7 @@ impl Config {
             listen_addresses: self.embedded.pg_listen.clone(),
             overrides: self.embedded.pg_setting.clone(),
             start_timeout: Duration::from_secs(self.embedded.pg_start_timeout_secs),
+            wal_archive: self.embedded.wal_archive.clone(),
         }
     }
 }

@@ -34,3 +34,22 @@ pub async fn resolve(config: &Config) -> anyhow::Result<Database> {
         embedded: Some(cluster),
     })
 }
+
+/// The database for a one-off command (`backup`) beside a server that may be running: an
+/// external one, the embedded cluster a running server owns (reached through its socket and left
+/// alone), or else the embedded cluster, started for the command and stopped after it.
+pub async fn attach(config: &Config) -> anyhow::Result<Database> {
+    if config.database_url.is_none() {
+        if let Some((socket, port)) = pg::embedded::running_socket(&config.embedded.data_dir) {
+            let mut pg_config = tokio_postgres::Config::new();
+            pg_config
+                .host_path(socket)
+                .port(port)
+                .user(pg::embedded::SUPERUSER)
+                .dbname(&config.embedded.db_name)
+                .application_name("onebase");
+            return Ok(Database { config: pg_config, embedded: None });
+        }
+    }
+    resolve(config).await
+}

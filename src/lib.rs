@@ -17,6 +17,7 @@ pub mod memory;
 pub mod metrics;
 pub mod names;
 pub mod observe;
+pub mod ops;
 pub mod openapi;
 pub mod pg;
 pub mod request_id;

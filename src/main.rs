@@ -2,7 +2,9 @@ use anyhow::Context;
 use clap::Parser;
 
 use onebase::config::{Cli, Command, Config};
-use onebase::{database, pg, startup::Application, telemetry};
+use std::path::PathBuf;
+
+use onebase::{database, ops, pg, startup::Application, telemetry};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -22,6 +24,104 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.config).await,
         Command::Migrate { status } => migrate(&cli.config, status).await,
+        Command::Backup { out, base } => backup(&cli.config, out, base).await,
+        Command::Restore { file, base, to_time } => restore(&cli.config, file, base, to_time).await,
+    }
+}
+
+async fn backup(config: &Config, out: Option<PathBuf>, base: Option<PathBuf>) -> anyhow::Result<()> {
+    let db = database::attach(config).await?;
+    let target = match &config.database_url {
+        Some(url) => ops::backup::Target::url(url),
+        None => ops::backup::Target::from_config(&db.config)?,
+    };
+    let bin = config.pg_bin_dir();
+    let report = tokio::task::spawn_blocking(move || match base {
+        Some(dir) => ops::pitr::base_backup(&bin, &target, &dir),
+        None => {
+            let db_name = target.db_name.clone();
+            let out = out.unwrap_or_else(|| {
+                PathBuf::from(format!("onebase-{db_name}-{}.dump", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+            });
+            ops::backup::dump(&bin, &target, &out)
+        }
+    })
+    .await??;
+    println!(
+        "backed up to {} ({}) in {:.1} s",
+        report.file.display(),
+        ops::backup::human_bytes(report.bytes),
+        report.duration.as_secs_f64()
+    );
+    drop(db);
+    Ok(())
+}
+
+async fn restore(config: &Config, file: Option<PathBuf>, base: Option<PathBuf>, to_time: Option<String>) -> anyhow::Result<()> {
+    let bin = config.pg_bin_dir();
+    if let Some(base) = base {
+        anyhow::ensure!(config.database_url.is_none(), "--base restores the embedded cluster; unset DATABASE_URL");
+        let to_time = to_time.as_deref().map(ops::pitr::parse_time).transpose()?;
+        let archive = config.embedded.wal_archive.clone().context("--base needs --wal-archive")?;
+        let mut opts = config.embedded_options();
+        // The restored cluster does not archive into the same directory until the server
+        // starts it with --wal-archive again.
+        opts.wal_archive = None;
+        let (cluster, took) = tokio::task::spawn_blocking(move || ops::pitr::restore_base(opts, &base, &archive, to_time)).await??;
+        let client = pg::connect_once(&cluster.client_config(&config.embedded.db_name)).await?;
+        let version: Option<i64> = client
+            .query_one("SELECT max(version)::bigint FROM refinery_schema_history", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(None);
+        drop(client);
+        drop(cluster);
+        println!(
+            "recovered {} to {} in {:.1} s (schema version {}); serve it with --data-dir {}",
+            config.embedded.data_dir.display(),
+            to_time.map_or("the end of the archive".to_string(), |t| t.to_rfc3339()),
+            took.as_secs_f64(),
+            version.unwrap_or(0),
+            config.embedded.data_dir.display()
+        );
+        return Ok(());
+    }
+    let file = file.context("name the backup file")?;
+    let info = {
+        let (bin, file) = (bin.clone(), file.clone());
+        tokio::task::spawn_blocking(move || ops::backup::check(&bin, &file)).await??
+    };
+    let (db, target, created_dir) = match &config.database_url {
+        Some(url) => (database::resolve(config).await?, ops::backup::Target::url(url), false),
+        None => {
+            ops::pitr::ensure_empty_dir(&config.embedded.data_dir)?;
+            let db = database::resolve(config).await?;
+            let target = ops::backup::Target::from_config(&db.config)?;
+            (db, target, true)
+        }
+    };
+    let client = pg::connect_once(&db.config).await?;
+    ops::backup::ensure_empty(&client, &target.describe).await?;
+    match ops::backup::restore(&bin, &file, &target, &client).await {
+        Ok(took) => {
+            println!(
+                "restored {} (schema version {}) into {} in {:.1} s{}",
+                file.display(),
+                info.schema_version,
+                target.describe,
+                took.as_secs_f64(),
+                if created_dir { format!("; serve it with --data-dir {}", config.embedded.data_dir.display()) } else { String::new() }
+            );
+            Ok(())
+        }
+        Err(err) => {
+            drop(client);
+            drop(db);
+            if created_dir {
+                let _ = std::fs::remove_dir_all(&config.embedded.data_dir);
+            }
+            Err(err)
+        }
     }
 }
 

@@ -87,6 +87,8 @@ pub struct EmbeddedOptions {
     pub overrides: Vec<(String, String)>,
     /// How long to wait for the cluster to accept connections (crash recovery can be slow).
     pub start_timeout: Duration,
+    /// Archive every finished WAL segment into this directory (point-in-time recovery).
+    pub wal_archive: Option<PathBuf>,
 }
 
 /// Settings sized for this workload from the machine's memory and cores, replacing the stock
@@ -115,6 +117,21 @@ pub fn tuned_settings(total_memory_bytes: u64, cores: usize) -> Vec<(String, Str
         ("max_parallel_maintenance_workers".into(), maint_workers.to_string()),
         ("max_connections".into(), "200".into()),
     ]
+}
+
+/// Continuous WAL archiving into `dir` (created, and owned by the Postgres user): a segment is
+/// copied when it fills or after `archive_timeout` (60 s), so a point-in-time restore loses at
+/// most that minute. `test ! -f` never overwrites an archived segment.
+fn archive_settings(dir: &Path, run_as: Option<&RunAs>) -> Result<Vec<(String, String)>, EmbeddedError> {
+    fs::create_dir_all(dir).map_err(io_err(format!("creating the WAL archive {}", dir.display())))?;
+    chown_to(dir, run_as)?;
+    let quoted = dir.display().to_string().replace('\'', "'\\''");
+    Ok(vec![
+        ("wal_level".into(), "replica".into()),
+        ("archive_mode".into(), "on".into()),
+        ("archive_command".into(), format!("test ! -f '{quoted}/%f' && cp %p '{quoted}/%f'")),
+        ("archive_timeout".into(), "60".into()),
+    ])
 }
 
 /// Total physical memory, from /proc/meminfo (falls back to 1 GiB if unreadable).
@@ -332,6 +349,9 @@ impl EmbeddedPostgres {
         recover_stale_postmaster(&opts.data_dir, &socket_dir, opts.port)?;
 
         let mut settings = tuned_settings(total_memory_bytes(), num_cpus::get());
+        if let Some(archive) = &opts.wal_archive {
+            settings.extend(archive_settings(&absolute(archive)?, run_as.as_ref())?);
+        }
         for (name, value) in &opts.overrides {
             settings.retain(|(n, _)| n != name);
             settings.push((name.clone(), value.clone()));
@@ -685,4 +705,39 @@ fn tail_from(path: &Path, from: u64, n: usize) -> String {
 pub fn write_fake_postmaster_pid(data_dir: &Path, pid: i32) -> std::io::Result<()> {
     let mut f = fs::File::create(data_dir.join("postmaster.pid"))?;
     writeln!(f, "{pid}\n{}\n0\n5432\n\n\n", data_dir.display())
+}
+
+/// The unix socket directory and port of a postmaster already running on `data_dir` (a serving
+/// onebase's cluster), read from its `postmaster.pid`; `None` when none runs.
+pub fn running_socket(data_dir: &Path) -> Option<(PathBuf, u16)> {
+    let contents = fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let lines: Vec<&str> = contents.lines().collect();
+    let pid: i32 = lines.first()?.trim().parse().ok()?;
+    if !is_postmaster_of(pid, data_dir) {
+        return None;
+    }
+    let port: u16 = lines.get(3)?.trim().parse().ok()?;
+    let socket = lines.get(4)?.trim();
+    (!socket.is_empty()).then(|| (PathBuf::from(socket), port))
+}
+
+/// When onebase runs as root, hands `path` (recursively) to the OS user Postgres runs as, e.g. a
+/// data directory copied from a base backup.
+pub fn give_to_postgres_user(path: &Path, os_user: &str) -> Result<(), EmbeddedError> {
+    if !Uid::effective().is_root() {
+        return Ok(());
+    }
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{os_user}:"))
+        .arg(path)
+        .status()
+        .map_err(io_err("running chown"))?;
+    if !status.success() {
+        return Err(EmbeddedError::Io {
+            context: format!("chown -R {os_user}: {}", path.display()),
+            source: std::io::Error::other(status.to_string()),
+        });
+    }
+    Ok(())
 }

@@ -17,3 +17,4 @@ mod cache;
 mod conversations;
 mod agent_state;
 mod memories;
+mod backup;

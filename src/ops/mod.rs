@@ -1,0 +1,5 @@
+//! Operations: backup and restore of the one database (`onebase backup`, `onebase restore`).
+
+pub mod backup;
+
+pub mod pitr;
