@@ -102,6 +102,11 @@ pub struct Config {
     #[arg(long, global = true, env = "ONEBASE_JOB_STALE_SECS", default_value_t = 30.0)]
     pub job_stale_secs: f64,
 
+    /// Seconds between refreshes of the database gauges in /metrics (sizes, dead tuples,
+    /// connections, cache hit ratio, replica lag).
+    #[arg(long, global = true, env = "ONEBASE_STATS_INTERVAL_SECS", default_value_t = 60.0)]
+    pub stats_interval_secs: f64,
+
     /// Seconds between runs of the periodic sweep (retention of finished jobs, expired cache
     /// entries, old cache history, leftover import staging).
     #[arg(long, global = true, env = "ONEBASE_SWEEP_INTERVAL_SECS", default_value_t = 60.0)]

@@ -33,6 +33,14 @@ pub struct Metrics {
     /// Rows of the tool-result cache the retention sweep removed: `entries` (expired) and
     /// `history` (versions past their retention).
     pub swept: IntCounterVec,
+    /// The database's figures, refreshed every `--stats-interval-secs` by [`crate::ops::stats`].
+    pub db_bytes: IntGauge,
+    pub db_cache_hit_ratio: prometheus::Gauge,
+    pub db_connections: IntGaugeVec,
+    pub db_table_bytes: IntGaugeVec,
+    pub db_dead_tuples: IntGaugeVec,
+    pub db_replica_lag_bytes: IntGaugeVec,
+    pub tenants: IntGauge,
     render_lock: std::sync::Mutex<()>,
 }
 
@@ -105,6 +113,26 @@ impl Metrics {
             swept.with_label_values(&[what]);
         }
         registry.register(Box::new(swept.clone()))?;
+        let db_bytes = IntGauge::new("db_size_bytes", "The database's size on disk")?;
+        let db_cache_hit_ratio = prometheus::Gauge::new("db_cache_hit_ratio", "Share of block reads served from shared buffers")?;
+        let db_connections = IntGaugeVec::new(Opts::new("db_connections", "The database's client connections by state"), &["state"])?;
+        let db_table_bytes = IntGaugeVec::new(
+            Opts::new("db_table_bytes", "Bytes of the shared tables (public schema) with their indexes"),
+            &["table"],
+        )?;
+        let db_dead_tuples = IntGaugeVec::new(Opts::new("db_dead_tuples", "Dead tuples of the shared tables, awaiting vacuum"), &["table"])?;
+        let db_replica_lag_bytes = IntGaugeVec::new(
+            Opts::new("db_replica_lag_bytes", "WAL bytes each streaming replica has not replayed"),
+            &["replica"],
+        )?;
+        let tenants = IntGauge::new("tenants", "Tenants")?;
+        for gauge in [&db_bytes, &tenants] {
+            registry.register(Box::new(gauge.clone()))?;
+        }
+        registry.register(Box::new(db_cache_hit_ratio.clone()))?;
+        for gauge in [&db_connections, &db_table_bytes, &db_dead_tuples, &db_replica_lag_bytes] {
+            registry.register(Box::new(gauge.clone()))?;
+        }
         Ok(Metrics {
             registry,
             requests,
@@ -125,6 +153,13 @@ impl Metrics {
             job_units,
             job_progress,
             swept,
+            db_bytes,
+            db_cache_hit_ratio,
+            db_connections,
+            db_table_bytes,
+            db_dead_tuples,
+            db_replica_lag_bytes,
+            tenants,
             render_lock: std::sync::Mutex::new(()),
         })
     }

@@ -8,6 +8,7 @@ use crate::knowledge::api_collections as collections;
 use crate::knowledge::api_documents as documents;
 use crate::knowledge::api_jobs as collection_jobs;
 use crate::jobs::api as jobs;
+use crate::ops::api as ops;
 use crate::runs::api as runs;
 use crate::cache::api as cache;
 use crate::memory::api as memory;
@@ -56,7 +57,7 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         memory::get_agent_state, memory::put_workflow, memory::get_workflow, memory::workflow_history,
         memory::erase_user, memories::conversation_context, memories::add_memory, memories::list_memories,
         memories::search_memories, memories::get_memory, memories::update_memory, memories::delete_memory,
-        memories::memory_history,
+        memories::memory_history, ops::tenant_stats, ops::database_stats,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -74,6 +75,7 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         (name = "conversations", description = "Conversations, their messages (searchable by meaning), agent and workflow state, and erasure of a user"),
         (name = "memories", description = "Long-term memories by user, agent or run: deduplicated, searchable by meaning, with history and TTL"),
         (name = "cache", description = "A tool-result cache with TTLs, change detection, history and optional indexing"),
+        (name = "operations", description = "Storage statistics of a tenant and of the whole database"),
     )
 )]
 pub struct ApiDoc;

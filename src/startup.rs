@@ -5,6 +5,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -98,6 +99,7 @@ impl Application {
             )?,
         });
         crate::jobs::worker::spawn(state.clone(), config.job_workers);
+        crate::ops::stats::spawn_gauges(state.clone(), Duration::from_secs_f64(config.stats_interval_secs.max(1.0)));
         let body_limit = config.body_limit;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {

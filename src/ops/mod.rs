@@ -3,3 +3,5 @@
 pub mod backup;
 
 pub mod pitr;
+pub mod stats;
+pub mod api;

@@ -98,6 +98,8 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/runs/{id}/llm-calls", runs::list_llm_calls),
         route!(get, "/v1/runs/{id}/stats", runs::run_stats),
         route!(get, "/v1/usage", runs::get_usage),
+        route!(get, "/v1/stats", crate::ops::api::tenant_stats),
+        route!(get, "/v1/admin/stats", crate::ops::api::database_stats),
         route!(put, "/v1/cache/{namespace}/{key}", cache::put_entry),
         route!(get, "/v1/cache/{namespace}/{key}", cache::get_entry),
         route!(delete, "/v1/cache/{namespace}/{key}", cache::delete_entry),
