@@ -4,7 +4,7 @@ TOOLS ?= $(or $(ONEBASE_TOOLS_DIR),.onebase)
 ONEBASE_BIND ?= 127.0.0.1:8080
 export ONEBASE_BIND
 
-.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest bench-runs bench-messages bench-memories clean-data
+.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest bench-runs bench-messages bench-memories bench-ops clean-data
 
 run: bootstrap
 	$(CARGO) build --release
@@ -85,3 +85,8 @@ bench-memories: bootstrap
 # Removes the embedded cluster's data (asks first).
 clean-data:
 	@read -p "Delete ./data (all embedded database data)? [y/N] " a; [ "$$a" = y ] && rm -rf ./data || true
+
+# Backup and restore of N vectors, and kill -9 of Postgres to /ready 200 (scripts/bench_ops.py).
+bench-ops: bootstrap
+	$(CARGO) build --release
+	$(abspath $(TOOLS))/venv/bin/python scripts/bench_ops.py --n $(N) $(ARGS)

@@ -222,18 +222,24 @@ pub async fn get(state: &AppState, tenant: Uuid, name: &str) -> Result<Collectio
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let loaded = load(&tx, tenant, name, false).await?;
-    let bytes: i64 = tx
-        .query_one(
-            "SELECT pg_total_relation_size($1::text::regclass) \
-               + (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree($2::text::regclass))::int8",
-            &[&loaded.tables.docs, &loaded.tables.chunks],
-        )
-        .await?
-        .try_get(0)?;
+    let (table_bytes, index_bytes) = disk_bytes(&tx, &loaded.tables).await?;
     tx.commit().await?;
     let mut collection = loaded.collection;
-    collection.disk_bytes = Some(bytes);
+    collection.disk_bytes = Some(table_bytes + index_bytes);
     Ok(collection)
+}
+
+/// Bytes on disk of a collection's tables (rows and TOAST) and of their indexes.
+pub async fn disk_bytes(tx: &Transaction<'_>, tables: &Tables) -> Result<(i64, i64), ApiError> {
+    let row = tx
+        .query_one(
+            "SELECT coalesce(sum(pg_table_size(relid)), 0)::int8, coalesce(sum(pg_indexes_size(relid)), 0)::int8 \
+             FROM (SELECT $1::text::regclass AS relid UNION ALL \
+                   SELECT relid FROM pg_partition_tree($2::text::regclass) WHERE isleaf) t",
+            &[&tables.docs, &tables.chunks],
+        )
+        .await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 pub async fn update(

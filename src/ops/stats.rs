@@ -67,20 +67,13 @@ pub async fn tenant(state: &AppState, tenant: Uuid) -> Result<TenantStats, ApiEr
     for row in rows {
         let id: Uuid = row.try_get(0)?;
         let tables = Tables::new(tenant, id);
-        let sizes = tx
-            .query_one(
-                "SELECT coalesce(sum(pg_table_size(relid)), 0)::int8, coalesce(sum(pg_indexes_size(relid)), 0)::int8 \
-                 FROM (SELECT $1::text::regclass AS relid UNION ALL \
-                       SELECT relid FROM pg_partition_tree($2::text::regclass) WHERE isleaf) t",
-                &[&tables.docs, &tables.chunks],
-            )
-            .await?;
+        let (table_bytes, index_bytes) = crate::knowledge::collections::disk_bytes(&tx, &tables).await?;
         collections.push(CollectionStats {
             name: row.try_get(1)?,
             documents: row.try_get(2)?,
             chunks: row.try_get(3)?,
-            table_bytes: sizes.try_get(0)?,
-            index_bytes: sizes.try_get(1)?,
+            table_bytes,
+            index_bytes,
         });
     }
     let mut tables = BTreeMap::new();
