@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--tools", default=os.environ.get("ONEBASE_TOOLS_DIR", str(ROOT / ".onebase")))
     args = ap.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-ops-", dir=os.environ.get("BENCH_SCRATCH")))
+    scratch.chmod(0o755)  # the embedded Postgres may run as another OS user
     ob = Onebase(Path(args.binary), scratch, Path(args.tools))
     env = dict(os.environ, ONEBASE_DATA_DIR=str(ob.pg_data), ONEBASE_PG_PORT=str(ob.pg_port),
                ONEBASE_TOOLS_DIR=args.tools, ONEBASE_LOG_FORMAT="json", RUST_LOG="warn")
