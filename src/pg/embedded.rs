@@ -16,7 +16,7 @@
 //! The child is spawned from a dedicated thread that lives exactly as long as the child (it
 //! blocks in `wait`). That matters: the kernel delivers the parent-death signal when the
 //! *thread* that forked the child exits, so forking from a short-lived runtime thread would kill
-//! Postgres at a random moment.
+//! Postgres at a random moment. The thread itself is in [`super::supervisor`].
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -24,12 +24,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Gid, Pid, Uid, User};
+
+use super::supervisor::{supervise, Launch, Shared};
 
 /// The database superuser created by `initdb`.
 pub const SUPERUSER: &str = "postgres";
@@ -66,7 +68,7 @@ pub enum EmbeddedError {
     Io { context: String, source: std::io::Error },
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
+pub(super) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
     let context = context.into();
     move |source| EmbeddedError::Io { context, source }
 }
@@ -156,144 +158,6 @@ pub struct EmbeddedPostgres {
     settings: Vec<(String, String)>,
 }
 
-/// What the supervisor thread and the handle share.
-#[derive(Default)]
-struct Shared {
-    /// The running postmaster's pid (0 between a crash and the restart).
-    pid: AtomicI32,
-    /// Set by `stop`: the next exit is final.
-    stopping: AtomicBool,
-    /// The first start succeeded; until then an exit is a startup failure, not restarted.
-    started: AtomicBool,
-    /// Restarts after an unexpected exit.
-    restarts: AtomicU64,
-    /// The final exit status, once the supervisor gave up or was told to stop.
-    exit: (Mutex<Option<ExitStatus>>, Condvar),
-}
-
-/// Everything needed to start the postmaster again.
-struct Launch {
-    postgres_bin: PathBuf,
-    opts: EmbeddedOptions,
-    socket_dir: PathBuf,
-    settings: Vec<(String, String)>,
-    log_path: PathBuf,
-    run_as: Option<(Uid, Gid)>,
-}
-
-impl Launch {
-    fn command(&self) -> Result<Command, EmbeddedError> {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(io_err(format!("opening {}", self.log_path.display())))?;
-        let mut cmd = Command::new(&self.postgres_bin);
-        cmd.arg("-D")
-            .arg(&self.opts.data_dir)
-            .arg("-c")
-            .arg(format!("port={}", self.opts.port))
-            .arg("-c")
-            .arg(format!("listen_addresses={}", self.opts.listen_addresses))
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", self.socket_dir.display()))
-            .arg("-c")
-            .arg("unix_socket_permissions=0700");
-        for (name, value) in &self.settings {
-            cmd.arg("-c").arg(format!("{name}={value}"));
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io_err("duplicating the log handle"))?)
-            .stderr(log)
-            .current_dir(&self.opts.data_dir)
-            // Own process group: a terminal's Ctrl-C reaches onebase only, which then drains
-            // requests before it stops Postgres itself.
-            .process_group(0);
-        if let Some((uid, gid)) = self.run_as {
-            cmd.uid(uid.as_raw()).gid(gid.as_raw());
-        }
-        let parent_pid = std::process::id() as libc::pid_t;
-        // SAFETY: the closure only makes async-signal-safe syscalls (prctl, getppid, _exit).
-        // std runs it after switching uid/gid, which matters: a credential change clears the
-        // parent-death signal.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() != parent_pid {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-        Ok(cmd)
-    }
-}
-
-/// The supervisor thread: starts the postmaster, waits for it, and when it dies without being
-/// asked to (a crash, an OOM kill, `kill -9`) logs why and starts it again with backoff
-/// (0.5 s doubling to 30 s; reset once it ran a minute). Postgres replays its WAL on that
-/// start, so every committed transaction is there again. The first start's pid or error goes to
-/// `first`; the thread ends when `stop` was called.
-fn supervise(launch: Launch, shared: Arc<Shared>, first: std::sync::mpsc::Sender<std::io::Result<i32>>) {
-    let mut first = Some(first);
-    let mut backoff = Duration::from_millis(500);
-    let finish = |status: ExitStatus| {
-        let (lock, cvar) = &shared.exit;
-        if let Ok(mut slot) = lock.lock() {
-            *slot = Some(status);
-        }
-        cvar.notify_all();
-    };
-    loop {
-        let spawned = launch.command().and_then(|mut cmd| cmd.spawn().map_err(io_err("starting postgres")));
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(err) => {
-                if let Some(tx) = first.take() {
-                    let _ = tx.send(Err(std::io::Error::other(err.to_string())));
-                    return finish(ExitStatus::default());
-                }
-                tracing::error!(error = %err, "restarting the embedded postgres failed; retrying");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
-            }
-        };
-        shared.pid.store(child.id() as i32, Ordering::SeqCst);
-        if let Some(tx) = first.take() {
-            let _ = tx.send(Ok(child.id() as i32));
-        }
-        let started = Instant::now();
-        let log_start = fs::metadata(&launch.log_path).map(|m| m.len()).unwrap_or(0);
-        let status = child.wait().unwrap_or_default();
-        shared.pid.store(0, Ordering::SeqCst);
-        if shared.stopping.load(Ordering::SeqCst) || !shared.started.load(Ordering::SeqCst) {
-            return finish(status);
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_millis(500);
-        }
-        tracing::error!(
-            %status,
-            restart_in_ms = backoff.as_millis() as u64,
-            log = %tail_from(&launch.log_path, log_start, 5),
-            "the embedded postgres exited unexpectedly; restarting it"
-        );
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-        if shared.stopping.load(Ordering::SeqCst) {
-            return finish(status);
-        }
-        // A postmaster killed outright leaves its pid file, and its backends exit only when
-        // they notice; a start that finds them still there fails and is retried.
-        if let Err(err) = recover_stale_postmaster(&launch.opts.data_dir, &launch.socket_dir, launch.opts.port) {
-            tracing::warn!(error = %err, "cleaning up after the dead postgres");
-        }
-        shared.restarts.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 impl std::fmt::Debug for EmbeddedPostgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -454,13 +318,7 @@ impl EmbeddedPostgres {
 
     /// A client config for the given database, as the superuser, over the unix socket.
     pub fn client_config(&self, dbname: &str) -> tokio_postgres::Config {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host_path(&self.socket_dir)
-            .port(self.opts.port)
-            .user(SUPERUSER)
-            .dbname(dbname)
-            .application_name("onebase");
-        cfg
+        socket_config(&self.socket_dir, self.opts.port, dbname)
     }
 
     /// Fast shutdown: Postgres rolls back open transactions, checkpoints and exits. Escalates to
@@ -640,7 +498,7 @@ fn socket_dir_for(data_dir: &Path, port: u16, run_as: Option<&RunAs>) -> Result<
 ///   containers) -> the file and the socket lock are stale: remove them;
 /// * it is still our postmaster (onebase was killed and Postgres outlived it) -> ask it to shut
 ///   down cleanly and wait, then start afresh.
-fn recover_stale_postmaster(data_dir: &Path, socket_dir: &Path, port: u16) -> Result<(), EmbeddedError> {
+pub(super) fn recover_stale_postmaster(data_dir: &Path, socket_dir: &Path, port: u16) -> Result<(), EmbeddedError> {
     let pid_file = data_dir.join("postmaster.pid");
     let Ok(contents) = fs::read_to_string(&pid_file) else {
         return Ok(());
@@ -688,7 +546,7 @@ fn is_postmaster_of(pid: i32, data_dir: &Path) -> bool {
 }
 
 /// The last `n` lines of the log written since `from` (the offset at startup).
-fn tail_from(path: &Path, from: u64, n: usize) -> String {
+pub(super) fn tail_from(path: &Path, from: u64, n: usize) -> String {
     use std::io::{Seek, SeekFrom};
     let Ok(mut file) = fs::File::open(path) else {
         return String::new();
@@ -705,6 +563,13 @@ fn tail_from(path: &Path, from: u64, n: usize) -> String {
 pub fn write_fake_postmaster_pid(data_dir: &Path, pid: i32) -> std::io::Result<()> {
     let mut f = fs::File::create(data_dir.join("postmaster.pid"))?;
     writeln!(f, "{pid}\n{}\n0\n5432\n\n\n", data_dir.display())
+}
+
+/// A client config for `dbname` as the superuser, over the unix socket in `socket_dir`.
+pub fn socket_config(socket_dir: &Path, port: u16, dbname: &str) -> tokio_postgres::Config {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host_path(socket_dir).port(port).user(SUPERUSER).dbname(dbname).application_name("onebase");
+    cfg
 }
 
 /// The unix socket directory and port of a postmaster already running on `data_dir` (a serving
