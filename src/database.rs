@@ -41,13 +41,7 @@ pub async fn resolve(config: &Config) -> anyhow::Result<Database> {
 pub async fn attach(config: &Config) -> anyhow::Result<Database> {
     if config.database_url.is_none() {
         if let Some((socket, port)) = pg::embedded::running_socket(&config.embedded.data_dir) {
-            let mut pg_config = tokio_postgres::Config::new();
-            pg_config
-                .host_path(socket)
-                .port(port)
-                .user(pg::embedded::SUPERUSER)
-                .dbname(&config.embedded.db_name)
-                .application_name("onebase");
+            let pg_config = pg::embedded::socket_config(&socket, port, &config.embedded.db_name);
             return Ok(Database { config: pg_config, embedded: None });
         }
     }

@@ -147,7 +147,7 @@ pub fn check(bin_dir: &Path, file: &Path) -> anyhow::Result<BackupInfo> {
     let text = String::from_utf8_lossy(&output.stdout);
     let schema_version = schema_version(&text)
         .with_context(|| format!("{} holds no onebase schema (no migration history): not an onebase backup", file.display()))?;
-    let newest = crate::pg::migrations::embedded_versions().iter().map(|(v, _)| i64::from(*v)).max().unwrap_or(0);
+    let newest = crate::pg::migrations::latest_version().unwrap_or(0);
     if schema_version > newest {
         bail!(
             "{} is from a newer onebase (schema version {schema_version}; this binary runs up to {newest}): restore it with that release or newer",

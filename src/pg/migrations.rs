@@ -78,3 +78,8 @@ pub fn embedded_versions() -> &'static [(i64, String)] {
             .collect()
     })
 }
+
+/// The newest migration embedded in this binary: the schema version it runs up to.
+pub fn latest_version() -> Option<i64> {
+    embedded_versions().iter().map(|(v, _)| *v).max()
+}
