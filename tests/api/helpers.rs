@@ -45,6 +45,10 @@ pub fn cluster_options(data_dir: PathBuf, port: u16) -> EmbeddedOptions {
     opts.overrides = vec![
         ("shared_buffers".into(), "128MB".into()),
         ("max_connections".into(), "300".into()),
+        // Less WAL kept on disk between checkpoints than the server's 4 GB (a test run makes
+        // hundreds of databases).
+        ("max_wal_size".into(), "512MB".into()),
+        ("min_wal_size".into(), "64MB".into()),
     ];
     opts
 }
@@ -55,8 +59,31 @@ pub fn shared_cluster() -> &'static EmbeddedPostgres {
     static CLUSTER: OnceLock<EmbeddedPostgres> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shared-cluster");
-        EmbeddedPostgres::start(cluster_options(dir, 54329)).expect("the shared test cluster starts")
+        let cluster = EmbeddedPostgres::start(cluster_options(dir, 54329)).expect("the shared test cluster starts");
+        drop_earlier_databases(cluster.client_config("postgres"));
+        cluster
     })
+}
+
+/// Drops the databases earlier runs' tests made (each test makes its own and leaves it), so the
+/// shared cluster does not grow run after run. Runs before this run's first test database.
+fn drop_earlier_databases(config: tokio_postgres::Config) {
+    let work = async move {
+        let client = pg::connect_once(&config).await.expect("admin connection");
+        let rows = client
+            .query("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'", &[])
+            .await
+            .expect("listing databases");
+        for row in rows {
+            let name: String = row.get(0);
+            client.execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"), &[]).await.expect("dropping a database");
+        }
+    };
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(work)
+    })
+    .join()
+    .expect("dropping earlier test databases");
 }
 
 /// The model shared by every app whose embedder settings are the defaults: loading it once keeps
