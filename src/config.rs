@@ -75,6 +75,22 @@ pub struct Config {
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// Read replicas of that database (streaming standbys), comma-separated PostgreSQL URLs:
+    /// searches and the other read-only endpoints read there when the replica is fresh enough
+    /// for the tenant, else from the primary.
+    #[arg(long, global = true, env = "ONEBASE_READ_DATABASE_URL", hide_env_values = true, value_delimiter = ',')]
+    pub read_database_url: Vec<String>,
+
+    /// The most a read replica may lag behind the primary and still serve reads, in seconds
+    /// (a replica that lags more, or does not answer, is skipped until it catches up).
+    #[arg(long, global = true, env = "ONEBASE_REPLICA_MAX_LAG_SECS", default_value_t = 5.0)]
+    pub replica_max_lag_secs: f64,
+
+    /// Requests slower than this many milliseconds are logged (warn, "slow request") with their
+    /// route, request id and time in the database.
+    #[arg(long, global = true, env = "ONEBASE_SLOW_REQUEST_MS", default_value_t = 1000.0)]
+    pub slow_request_ms: f64,
+
     /// PEM file with extra CA certificates for TLS to an external database.
     #[arg(long, global = true, env = "ONEBASE_DB_CA_FILE")]
     pub db_ca_file: Option<PathBuf>,
@@ -107,8 +123,9 @@ pub struct Config {
     #[arg(long, global = true, env = "ONEBASE_STATS_INTERVAL_SECS", default_value_t = 60.0)]
     pub stats_interval_secs: f64,
 
-    /// Seconds between runs of the periodic sweep (retention of finished jobs, expired cache
-    /// entries, old cache history, leftover import staging).
+    /// Seconds between runs of the periodic sweep (every retention rule: audit log, expired cache
+    /// entries, old cache history, expired memories, idle conversations, finished jobs; and
+    /// leftover import staging).
     #[arg(long, global = true, env = "ONEBASE_SWEEP_INTERVAL_SECS", default_value_t = 60.0)]
     pub sweep_interval_secs: f64,
 
@@ -122,9 +139,25 @@ pub struct Config {
     #[arg(long, global = true, env = "ONEBASE_MEMORY_DEDUPE_THRESHOLD", default_value_t = 0.9)]
     pub memory_dedupe_threshold: f64,
 
-    /// Days the cache keeps the earlier versions of an entry.
+    /// Days the cache keeps the earlier versions of an entry (0: forever; a tenant overrides it
+    /// with `settings.retention.cache_history_days`).
     #[arg(long, global = true, env = "ONEBASE_CACHE_HISTORY_DAYS", default_value_t = 90)]
     pub cache_history_days: u32,
+
+    /// Days the audit log keeps a row (0: forever; a tenant overrides it with
+    /// `settings.retention.audit_log_days`).
+    #[arg(long, global = true, env = "ONEBASE_RETENTION_AUDIT_LOG_DAYS", default_value_t = 90)]
+    pub retention_audit_log_days: u32,
+
+    /// Days a conversation may go untouched before the sweep deletes it (0: forever; a tenant
+    /// overrides it with `settings.retention.conversations_days`).
+    #[arg(long, global = true, env = "ONEBASE_RETENTION_CONVERSATIONS_DAYS", default_value_t = 0)]
+    pub retention_conversations_days: u32,
+
+    /// Days a finished job stays listed (0: forever; a tenant overrides it with
+    /// `settings.retention.jobs_days`).
+    #[arg(long, global = true, env = "ONEBASE_RETENTION_JOBS_DAYS", default_value_t = 30)]
+    pub retention_jobs_days: u32,
 
     /// `maintenance_work_mem` for the index builds of jobs (a PostgreSQL size, e.g. 4GB; default:
     /// the database's own setting, which the embedded cluster sets to an eighth of the RAM).

@@ -30,9 +30,18 @@ pub struct Metrics {
     pub job_units: IntCounterVec,
     /// Running jobs' progress in percent, by kind (the least advanced job of the kind).
     pub job_progress: GaugeVec,
-    /// Rows of the tool-result cache the retention sweep removed: `entries` (expired) and
-    /// `history` (versions past their retention).
-    pub swept: IntCounterVec,
+    /// Rows each retention rule deleted, its failures, and when the sweep last ran.
+    pub retention_deleted: IntCounterVec,
+    pub retention_errors: IntCounterVec,
+    pub retention_last_run: IntGauge,
+    /// Time each request spent holding database connections, per route.
+    pub db_time: HistogramVec,
+    /// Read-only requests by where they read: `primary` or `replica`.
+    pub reads: IntCounterVec,
+    /// Each read replica's lag as the router measures it (-1 until first seen), and whether
+    /// it answers.
+    pub replica_lag_seconds: GaugeVec,
+    pub replica_up: IntGaugeVec,
     /// The database's figures, refreshed every `--stats-interval-secs` by [`crate::ops::stats`].
     pub db_bytes: IntGauge,
     pub db_cache_hit_ratio: prometheus::Gauge,
@@ -105,14 +114,40 @@ impl Metrics {
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(job_units.clone()))?;
         registry.register(Box::new(job_progress.clone()))?;
-        let swept = IntCounterVec::new(
-            Opts::new("cache_swept_total", "Cache rows removed by the retention sweep: expired entries, old history"),
-            &["what"],
-        )?;
-        for what in ["entries", "history"] {
-            swept.with_label_values(&[what]);
+        let retention_deleted =
+            IntCounterVec::new(Opts::new("retention_deleted_total", "Rows deleted by each retention rule"), &["rule"])?;
+        let retention_errors =
+            IntCounterVec::new(Opts::new("retention_errors_total", "Sweeps in which a retention rule failed"), &["rule"])?;
+        for rule in crate::ops::retention::RULES {
+            retention_deleted.with_label_values(&[rule.name()]);
+            retention_errors.with_label_values(&[rule.name()]);
         }
-        registry.register(Box::new(swept.clone()))?;
+        let retention_last_run =
+            IntGauge::new("retention_last_run_timestamp_seconds", "When the retention sweep last ran (Unix seconds)")?;
+        registry.register(Box::new(retention_deleted.clone()))?;
+        registry.register(Box::new(retention_errors.clone()))?;
+        registry.register(Box::new(retention_last_run.clone()))?;
+        let db_time = HistogramVec::new(
+            HistogramOpts::new("request_db_seconds", "Time a request spent holding database connections, per route")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["method", "route"],
+        )?;
+        registry.register(Box::new(db_time.clone()))?;
+        let reads = IntCounterVec::new(
+            Opts::new("db_reads_total", "Read-only requests by the database they read: primary or replica"),
+            &["target"],
+        )?;
+        for target in ["primary", "replica"] {
+            reads.with_label_values(&[target]);
+        }
+        registry.register(Box::new(reads.clone()))?;
+        let replica_lag_seconds = GaugeVec::new(
+            Opts::new("replica_lag_seconds", "How far each read replica is behind the primary, as the read router measures it"),
+            &["replica"],
+        )?;
+        let replica_up = IntGaugeVec::new(Opts::new("replica_up", "Whether each read replica answers (1) or not (0)"), &["replica"])?;
+        registry.register(Box::new(replica_lag_seconds.clone()))?;
+        registry.register(Box::new(replica_up.clone()))?;
         let db_bytes = IntGauge::new("db_size_bytes", "The database's size on disk")?;
         let db_cache_hit_ratio = prometheus::Gauge::new("db_cache_hit_ratio", "Share of block reads served from shared buffers")?;
         let db_connections = IntGaugeVec::new(Opts::new("db_connections", "The database's client connections by state"), &["state"])?;
@@ -152,7 +187,13 @@ impl Metrics {
             jobs,
             job_units,
             job_progress,
-            swept,
+            retention_deleted,
+            retention_errors,
+            retention_last_run,
+            db_time,
+            reads,
+            replica_lag_seconds,
+            replica_up,
             db_bytes,
             db_cache_hit_ratio,
             db_connections,

@@ -8,9 +8,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpResponse, ResponseError};
 use tracing::Instrument;
 
+use crate::auth::RequestTenant;
 use crate::error::ApiError;
 use crate::request_id;
 use crate::state::AppState;
@@ -30,24 +31,33 @@ pub async fn observe(
     // only come from actix internals, and actix renders it. The request was moved into the
     // call (actix requires it not to be cloned before routing), so it is passed on as is.
     let body_limit = state.as_ref().map(|s| s.body_limit).unwrap_or_default();
-    let mut res = request_id::scope(id.clone(), async {
-        let res = next.call(req).await?.map_into_boxed_body();
-        Ok::<_, actix_web::Error>(ensure_json_error(res, body_limit).await)
-    })
-    .instrument(span.clone())
-    .await?;
+    let (res, db_time) = crate::db::pool::measure(
+        request_id::scope(id.clone(), async {
+            let res = next.call(req).await?.map_into_boxed_body();
+            Ok::<_, actix_web::Error>(ensure_json_error(res, body_limit).await)
+        })
+        .instrument(span.clone()),
+    )
+    .await;
+    let mut res = res?;
 
     let status = res.status().as_u16();
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let elapsed = started.elapsed();
+    let (latency_ms, db_ms) = (elapsed.as_secs_f64() * 1000.0, db_time.as_secs_f64() * 1000.0);
     if let Some(state) = &state {
-        state
-            .metrics
-            .observe_request(&method, &route, status, elapsed.as_secs_f64());
+        state.metrics.observe_request(&method, &route, status, elapsed.as_secs_f64());
+        state.metrics.db_time.with_label_values(&[&method, &route]).observe(db_time.as_secs_f64());
+        if let (Some(replicas), Some(tenant)) = (&state.replicas, res.request().extensions().get::<RequestTenant>()) {
+            if is_write(&method, &route) {
+                replicas.wrote(tenant.0);
+            }
+        }
+        if latency_ms >= state.slow_request_ms {
+            span.in_scope(|| tracing::warn!(status, route = %route, latency_ms, db_ms, "slow request"));
+        }
     }
-    span.in_scope(
-        || tracing::info!(status, route = %route, latency_ms = elapsed.as_secs_f64() * 1000.0, "request completed"),
-    );
+    span.in_scope(|| tracing::info!(status, route = %route, latency_ms, db_ms, "request completed"));
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(
             actix_web::http::header::HeaderName::from_static(request_id::HEADER),
@@ -55,6 +65,12 @@ pub async fn observe(
         );
     }
     Ok(res)
+}
+
+/// Whether a request may have written tenant data: everything but reads and the read-only POSTs
+/// (searches and the context call).
+fn is_write(method: &str, route: &str) -> bool {
+    !matches!(method, "GET" | "HEAD" | "OPTIONS") && !route.ends_with("/search") && !route.ends_with("/context")
 }
 
 async fn ensure_json_error(res: ServiceResponse<BoxBody>, body_limit: usize) -> ServiceResponse<BoxBody> {

@@ -57,7 +57,7 @@ use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
         memory::get_agent_state, memory::put_workflow, memory::get_workflow, memory::workflow_history,
         memory::erase_user, memories::conversation_context, memories::add_memory, memories::list_memories,
         memories::search_memories, memories::get_memory, memories::update_memory, memories::delete_memory,
-        memories::memory_history, ops::tenant_stats, ops::database_stats,
+        memories::memory_history, ops::tenant_stats, ops::database_stats, ops::retention,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

@@ -4,6 +4,7 @@
 //! picks a free port that [`Application::port`] reports.
 
 use std::net::TcpListener;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -61,6 +62,7 @@ impl Application {
         tracing::info!(model = ?embedder.info(), "embedding model loaded");
         let pool = pg::build_pool(db, config.pool_size(), config.db_ca_file.as_deref())?;
         prepare_database(&pool).await?;
+        let replicas = read_replicas(config)?;
         let auth = auth_config(config, &pool).await?;
         let first_run = crate::auth::setup::first_run(&pool).await?;
 
@@ -71,8 +73,14 @@ impl Application {
             max_chars: config.embed.embed_max_chars,
         };
         let openapi = crate::openapi::document(&embed_limits, embedder.info())?;
+        anyhow::ensure!(
+            config.slow_request_ms >= 0.0 && config.slow_request_ms.is_finite(),
+            "ONEBASE_SLOW_REQUEST_MS must be a number of milliseconds from 0"
+        );
         let state = web::Data::new(AppState {
-            pool,
+            pool: crate::db::Pool::new(pool),
+            replicas: replicas.clone(),
+            slow_request_ms: config.slow_request_ms,
             metrics: Arc::new(Metrics::new()?),
             body_limit: config.body_limit,
             started_at: Instant::now(),
@@ -93,11 +101,17 @@ impl Application {
                 config.index_build_memory.as_deref(),
                 config.sweep_interval_secs,
                 crate::jobs::Retention {
+                    audit_log_days: config.retention_audit_log_days,
                     cache_keep_expired_secs: config.cache_keep_expired_secs,
                     cache_history_days: config.cache_history_days,
+                    conversations_days: config.retention_conversations_days,
+                    jobs_days: config.retention_jobs_days,
                 },
             )?,
         });
+        if let Some(replicas) = replicas {
+            crate::db::replicas::spawn_monitor(replicas, state.pool.clone(), state.metrics.clone());
+        }
         crate::jobs::worker::spawn(state.clone(), config.job_workers);
         crate::ops::stats::spawn_gauges(state.clone(), Duration::from_secs_f64(config.stats_interval_secs.max(1.0)));
         let body_limit = config.body_limit;
@@ -154,6 +168,39 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// The read replicas' pools (`ONEBASE_READ_DATABASE_URL`), if any.
+fn read_replicas(config: &Config) -> anyhow::Result<Option<Arc<crate::db::replicas::Replicas>>> {
+    let urls: Vec<&String> = config.read_database_url.iter().filter(|u| !u.trim().is_empty()).collect();
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let max_lag = config.replica_max_lag_secs;
+    anyhow::ensure!(max_lag > 0.0 && max_lag <= 3600.0, "ONEBASE_REPLICA_MAX_LAG_SECS must be above 0 and at most an hour");
+    let mut members = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let pg_config = tokio_postgres::Config::from_str(url.trim())
+            .with_context(|| format!("ONEBASE_READ_DATABASE_URL: replica {} is not a valid PostgreSQL URL", i + 1))?;
+        let name = describe(&pg_config);
+        let pool = pg::build_pool_timed(pg_config, config.pool_size(), config.db_ca_file.as_deref(), Duration::from_secs(2))?;
+        members.push((name, crate::db::Pool::new(pool)));
+    }
+    let max_lag = Duration::from_secs_f64(max_lag);
+    let check = (max_lag / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    tracing::info!(replicas = members.len(), max_lag_secs = max_lag.as_secs_f64(), "read replicas configured");
+    Ok(Some(Arc::new(crate::db::replicas::Replicas::new(members, max_lag, check))))
+}
+
+/// `host:port/dbname` of a connection config, without credentials.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
 }
 
 async fn auth_config(config: &Config, pool: &Pool) -> anyhow::Result<AuthConfig> {

@@ -3,14 +3,22 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use crate::db::{Conn, Pool};
+use crate::error::ApiError;
 
 use crate::auth::AuthConfig;
 use crate::embed::Embedder;
 use crate::metrics::Metrics;
 
 pub struct AppState {
+    /// The primary.
     pub pool: Pool,
+    /// Read replicas (`ONEBASE_READ_DATABASE_URL`), if any.
+    pub replicas: Option<Arc<crate::db::replicas::Replicas>>,
+    /// Requests slower than this are logged with their database time.
+    pub slow_request_ms: f64,
     pub metrics: Arc<Metrics>,
     pub body_limit: usize,
     pub started_at: Instant,
@@ -27,6 +35,20 @@ pub struct AppState {
     pub jobs: crate::jobs::JobSettings,
     /// Cosine similarity at which a new memory updates its scope's nearest one.
     pub memory_dedupe_threshold: f64,
+}
+
+impl AppState {
+    /// A connection for a read-only request of `tenant`: a read replica's when one is fresh
+    /// enough for the tenant (see `db::replicas`), else the primary's.
+    pub async fn read_conn(&self, tenant: Uuid) -> Result<Conn, ApiError> {
+        match &self.replicas {
+            Some(replicas) => Ok(replicas.read_conn(&self.pool, &self.metrics, tenant).await?.0),
+            None => {
+                self.metrics.reads.with_label_values(&["primary"]).inc();
+                Ok(self.pool.get().await?)
+            }
+        }
+    }
 }
 
 /// Per-request limits of `/v1/embeddings`.

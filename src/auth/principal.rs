@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -270,6 +270,10 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))
 }
 
+/// The tenant whose credential a request carried (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTenant(pub Uuid);
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
@@ -277,7 +281,15 @@ impl FromRequest for Principal {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let parsed = bearer(req).and_then(|c| c.ok_or(ApiError::MissingCredentials));
         let state = state_of(req);
-        Box::pin(async move { resolve(&*state?, &parsed?).await })
+        let req = req.clone();
+        Box::pin(async move {
+            let principal = resolve(&*state?, &parsed?).await?;
+            if let Some(tenant) = principal.tenant_id {
+                // For the replica router (`observe` notes the tenant's writes).
+                req.extensions_mut().insert(RequestTenant(tenant));
+            }
+            Ok(principal)
+        })
     }
 }
 

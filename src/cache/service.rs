@@ -223,7 +223,7 @@ pub async fn get(state: &AppState, tenant: Uuid, namespace: &str, key: &str, par
     if params.max_age_seconds.is_some_and(|m| m > MAX_TTL_SECS as u64) {
         return Err(ApiError::validation("max_age_seconds", format!("0 to {MAX_TTL_SECS}")));
     }
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
         .query_opt(&format!("SELECT {COLUMNS} FROM cache_entries WHERE namespace = $1 AND key = $2"), &[&namespace, &key])
@@ -253,7 +253,7 @@ pub async fn list(state: &AppState, tenant: Uuid, namespace: &str, params: &List
         Some((at, key)) => (Some(*at), Some(key.clone())),
         None => (None, None),
     };
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx
         .query(
@@ -276,7 +276,7 @@ pub async fn list(state: &AppState, tenant: Uuid, namespace: &str, params: &List
 pub async fn history(state: &AppState, tenant: Uuid, namespace: &str, key: &str, params: &HistoryParams) -> Result<CacheHistory, ApiError> {
     readable(namespace, Some(key))?;
     let limit = Limit::parse(params.limit)?;
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx
         .query(

@@ -22,14 +22,7 @@ pub struct JobSettings {
     pub retention: Retention,
 }
 
-/// What the periodic sweep removes, and when.
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    /// Seconds past `expires_at` after which a cache entry is removed.
-    pub cache_keep_expired_secs: u64,
-    /// Days a replaced cache version is kept.
-    pub cache_history_days: u32,
-}
+pub use crate::ops::retention::Retention;
 
 impl JobSettings {
     pub fn new(
@@ -54,9 +47,10 @@ impl JobSettings {
             sweep_interval_secs > 0.0 && sweep_interval_secs <= 86_400.0,
             "ONEBASE_SWEEP_INTERVAL_SECS must be above 0 and at most a day"
         );
+        let days = [retention.audit_log_days, retention.cache_history_days, retention.conversations_days, retention.jobs_days];
         anyhow::ensure!(
-            retention.cache_keep_expired_secs <= 10 * 365 * 86_400 && retention.cache_history_days <= 100 * 365,
-            "ONEBASE_CACHE_KEEP_EXPIRED_SECS or ONEBASE_CACHE_HISTORY_DAYS is beyond any sensible retention"
+            retention.cache_keep_expired_secs <= 100 * 365 * 86_400 && days.iter().all(|d| *d <= 100 * 365),
+            "a retention flag (ONEBASE_RETENTION_*, ONEBASE_CACHE_KEEP_EXPIRED_SECS, ONEBASE_CACHE_HISTORY_DAYS) is beyond a century"
         );
         Ok(JobSettings {
             import_limit,

@@ -141,7 +141,7 @@ async fn run_one(state: &web::Data<AppState>, worker: &str, job: Claimed) {
     }
     let finished = async {
         let client = state.pool.get().await?;
-        store::finish(&client, id, end, error.as_ref().map(|(c, m)| (*c, m.as_str()))).await
+        store::finish(&*client, id, end, error.as_ref().map(|(c, m)| (*c, m.as_str()))).await
     };
     if let Err(err) = finished.await {
         // The job stays `running`; its heartbeat stops, and another worker resumes it.
@@ -189,21 +189,11 @@ async fn refresh(state: &web::Data<AppState>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Days a finished job stays listed.
-const KEEP_FINISHED_DAYS: i32 = 30;
-
-/// The periodic sweep: forgets jobs finished long ago, drops the staging tables of imports that
-/// ended without dropping them, and applies the cache's retention (expired entries, old
-/// history). (The retention rules of later planes join it here.)
+/// The periodic sweep: drops the staging tables of imports that ended without dropping them,
+/// then applies every retention rule (`ops::retention`) and records what each deleted in the
+/// job's checkpoint (`GET /v1/admin/retention` shows the last run).
 async fn sweep(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let client = ctx.state.pool.get().await?;
-    let forgotten = client
-        .execute(
-            "DELETE FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') \
-             AND finished_at < now() - make_interval(days => $1)",
-            &[&KEEP_FINISHED_DAYS],
-        )
-        .await?;
     let orphans = client
         .query(
             "SELECT j.params FROM jobs j WHERE j.kind = 'import' AND j.state IN ('completed', 'failed', 'cancelled') \
@@ -215,16 +205,17 @@ async fn sweep(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     for row in &orphans {
         crate::knowledge::import::drop_staging(&ctx.state, &row.try_get(0)?).await?;
     }
-    let cache = crate::cache::sweep::sweep(&ctx.state, ctx.state.jobs.retention).await?;
-    let memory = crate::memory::sweep::sweep(&ctx.state).await?;
-    tracing::info!(
-        memories_expired = memory.memories,
-        conversations_expired = memory.conversations,
-        forgotten,
-        staging_dropped = orphans.len(),
-        cache_entries = cache.entries,
-        cache_history = cache.history,
-        "sweep"
-    );
-    Ok(Outcome::Completed)
+    let report = crate::ops::retention::sweep(&ctx.state).await;
+    let record = serde_json::json!({"deleted": report.deleted, "errors": report.errors,
+        "duration_ms": report.duration_ms, "staging_dropped": orphans.len()});
+    let client = ctx.state.pool.get().await?;
+    client.execute("UPDATE jobs SET checkpoint = $2 WHERE id = $1", &[&ctx.job.id, &record]).await?;
+    match report.errors.iter().next() {
+        None => Ok(Outcome::Completed),
+        Some((rule, err)) => Err(ApiError::Internal(anyhow::anyhow!(
+            "{} of {} retention rules failed; {rule}: {err}",
+            report.errors.len(),
+            crate::ops::retention::RULES.len()
+        ))),
+    }
 }

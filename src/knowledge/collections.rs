@@ -196,7 +196,7 @@ pub struct Page {
 
 pub async fn list(state: &AppState, tenant: Uuid, limit: Limit, cursor: Option<Cursor>) -> Result<Page, ApiError> {
     let (after_ts, after_id) = cursor.map(|c| (Some(c.created_at), Some(c.id))).unwrap_or((None, None));
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx
         .query(
@@ -219,7 +219,7 @@ pub async fn list(state: &AppState, tenant: Uuid, limit: Limit, cursor: Option<C
 
 /// One collection, with the bytes its tables and indexes take on disk.
 pub async fn get(state: &AppState, tenant: Uuid, name: &str) -> Result<Collection, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let loaded = load(&tx, tenant, name, false).await?;
     let (table_bytes, index_bytes) = disk_bytes(&tx, &loaded.tables).await?;

@@ -59,7 +59,7 @@ fn doc_filter(filter: Option<&Filter>, loaded: &Loaded, params: &mut SqlParams) 
 }
 
 pub async fn get(state: &AppState, tenant: Uuid, name: &str, id: &str) -> Result<Document, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let loaded = collections::load(&tx, tenant, name, false).await?;
     let row = tx
@@ -71,7 +71,7 @@ pub async fn get(state: &AppState, tenant: Uuid, name: &str, id: &str) -> Result
 }
 
 pub async fn chunks(state: &AppState, tenant: Uuid, name: &str, id: &str) -> Result<ChunkList, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let loaded = collections::load(&tx, tenant, name, false).await?;
     let exists = tx
@@ -154,7 +154,7 @@ pub async fn list(
     limit: Limit,
     cursor: Option<&str>,
 ) -> Result<(Vec<Document>, Option<String>), ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let loaded = collections::load(&tx, tenant, name, false).await?;
     let mut params = SqlParams::new();

@@ -235,7 +235,7 @@ async fn receive(
     mut payload: web::Payload,
 ) -> Result<(), ApiError> {
     // Its own connection, closed afterwards: an unfinished COPY must not go back to the pool.
-    let client = deadpool_postgres::Object::take(state.pool.get().await?);
+    let client = deadpool_postgres::Object::take(state.pool.untimed().get().await?);
     let vector_type: Type = client.prepare("SELECT $1::vector").await?.params()[0].clone();
     let types = [Type::INT8, Type::TEXT, Type::TEXT, Type::JSONB, vector_type, Type::BYTEA, Type::INT8];
     let sink = client

@@ -79,7 +79,7 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
 /// connection of its own, closed afterwards so that its session settings never reach another
 /// request.
 pub(super) async fn run_alone(state: &AppState, statements: &[String]) -> Result<(), ApiError> {
-    let client = Object::take(state.pool.get().await?);
+    let client = Object::take(state.pool.untimed().get().await?);
     for s in statements {
         client.batch_execute(s).await?;
     }

@@ -101,7 +101,7 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
         SearchMode::Vector | SearchMode::Hybrid => Some(query_vector(state, req).await?),
     };
 
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let response = search_in(&tx, tenant, name, req, query_vector).await?;
     tx.commit().await?;

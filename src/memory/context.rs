@@ -113,7 +113,7 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
     // One embedding of the query serves the memories and every collection.
     let vector = embed_query(state, &req.query).await?;
 
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)

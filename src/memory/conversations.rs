@@ -98,7 +98,7 @@ pub async fn create(state: &AppState, tenant: Uuid, principal: &Principal, req: 
 }
 
 pub async fn get(state: &AppState, tenant: Uuid, id: &str) -> Result<Conversation, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let conversation = load(&tx, id, false).await?;
     tx.commit().await?;
@@ -148,7 +148,7 @@ pub async fn list(state: &AppState, tenant: Uuid, query: &ConversationFilter) ->
         conditions.join(" AND "),
         params.push(limit.fetch())
     );
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx.query(&sql, &params.as_refs()).await?;
     tx.commit().await?;

@@ -187,7 +187,7 @@ pub async fn add(state: &AppState, tenant: Uuid, principal: &Principal, req: Add
 }
 
 pub async fn get(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Memory, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
         .query_opt(&format!("SELECT {COLUMNS} FROM memories WHERE id = $1 AND {LIVE}"), &[&id])
@@ -209,7 +209,7 @@ pub async fn list(state: &AppState, tenant: Uuid, query: &MemoryFilter) -> Resul
         }
     }
     let sql = newest_first_sql(COLUMNS, "memories", conditions, &mut params, limit, cursor);
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx.query(&sql, &params.as_refs()).await?;
     tx.commit().await?;
@@ -277,7 +277,7 @@ pub async fn delete(state: &AppState, tenant: Uuid, principal: &Principal, id: U
 }
 
 pub async fn history(state: &AppState, tenant: Uuid, id: Uuid) -> Result<MemoryHistory, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx
         .query(
@@ -365,7 +365,7 @@ pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result
     }
     let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
     let vector = embed_query(state, &req.query).await?;
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let data = nearest(&tx, &scope, &vector, filter.as_ref(), k, req.min_score).await?;
     tx.commit().await?;

@@ -136,7 +136,7 @@ pub async fn list(state: &AppState, tenant: Uuid, id: &str, page: &MessagePage) 
     if page.before.is_some_and(|b| b < 0) || page.after.is_some_and(|a| a < 0) {
         return Err(ApiError::validation("before", "`before` and `after` are message seq numbers (0 or more)"));
     }
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     conversations::load(&tx, id, false).await?;
     // Forward from `after`; otherwise backward from `before` (or the end), then put in order.
@@ -260,7 +260,7 @@ pub async fn search(state: &AppState, tenant: Uuid, conversation: Option<&str>, 
         conditions.join(" AND "),
         params.push(k)
     );
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     if let Some(id) = conversation {
         conversations::load(&tx, id, false).await?;

@@ -132,7 +132,7 @@ pub async fn get_agent_state(state: &AppState, tenant: Uuid, id: &str, agent: &s
     check_id(id)?;
     check_ref("agent_name", agent, 256)
         .map_err(|_| ApiError::NotFound { resource: "agent state", id: format!("{id}/{agent}") })?;
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     conversations::load(&tx, id, false).await?;
     let row = tx
@@ -273,7 +273,7 @@ pub async fn put_workflow(
 
 pub async fn get_workflow(state: &AppState, tenant: Uuid, id: &str) -> Result<Workflow, ApiError> {
     check_id(id)?;
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     conversations::load(&tx, id, false).await?;
     let row = tx
@@ -301,7 +301,7 @@ pub async fn workflow_history(state: &AppState, tenant: Uuid, id: &str, page: &H
     if page.after.is_some_and(|a| a < 0) {
         return Err(ApiError::validation("after", "a version (0 or more)"));
     }
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     conversations::load(&tx, id, false).await?;
     let rows = tx

@@ -1,7 +1,9 @@
-//! Operations: backup and restore of the one database (`onebase backup`, `onebase restore`).
+//! Operations: backup and restore of the one database (`onebase backup`, `onebase restore`),
+//! statistics, retention, read replicas.
 
 pub mod backup;
 
 pub mod pitr;
+pub mod retention;
 pub mod stats;
 pub mod api;

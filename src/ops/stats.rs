@@ -58,7 +58,7 @@ pub struct TenantStats {
 
 /// The tenant's figures, read inside its row-level-security scope.
 pub async fn tenant(state: &AppState, tenant: Uuid) -> Result<TenantStats, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx
         .query("SELECT id, name, document_count, chunk_count FROM collections ORDER BY name", &[])

@@ -261,6 +261,10 @@ impl EmbeddedPostgres {
     fn wait_until_ready(&self, log_path: &Path, log_start: u64) -> Result<(), EmbeddedError> {
         let deadline = Instant::now() + self.opts.start_timeout;
         let socket = self.socket_dir.join(format!(".s.PGSQL.{}", self.opts.port));
+        let ready_line = match self.opts.data_dir.join("standby.signal").exists() {
+            true => "ready to accept read-only connections",
+            false => "ready to accept connections",
+        };
         loop {
             if let Some(status) = self.exit_status() {
                 return Err(EmbeddedError::ExitedDuringStartup {
@@ -269,9 +273,10 @@ impl EmbeddedPostgres {
                 });
             }
             // The socket appears once the postmaster listens; the "ready to accept connections"
-            // line follows once recovery is done. Checking both avoids connecting during
+            // line follows once recovery is done (on a streaming replica, which stays in
+            // recovery: "... read-only connections"). Checking both avoids connecting during
             // recovery, which Postgres answers with an error.
-            if socket.exists() && tail_from(log_path, log_start, 200).contains("ready to accept connections") {
+            if socket.exists() && tail_from(log_path, log_start, 200).contains(ready_line) {
                 return Ok(());
             }
             if Instant::now() > deadline {

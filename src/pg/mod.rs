@@ -22,10 +22,17 @@ pub const EXTENSIONS: [&str; 3] = ["vector", "pg_trgm", "btree_gist"];
 /// libpq default, or `require`); certificates are verified against the Mozilla roots plus an
 /// optional PEM bundle (`ONEBASE_DB_CA_FILE`), so a private CA works without turning
 /// verification off.
-pub fn build_pool(
+pub fn build_pool(config: tokio_postgres::Config, max_size: usize, ca_file: Option<&std::path::Path>) -> anyhow::Result<Pool> {
+    build_pool_timed(config, max_size, ca_file, Duration::from_secs(10))
+}
+
+/// [`build_pool`] with the time allowed to get or make a connection (a read replica's pool
+/// gives up sooner, and its reads go to the primary).
+pub fn build_pool_timed(
     mut config: tokio_postgres::Config,
     max_size: usize,
     ca_file: Option<&std::path::Path>,
+    timeout: Duration,
 ) -> anyhow::Result<Pool> {
     // No JIT: compiling a plan costs tens of milliseconds whenever its estimated cost passes
     // jit_above_cost (an exact vector scan's distance calls can), and it pays off only for long
@@ -45,8 +52,8 @@ pub fn build_pool(
     };
     Pool::builder(manager)
         .max_size(max_size)
-        .wait_timeout(Some(Duration::from_secs(10)))
-        .create_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()

@@ -100,6 +100,7 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/usage", runs::get_usage),
         route!(get, "/v1/stats", crate::ops::api::tenant_stats),
         route!(get, "/v1/admin/stats", crate::ops::api::database_stats),
+        route!(get, "/v1/admin/retention", crate::ops::api::retention),
         route!(put, "/v1/cache/{namespace}/{key}", cache::put_entry),
         route!(get, "/v1/cache/{namespace}/{key}", cache::get_entry),
         route!(delete, "/v1/cache/{namespace}/{key}", cache::delete_entry),

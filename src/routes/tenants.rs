@@ -23,7 +23,10 @@ use crate::state::AppState;
 pub struct Tenant {
     pub id: Uuid,
     pub name: String,
-    /// Free-form settings. `allow_registration: true` lets anyone register a reader account.
+    /// Free-form settings. `allow_registration: true` lets anyone register a reader account;
+    /// `retention: {audit_log_days, cache_keep_expired_secs, cache_history_days,
+    /// conversations_days, jobs_days}` overrides the server's retention rules for this tenant
+    /// (numbers from 0; `GET /v1/admin/retention` lists the rules).
     #[schema(value_type = Object)]
     pub settings: serde_json::Value,
     /// Usage limit on documents (null: unlimited).
@@ -82,7 +85,11 @@ fn validate_settings(settings: Option<serde_json::Value>) -> Result<Option<serde
     match settings {
         Some(v) if !v.is_object() => Err(ApiError::validation("settings", "must be a JSON object")),
         Some(v) if v.to_string().len() > 64 * 1024 => Err(ApiError::validation("settings", "must be at most 64 KiB")),
-        other => Ok(other),
+        Some(v) => {
+            crate::ops::retention::validate_tenant_settings(&v)?;
+            Ok(Some(v))
+        }
+        None => Ok(None),
     }
 }
 

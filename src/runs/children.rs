@@ -128,7 +128,7 @@ pub async fn add_step(state: &AppState, tenant: Uuid, principal: &Principal, run
 }
 
 pub async fn steps(state: &AppState, tenant: Uuid, run_id: Uuid) -> Result<Vec<Step>, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = run_tx(&mut client, tenant, run_id).await?;
     let rows = tx
         .query(&format!("SELECT {STEP_COLUMNS} FROM run_steps WHERE run_id = $1 ORDER BY step_number"), &[&run_id])
@@ -175,7 +175,7 @@ pub async fn artifacts(tx: &Transaction<'_>, run_id: Uuid) -> Result<Vec<Artifac
 }
 
 pub async fn list_artifacts(state: &AppState, tenant: Uuid, run_id: Uuid) -> Result<Vec<Artifact>, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = run_tx(&mut client, tenant, run_id).await?;
     let data = artifacts(&tx, run_id).await?;
     tx.commit().await?;
@@ -244,7 +244,7 @@ pub async fn add_llm_call(
 }
 
 pub async fn llm_calls(state: &AppState, tenant: Uuid, run_id: Uuid) -> Result<Vec<LlmCall>, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = run_tx(&mut client, tenant, run_id).await?;
     let rows = tx
         .query(&format!("SELECT {CALL_COLUMNS} FROM llm_calls WHERE run_id = $1 ORDER BY created_at, id"), &[&run_id])

@@ -192,7 +192,7 @@ pub async fn require(tx: &Transaction<'_>, id: Uuid) -> Result<(), ApiError> {
 }
 
 pub async fn get(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Run, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let mut run = load(&tx, id, false).await?;
     run.artifacts = Some(super::children::artifacts(&tx, id).await?);
@@ -221,7 +221,7 @@ pub async fn list(state: &AppState, tenant: Uuid, filter: &RunFilter) -> Result<
         conditions.push(format!("created_at < {}", params.push(until)));
     }
     let sql = newest_first_sql(COLUMNS, "runs", conditions, &mut params, limit, cursor);
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx.query(&sql, &params.as_refs()).await?;
     tx.commit().await?;

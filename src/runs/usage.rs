@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub async fn run_stats(state: &AppState, tenant: Uuid, id: Uuid) -> Result<RunStats, ApiError> {
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
         .query_opt(
@@ -61,7 +61,7 @@ pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Resu
                GROUP BY 1) g \
          ORDER BY {order}"
     );
-    let mut client = state.pool.get().await?;
+    let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx.query(&sql, &[&params.since, &params.until]).await?;
     tx.commit().await?;

@@ -17,7 +17,7 @@ fn bin() -> std::path::PathBuf {
     tools_dir().join("pg").join("bin")
 }
 
-async fn start_cluster(data_dir: &Path, port: u16, archive: Option<&Path>) -> EmbeddedPostgres {
+pub async fn start_cluster(data_dir: &Path, port: u16, archive: Option<&Path>) -> EmbeddedPostgres {
     let mut opts = cluster_options(data_dir.to_path_buf(), port);
     opts.wal_archive = archive.map(Path::to_path_buf);
     let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts)).await.unwrap().unwrap();

@@ -380,19 +380,19 @@ async fn the_sweep_removes_expired_entries_and_old_history_only() {
     assert_eq!(entry_rows(&app).await, 1);
 
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    let swept = |what: &str| -> f64 {
+    let swept = |rule: &str| -> f64 {
         metrics
             .lines()
-            .find(|l| l.starts_with("onebase_cache_swept_total") && l.contains(&format!("what=\"{what}\"")))
-            .unwrap_or_else(|| panic!("no onebase_cache_swept_total{{what=\"{what}\"}} in {metrics}"))
+            .find(|l| l.starts_with("onebase_retention_deleted_total") && l.contains(&format!("rule=\"{rule}\"")))
+            .unwrap_or_else(|| panic!("no onebase_retention_deleted_total{{rule=\"{rule}\"}} in {metrics}"))
             .rsplit(' ')
             .next()
             .unwrap()
             .parse()
             .unwrap()
     };
-    assert!(swept("entries") >= 1.0, "{metrics}");
-    assert!(swept("history") >= 1.0, "{metrics}");
+    assert!(swept("cache_expired") >= 1.0, "{metrics}");
+    assert!(swept("cache_history") >= 1.0, "{metrics}");
 }
 
 #[tokio::test]

@@ -17,5 +17,7 @@ mod cache;
 pub mod conversations;
 mod agent_state;
 mod memories;
-mod backup;
+pub mod backup;
 mod stats;
+mod retention;
+mod replicas;

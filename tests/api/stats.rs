@@ -72,3 +72,24 @@ async fn stats_count_the_tenants_own_rows_and_the_admin_sees_the_database() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Each request's time holding database connections is a histogram per route in `/metrics`.
+#[tokio::test]
+async fn database_time_per_route_is_a_histogram() {
+    let app = spawn_app_with(|c| c.slow_request_ms = 0.0).await; // every request logs as slow
+    let (status, _) = crate::api::documents::call(&app, Method::POST, "/v1/runs",
+        Some(serde_json::json!({"actor": "a", "request_payload": {}, "status": "queued"}))).await;
+    assert_eq!(status, 201);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        let prefix = format!("onebase_request_db_seconds_{name}{{method=\"POST\",route=\"/v1/runs\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("count"), 1.0);
+    assert!(value("sum") > 0.0 && value("sum") < 10.0, "a run's insert took some database time");
+}

@@ -1,0 +1,375 @@
+//! Retention, in one place: every rule that deletes data because of its age, applied by the one
+//! periodic sweep (a `sweep` job on the jobs machinery). Each rule has a server-wide value
+//! (flags) that a tenant may override in its settings (`retention.<key>`), deletes in bounded
+//! batches so that no statement holds many row locks for long, and counts what it deleted for
+//! the job's record, the log and `/metrics`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Rows one statement deletes at most.
+pub const BATCH: i64 = 5_000;
+/// Conversations one statement deletes at most (each takes its messages and states with it).
+const CONVERSATION_BATCH: i64 = 200;
+/// Finished sweep runs kept whatever their age (`GET /v1/admin/retention` shows the last).
+const KEEP_SWEEP_RUNS: i64 = 100;
+
+/// The server-wide values (flags); a tenant's `settings.retention` overrides each.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Days the audit log keeps a row (0: forever).
+    pub audit_log_days: u32,
+    /// Seconds past `expires_at` after which a cache entry is removed (0: at once).
+    pub cache_keep_expired_secs: u64,
+    /// Days the cache keeps a replaced version (0: forever).
+    pub cache_history_days: u32,
+    /// Days a conversation may go untouched before it is deleted (0: forever).
+    pub conversations_days: u32,
+    /// Days a finished job stays listed (0: forever).
+    pub jobs_days: u32,
+}
+
+/// The rules, in the order the sweep applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rule {
+    AuditLog,
+    CacheExpired,
+    CacheHistory,
+    MemoriesExpired,
+    Conversations,
+    JobsFinished,
+}
+
+pub const RULES: [Rule; 6] =
+    [Rule::AuditLog, Rule::CacheExpired, Rule::CacheHistory, Rule::MemoriesExpired, Rule::Conversations, Rule::JobsFinished];
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::AuditLog => "audit_log",
+            Rule::CacheExpired => "cache_expired",
+            Rule::CacheHistory => "cache_history",
+            Rule::MemoriesExpired => "memories_expired",
+            Rule::Conversations => "conversations",
+            Rule::JobsFinished => "jobs_finished",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Rule::AuditLog => "audit log rows (the tenant's and the admin's) older than this",
+            Rule::CacheExpired => "cache entries expired for longer than this, with their indexed documents",
+            Rule::CacheHistory => "replaced cache versions older than this",
+            Rule::MemoriesExpired => "memories past their expires_at (never returned once expired; the deletion is kept in their history)",
+            Rule::Conversations => "conversations untouched (no message, state or workflow save) for longer than this, with everything in them",
+            Rule::JobsFinished => "jobs finished longer ago than this (and sweep runs beyond the last 100)",
+        }
+    }
+
+    /// The key under a tenant's `settings.retention` that overrides the server's value.
+    pub fn tenant_key(self) -> Option<&'static str> {
+        match self {
+            Rule::AuditLog => Some("audit_log_days"),
+            Rule::CacheExpired => Some("cache_keep_expired_secs"),
+            Rule::CacheHistory => Some("cache_history_days"),
+            Rule::MemoriesExpired => None,
+            Rule::Conversations => Some("conversations_days"),
+            Rule::JobsFinished => Some("jobs_days"),
+        }
+    }
+
+    /// Seconds per unit of the rule's value.
+    pub fn unit(self) -> (&'static str, f64) {
+        match self {
+            Rule::CacheExpired | Rule::MemoriesExpired => ("seconds", 1.0),
+            _ => ("days", 86_400.0),
+        }
+    }
+
+    /// What a value of 0 means.
+    pub fn zero_means(self) -> &'static str {
+        match self {
+            Rule::CacheExpired | Rule::MemoriesExpired => "deleted as soon as expired",
+            _ => "kept forever",
+        }
+    }
+
+    /// The server-wide value, in the rule's unit.
+    pub fn server_value(self, r: &Retention) -> f64 {
+        match self {
+            Rule::AuditLog => r.audit_log_days as f64,
+            Rule::CacheExpired => r.cache_keep_expired_secs as f64,
+            Rule::CacheHistory => r.cache_history_days as f64,
+            Rule::MemoriesExpired => 0.0,
+            Rule::Conversations => r.conversations_days as f64,
+            Rule::JobsFinished => r.jobs_days as f64,
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Rule> {
+        RULES.into_iter().find(|r| r.tenant_key() == Some(key))
+    }
+}
+
+/// The largest value a rule takes: a century.
+const MAX_DAYS: f64 = 36_500.0;
+
+/// Checks a tenant's `settings.retention` (when present): an object of the known keys, each a
+/// number from 0 to a century (`null` falls back to the server's value).
+pub fn validate_tenant_settings(settings: &serde_json::Value) -> Result<(), ApiError> {
+    let Some(retention) = settings.get("retention") else { return Ok(()) };
+    let known = RULES.iter().filter_map(|r| r.tenant_key()).collect::<Vec<_>>().join(", ");
+    let Some(map) = retention.as_object() else {
+        return Err(ApiError::validation("settings.retention", format!("must be an object with any of: {known}")));
+    };
+    for (key, value) in map {
+        let field = "settings.retention";
+        let Some(rule) = Rule::from_key(key) else {
+            return Err(ApiError::validation(field, format!("`{key}` is not a retention setting (known: {known})")));
+        };
+        if value.is_null() {
+            continue;
+        }
+        let (unit, scale) = rule.unit();
+        let max = MAX_DAYS * 86_400.0 / scale;
+        match value.as_f64() {
+            Some(v) if (0.0..=max).contains(&v) => {}
+            _ => return Err(ApiError::validation(field, format!("`{key}` must be a number of {unit} from 0 to {max} (or null)"))),
+        }
+    }
+    Ok(())
+}
+
+/// The rule's value for the tenant row `t` in seconds; where the tenant sets none, the
+/// server's, given as `$1` in the rule's unit.
+fn effective_secs(rule: Rule) -> String {
+    let key = rule.tenant_key().unwrap_or("none");
+    let scale = rule.unit().1;
+    format!(
+        "(CASE WHEN jsonb_typeof(t.settings #> '{{retention,{key}}}') = 'number' \
+         THEN (t.settings #>> '{{retention,{key}}}')::float8 ELSE $1 END * {scale})"
+    )
+}
+
+/// The server's value in seconds, as the first parameter of a rule's statements.
+fn server_secs(rule: Rule, r: &Retention) -> f64 {
+    rule.server_value(r) * rule.unit().1
+}
+
+/// Runs `sql` until it deletes fewer than `batch` rows; each run is its own statement.
+async fn batched(state: &AppState, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)], batch: i64) -> Result<u64, ApiError> {
+    let mut total = 0;
+    loop {
+        let client = state.pool.get().await?;
+        let n = client.execute(sql, params).await?;
+        total += n;
+        if n < batch as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Deletes the rows of a tenant table whose `column` is older than the tenant's value of `rule`
+/// (a value of 0 keeps them), in batches.
+async fn by_age(state: &AppState, rule: Rule, table: &str, column: &str, extra: &str, batch: i64) -> Result<u64, ApiError> {
+    let secs = effective_secs(rule);
+    let sql = format!(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT x.ctid FROM {table} x LEFT JOIN tenants t ON t.id = x.tenant_id \
+           WHERE {secs} > 0 AND x.{column} < now() - make_interval(secs => {secs}) {extra} LIMIT {batch}))"
+    );
+    batched(state, &sql, &[&rule.server_value(&state.jobs.retention)], batch).await
+}
+
+async fn apply(state: &AppState, rule: Rule) -> Result<u64, ApiError> {
+    let r = state.jobs.retention;
+    match rule {
+        Rule::AuditLog => {
+            let tenants = by_age(state, rule, "audit_log", "created_at", "", BATCH).await?;
+            let admin = batched(
+                state,
+                &format!(
+                    "DELETE FROM admin_audit_log WHERE ctid = ANY(ARRAY(SELECT ctid FROM admin_audit_log \
+                       WHERE $1::float8 > 0 AND created_at < now() - make_interval(secs => $1::float8) LIMIT {BATCH}))"
+                ),
+                &[&server_secs(rule, &r)],
+                BATCH,
+            )
+            .await?;
+            Ok(tenants + admin)
+        }
+        Rule::CacheExpired => crate::cache::sweep::expired(state, &effective_secs(rule), rule.server_value(&r)).await,
+        Rule::CacheHistory => by_age(state, rule, "cache_history", "replaced_at", "", BATCH).await,
+        Rule::MemoriesExpired => crate::memory::sweep::expired_memories(state, BATCH).await,
+        Rule::Conversations => by_age(state, rule, "conversations", "updated_at", "", CONVERSATION_BATCH).await,
+        Rule::JobsFinished => {
+            let old = by_age(state, rule, "jobs", "finished_at", "AND x.state IN ('completed', 'failed', 'cancelled')", BATCH).await?;
+            let client = state.pool.get().await?;
+            let runs = client
+                .execute(
+                    "DELETE FROM jobs WHERE kind = 'sweep' AND state IN ('completed', 'failed', 'cancelled') AND id NOT IN \
+                       (SELECT id FROM jobs WHERE kind = 'sweep' AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT $1)",
+                    &[&KEEP_SWEEP_RUNS],
+                )
+                .await?;
+            Ok(old + runs)
+        }
+    }
+}
+
+/// What one sweep did: rows deleted per rule, and the rules that failed.
+#[derive(Debug, Default, Clone, Serialize, ToSchema)]
+pub struct SweepReport {
+    /// Rows deleted per rule.
+    pub deleted: BTreeMap<String, u64>,
+    /// The rules that failed, with the error (the others still ran).
+    pub errors: BTreeMap<String, String>,
+    pub duration_ms: u64,
+}
+
+/// Applies every rule once; a rule that fails does not stop the others.
+pub async fn sweep(state: &AppState) -> SweepReport {
+    let started = std::time::Instant::now();
+    let mut report = SweepReport::default();
+    for rule in RULES {
+        match apply(state, rule).await {
+            Ok(n) => {
+                state.metrics.retention_deleted.with_label_values(&[rule.name()]).inc_by(n);
+                report.deleted.insert(rule.name().into(), n);
+            }
+            Err(err) => {
+                let message = match &err {
+                    ApiError::Internal(e) => format!("{e:#}"),
+                    other => other.to_string(),
+                };
+                tracing::warn!(rule = rule.name(), error = %message, "retention rule failed");
+                state.metrics.retention_errors.with_label_values(&[rule.name()]).inc();
+                report.errors.insert(rule.name().into(), message);
+            }
+        }
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    state.metrics.retention_last_run.set(chrono::Utc::now().timestamp());
+    tracing::info!(deleted = ?report.deleted, errors = report.errors.len(), duration_ms = report.duration_ms, "retention sweep");
+    report
+}
+
+/// A tenant that sets its own value for a rule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantOverride {
+    pub tenant_id: uuid::Uuid,
+    pub tenant: String,
+    /// In the rule's unit.
+    pub value: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetentionRule {
+    /// The rule's name (the `rule` label of `onebase_retention_deleted_total`).
+    #[schema(example = "audit_log")]
+    pub rule: &'static str,
+    /// What it deletes.
+    pub deletes: &'static str,
+    /// `days` or `seconds`.
+    pub unit: &'static str,
+    /// The server-wide value (a flag), in `unit`.
+    pub server_value: f64,
+    pub zero_means: &'static str,
+    /// The tenant setting that overrides it (`settings.retention.<key>`); none for rules without
+    /// a value.
+    pub tenant_setting: Option<String>,
+    /// The tenants that override it (at most 1,000 listed).
+    pub tenant_overrides: Vec<TenantOverride>,
+    /// Rows it deleted in the last sweep.
+    pub last_deleted: Option<u64>,
+}
+
+/// The last sweep: when, how long, and what each rule deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastSweep {
+    pub job_id: uuid::Uuid,
+    /// `completed`, or `failed` when a rule failed (the others still ran).
+    pub state: String,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "sweep_interval_secs": 60.0, "batch_rows": 5000,
+    "rules": [{"rule": "audit_log", "deletes": "audit log rows (the tenant's and the admin's) older than this",
+               "unit": "days", "server_value": 90.0, "zero_means": "kept forever",
+               "tenant_setting": "retention.audit_log_days",
+               "tenant_overrides": [{"tenant_id": "0b6e3f5c-4a34-4c6f-9d8e-2f1d1c3b9a10", "tenant": "acme", "value": 365.0}],
+               "last_deleted": 12}],
+    "last_run": {"job_id": "019a9e3c-7d2a-7c1e-9f00-3b1f2a4c5d6e", "state": "completed",
+                 "started_at": "2026-11-23T10:00:00Z", "finished_at": "2026-11-23T10:00:00.120Z",
+                 "report": {"deleted": {"audit_log": 12, "cache_expired": 0}, "errors": {}, "duration_ms": 118, "staging_dropped": 0}}
+}))]
+pub struct RetentionView {
+    /// Seconds between sweeps (`--sweep-interval-secs`).
+    pub sweep_interval_secs: f64,
+    /// Rows one delete statement removes at most.
+    pub batch_rows: i64,
+    pub rules: Vec<RetentionRule>,
+    /// The last finished sweep (none yet after a first start).
+    pub last_run: Option<LastSweep>,
+}
+
+/// The rules, their values and overrides, and the last sweep (admin).
+pub async fn view(state: &AppState) -> Result<RetentionView, ApiError> {
+    let client = state.pool.get().await?;
+    let tenants = client
+        .query(
+            "SELECT id, name, settings->'retention' FROM tenants WHERE jsonb_typeof(settings->'retention') = 'object' ORDER BY name LIMIT 1000",
+            &[],
+        )
+        .await?;
+    let last = client
+        .query_opt(
+            "SELECT id, state, started_at, finished_at, checkpoint FROM jobs WHERE kind = 'sweep' \
+             AND state IN ('completed', 'failed', 'cancelled') ORDER BY finished_at DESC LIMIT 1",
+            &[],
+        )
+        .await?;
+    let last_run = match last {
+        None => None,
+        Some(row) => Some(LastSweep {
+            job_id: row.try_get(0)?,
+            state: row.try_get(1)?,
+            started_at: row.try_get(2)?,
+            finished_at: row.try_get(3)?,
+            report: row.try_get(4)?,
+        }),
+    };
+    let retention = state.jobs.retention;
+    let mut rules = Vec::new();
+    for rule in RULES {
+        let mut tenant_overrides = Vec::new();
+        if let Some(key) = rule.tenant_key() {
+            for row in &tenants {
+                let settings: serde_json::Value = row.try_get(2)?;
+                if let Some(value) = settings.get(key).and_then(|v| v.as_f64()) {
+                    tenant_overrides.push(TenantOverride { tenant_id: row.try_get(0)?, tenant: row.try_get(1)?, value });
+                }
+            }
+        }
+        rules.push(RetentionRule {
+            rule: rule.name(),
+            deletes: rule.description(),
+            unit: rule.unit().0,
+            server_value: rule.server_value(&retention),
+            zero_means: rule.zero_means(),
+            tenant_setting: rule.tenant_key().map(|k| format!("retention.{k}")),
+            tenant_overrides,
+            last_deleted: last_run.as_ref().and_then(|l| l.report["deleted"][rule.name()].as_u64()),
+        });
+    }
+    Ok(RetentionView { sweep_interval_secs: state.jobs.sweep_interval_secs, batch_rows: BATCH, rules, last_run })
+}
