@@ -41,13 +41,30 @@ impl AppState {
     /// A connection for a read-only request of `tenant`: a read replica's when one is fresh
     /// enough for the tenant (see `db::replicas`), else the primary's.
     pub async fn read_conn(&self, tenant: Uuid) -> Result<Conn, ApiError> {
+        Ok(self.read_conn_at(tenant).await?.0)
+    }
+
+    /// [`AppState::read_conn`], and the replica it came from (`None`: the primary).
+    pub async fn read_conn_at(&self, tenant: Uuid) -> Result<(Conn, Option<usize>), ApiError> {
         match &self.replicas {
-            Some(replicas) => Ok(replicas.read_conn(&self.pool, &self.metrics, tenant).await?.0),
+            Some(replicas) => match replicas.read_conn(&self.pool, &self.metrics, tenant).await? {
+                (conn, crate::db::replicas::Target::Replica(i)) => Ok((conn, Some(i))),
+                (conn, crate::db::replicas::Target::Primary) => Ok((conn, None)),
+            },
             None => {
                 self.metrics.reads.with_label_values(&["primary"]).inc();
-                Ok(self.pool.get().await?)
+                Ok((self.pool.get().await?, None))
             }
         }
+    }
+
+    /// The primary, for a read that failed on replica `i` (which is marked down).
+    pub async fn read_again_on_primary(&self, i: usize) -> Result<Conn, ApiError> {
+        if let Some(replicas) = &self.replicas {
+            replicas.failed(i);
+        }
+        self.metrics.reads.with_label_values(&["primary"]).inc();
+        Ok(self.pool.get().await?)
     }
 }
 

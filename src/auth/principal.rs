@@ -222,13 +222,16 @@ async fn resolve(state: &AppState, credential: &str) -> Result<Principal, ApiErr
 async fn resolve_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let client = state.pool.get().await?;
     let hash = keys::hash(key);
-    let row = client
-        .query_opt(
+    // Prepared once per connection: every request with a key runs it.
+    let statement = client
+        .prepare_cached(
             "SELECT id, tenant_id, role, \
                     last_used_at IS NULL OR last_used_at < now() - interval '1 minute' AS stale \
              FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL",
-            &[&hash.as_slice()],
         )
+        .await?;
+    let row = client
+        .query_opt(&statement, &[&hash.as_slice()])
         .await?
         .ok_or_else(|| ApiError::InvalidCredentials("unknown or revoked API key".into()))?;
     let id: Uuid = row.get(0);

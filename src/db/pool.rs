@@ -82,3 +82,17 @@ impl Drop for Conn {
         let _ = DB_TIME.try_with(|t| t.set(t.get() + held));
     }
 }
+
+/// Statements one connection keeps prepared at most; past it its cache starts over (the
+/// searches of many collections would otherwise grow it without bound, in the server's memory
+/// as much as in ours).
+const MAX_PREPARED: usize = 256;
+
+/// `sql` prepared once per connection (hot statements: a collection's registry read, its
+/// unfiltered search).
+pub async fn prepared(tx: &deadpool_postgres::Transaction<'_>, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    if tx.statement_cache.size() >= MAX_PREPARED {
+        tx.statement_cache.clear();
+    }
+    tx.prepare_cached(sql).await
+}

@@ -74,8 +74,9 @@ impl Replicas {
             map.insert(tenant, Instant::now());
             if map.len() > 100_000 {
                 // Entries older than any replica's lag bound no longer decide anything.
-                let horizon = Instant::now() - self.max_lag * 2;
-                map.retain(|_, at| *at > horizon);
+                if let Some(horizon) = Instant::now().checked_sub(self.max_lag * 2) {
+                    map.retain(|_, at| *at > horizon);
+                }
             }
         }
     }
@@ -111,6 +112,12 @@ impl Replicas {
         }
         metrics.reads.with_label_values(&["primary"]).inc();
         Ok((primary.get().await?, Target::Primary))
+    }
+
+    /// Marks replica `i` down after a read on it failed with a lost connection (the monitor
+    /// brings it back once it answers).
+    pub fn failed(&self, i: usize) {
+        down(&self.members[i], "a read on it lost its connection");
     }
 
     /// Each replica: up, and its lag in seconds (none until it was seen fresh once).

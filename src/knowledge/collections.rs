@@ -79,10 +79,9 @@ fn not_found(name: &str) -> ApiError {
 /// Reads a collection by name inside `tx` (optionally locking its registry row).
 pub async fn load(tx: &Transaction<'_>, tenant: Uuid, name: &str, lock: bool) -> Result<Loaded, ApiError> {
     let lock = if lock { " FOR UPDATE" } else { "" };
-    let row = tx
-        .query_opt(&format!("SELECT {COLUMNS} FROM collections WHERE name = $1{lock}"), &[&name])
-        .await?
-        .ok_or_else(|| not_found(name))?;
+    // Prepared once per connection: every search and write starts here.
+    let statement = crate::db::pool::prepared(tx, &format!("SELECT {COLUMNS} FROM collections WHERE name = $1{lock}")).await?;
+    let row = tx.query_opt(&statement, &[&name]).await?.ok_or_else(|| not_found(name))?;
     let collection = from_row(&row)?;
     Ok(Loaded {
         tenant,

@@ -72,6 +72,13 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             break;
         }
     }
+    // Moving a row out of the pending partition leaves a dead tuple there, and every search
+    // scans that partition: 100k merged rows left 160 MB of dead pages, read by each search
+    // (17 ms at 100k) until autovacuum came round and could truncate. Vacuumed now, the emptied
+    // partition shrinks to nothing.
+    if done > ctx.job.done {
+        run_alone(&ctx.state, &[format!("VACUUM {}", loaded.tables.chunks_pending)]).await?;
+    }
     Ok(Outcome::Completed)
 }
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::collections::{self, Loaded};
 use super::model::{Distance, IndexSpec};
 use super::search_model::{Explain, Fusion, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse};
-use crate::db::tenant_tx;
+use crate::db::{tenant_tx, Conn};
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::state::AppState;
@@ -101,11 +101,21 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
         SearchMode::Vector | SearchMode::Hybrid => Some(query_vector(state, req).await?),
     };
 
-    let mut client = state.read_conn(tenant).await?;
-    let tx = tenant_tx(&mut client, tenant).await?;
-    let response = search_in(&tx, tenant, name, req, query_vector).await?;
-    tx.commit().await?;
-    Ok(response)
+    // A read: the transaction ends by being dropped, which queues its ROLLBACK on the
+    // connection without waiting for the answer (the next request on it runs after it).
+    let on = |mut client: Conn, query_vector: Option<QueryVector>| async move {
+        let tx = tenant_tx(&mut client, tenant).await?;
+        search_in(&tx, tenant, name, req, query_vector).await
+    };
+    let (client, replica) = state.read_conn_at(tenant).await?;
+    match (on(client, query_vector.clone()).await, replica) {
+        // The replica went away under the search (it was stopped, say): once more on the primary.
+        (Err(ApiError::DatabaseUnavailable(why)), Some(i)) => {
+            tracing::warn!(replica = i, error = %why, "a search lost its replica; reading from the primary");
+            on(state.read_again_on_primary(i).await?, query_vector).await
+        }
+        (result, _) => result,
+    }
 }
 
 /// A search of one collection inside `tx` (another plane's snapshot, say), with the query's
@@ -194,6 +204,7 @@ pub async fn search_in(
 }
 
 /// The query's vector, and where it came from.
+#[derive(Clone)]
 pub struct QueryVector {
     pub vector: Vec<f32>,
     /// True when it is the query text embedded by the served model.
@@ -315,7 +326,6 @@ async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery
             settings.push_str(&format!("SET LOCAL ivfflat.probes = {probes}; "));
         }
     }
-    tx.batch_execute(&settings).await?;
     let op = loaded.distance().operator();
     let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
     let sql = format!(
@@ -323,18 +333,26 @@ async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery
            (c.embedding {op} {q})::float8 FROM {chunks} c WHERE {condition} \
          ORDER BY c.embedding {op} {q} LIMIT {fetch}"
     );
-    let postgres_plan = if explain {
+    // The SET LOCALs end with the transaction; what follows in it (document texts by primary
+    // key) reads fine under them. Without `explain` they go out in one write with the query
+    // (tokio-postgres pipelines requests issued together), saving a round trip. An unfiltered
+    // search without the vectors has a fixed text and result type per collection: it is
+    // prepared once per connection (with the vectors, a re-embed would change the result type
+    // under the cache).
+    let refs = params.as_refs();
+    let (rows, postgres_plan) = if explain {
+        tx.batch_execute(&settings).await?;
         let plan: serde_json::Value = tx
-            .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &params.as_refs())
+            .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &refs)
             .await?
             .try_get(0)?;
-        Some(describe_plan(&plan[0]["Plan"]))
+        (tx.query(&sql, &refs).await?, Some(describe_plan(&plan[0]["Plan"])))
+    } else if filter.is_none() && !want_embedding {
+        let statement = crate::db::pool::prepared(tx, &sql).await?;
+        (tokio::try_join!(tx.batch_execute(&settings), tx.query(&statement, &refs))?.1, None)
     } else {
-        None
+        (tokio::try_join!(tx.batch_execute(&settings), tx.query(&sql, &refs))?.1, None)
     };
-    // The SET LOCALs end with the transaction; what follows in it (document texts by primary
-    // key) reads fine under them.
-    let rows = tx.query(&sql, &params.as_refs()).await?;
     let mut hits = rows.iter().map(found).collect::<Result<Vec<_>, _>>()?;
     // relaxed_order may return rows slightly out of order.
     hits.sort_by(|a, b| a.value.total_cmp(&b.value));

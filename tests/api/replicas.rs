@@ -119,8 +119,8 @@ async fn reads_use_a_fresh_replica_see_their_own_writes_and_fall_back_to_the_pri
     }
 
     // A replica lagging beyond the bound is skipped: pause its replay, let the primary move on.
+    search_until(&app, "where do visitors park?", "replica", "caught up with the writes").await;
     replica_client.execute("SELECT pg_wal_replay_pause()", &[]).await.unwrap();
-    search_until(&app, "where do visitors park?", "replica", "before the primary moves on").await;
     app.create_tenant("other").await; // WAL on the primary that the replica does not replay
     let hits = search_until(&app, "where do visitors park?", "primary", "replica paused").await;
     assert_eq!(ids(&hits)[0], "parking");
