@@ -13,6 +13,9 @@ use crate::knowledge::index_text;
 use crate::ops::retention::BATCH;
 use crate::state::AppState;
 
+/// A tenant collection's due entries: namespaces, keys (paired), and the tenant's keep window.
+type Due = (Vec<String>, Vec<String>, f64);
+
 /// Removes the entries expired for longer than `keep_secs` (SQL over the tenant row `t`, with
 /// the server's value `server_value` as `$1`), batch by batch; returns how many.
 pub async fn expired(state: &AppState, keep_secs: &str, server_value: f64) -> Result<u64, ApiError> {
@@ -52,7 +55,7 @@ pub async fn expired(state: &AppState, keep_secs: &str, server_value: f64) -> Re
         if rows.is_empty() {
             break;
         }
-        let mut groups: BTreeMap<(Uuid, String), (Vec<String>, Vec<String>, f64)> = BTreeMap::new();
+        let mut groups: BTreeMap<(Uuid, String), Due> = BTreeMap::new();
         for row in &rows {
             let (tenant, collection, namespaces, keys, keep): (Uuid, String, Vec<String>, Vec<String>, f64) =
                 (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);

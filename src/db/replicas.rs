@@ -60,14 +60,6 @@ impl Replicas {
         Replicas { members, max_lag, check, last_write: Mutex::new(HashMap::new()), next: AtomicUsize::new(0) }
     }
 
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
     /// Notes that `tenant` wrote (call when a write request ends, before its response leaves).
     pub fn wrote(&self, tenant: Uuid) {
         if let Ok(mut map) = self.last_write.lock() {
@@ -118,18 +110,6 @@ impl Replicas {
     /// brings it back once it answers).
     pub fn failed(&self, i: usize) {
         down(&self.members[i], "a read on it lost its connection");
-    }
-
-    /// Each replica: up, and its lag in seconds (none until it was seen fresh once).
-    pub fn status(&self) -> Vec<(String, bool, Option<f64>)> {
-        let now = Instant::now();
-        self.members
-            .iter()
-            .map(|r| {
-                let fresh = r.fresh_as_of.lock().ok().and_then(|f| *f);
-                (r.name.clone(), r.up.load(Ordering::Relaxed), fresh.map(|f| now.saturating_duration_since(f).as_secs_f64()))
-            })
-            .collect()
     }
 }
 

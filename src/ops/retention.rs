@@ -222,7 +222,7 @@ async fn apply(state: &AppState, rule: Rule) -> Result<u64, ApiError> {
 }
 
 /// What one sweep did: rows deleted per rule, and the rules that failed.
-#[derive(Debug, Default, Clone, Serialize, ToSchema)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct SweepReport {
     /// Rows deleted per rule.
     pub deleted: BTreeMap<String, u64>,

@@ -19,7 +19,7 @@
 //! Postgres at a random moment. The thread itself is in [`super::supervisor`].
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Gid, Pid, Uid, User};
 
 use super::supervisor::{supervise, Launch, Shared};
+pub use super::pidfile::{running_socket, write_fake_postmaster_pid};
+use super::pidfile::recover_stale_postmaster;
 
 /// The database superuser created by `initdb`.
 pub const SUPERUSER: &str = "postgres";
@@ -498,58 +500,6 @@ fn socket_dir_for(data_dir: &Path, port: u16, run_as: Option<&RunAs>) -> Result<
     Ok(dir)
 }
 
-/// Deals with a `postmaster.pid` left by a previous run:
-/// * the process is gone, or the pid now belongs to something else (pid reuse, common in
-///   containers) -> the file and the socket lock are stale: remove them;
-/// * it is still our postmaster (onebase was killed and Postgres outlived it) -> ask it to shut
-///   down cleanly and wait, then start afresh.
-pub(super) fn recover_stale_postmaster(data_dir: &Path, socket_dir: &Path, port: u16) -> Result<(), EmbeddedError> {
-    let pid_file = data_dir.join("postmaster.pid");
-    let Ok(contents) = fs::read_to_string(&pid_file) else {
-        return Ok(());
-    };
-    let pid = contents
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
-        .unwrap_or(0);
-    if pid > 0 && is_postmaster_of(pid, data_dir) {
-        tracing::warn!(
-            pid,
-            "a postgres from a previous run is still running on this data directory; stopping it"
-        );
-        let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if kill(Pid::from_raw(pid), None).is_ok() {
-            return Err(EmbeddedError::StalePostmasterAlive(pid));
-        }
-        return Ok(());
-    }
-    tracing::warn!(pid, "removing a stale postmaster.pid");
-    fs::remove_file(&pid_file).map_err(io_err("removing the stale postmaster.pid"))?;
-    let lock = socket_dir.join(format!(".s.PGSQL.{port}.lock"));
-    if lock.exists() {
-        let _ = fs::remove_file(socket_dir.join(format!(".s.PGSQL.{port}")));
-        fs::remove_file(&lock).map_err(io_err("removing the stale socket lock"))?;
-    }
-    Ok(())
-}
-
-/// A live process is our postmaster if it is a `postgres` whose working directory is the data
-/// directory (the postmaster chdirs into it).
-fn is_postmaster_of(pid: i32, data_dir: &Path) -> bool {
-    if kill(Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok();
-    let data_dir = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    comm.trim() == "postgres" && cwd.as_deref() == Some(data_dir.as_path())
-}
-
 /// The last `n` lines of the log written since `from` (the offset at startup).
 pub(super) fn tail_from(path: &Path, from: u64, n: usize) -> String {
     use std::io::{Seek, SeekFrom};
@@ -563,32 +513,11 @@ pub(super) fn tail_from(path: &Path, from: u64, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Writes a fake `postmaster.pid` for tests of the stale-file recovery.
-#[doc(hidden)]
-pub fn write_fake_postmaster_pid(data_dir: &Path, pid: i32) -> std::io::Result<()> {
-    let mut f = fs::File::create(data_dir.join("postmaster.pid"))?;
-    writeln!(f, "{pid}\n{}\n0\n5432\n\n\n", data_dir.display())
-}
-
 /// A client config for `dbname` as the superuser, over the unix socket in `socket_dir`.
 pub fn socket_config(socket_dir: &Path, port: u16, dbname: &str) -> tokio_postgres::Config {
     let mut cfg = tokio_postgres::Config::new();
     cfg.host_path(socket_dir).port(port).user(SUPERUSER).dbname(dbname).application_name("onebase");
     cfg
-}
-
-/// The unix socket directory and port of a postmaster already running on `data_dir` (a serving
-/// onebase's cluster), read from its `postmaster.pid`; `None` when none runs.
-pub fn running_socket(data_dir: &Path) -> Option<(PathBuf, u16)> {
-    let contents = fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
-    let lines: Vec<&str> = contents.lines().collect();
-    let pid: i32 = lines.first()?.trim().parse().ok()?;
-    if !is_postmaster_of(pid, data_dir) {
-        return None;
-    }
-    let port: u16 = lines.get(3)?.trim().parse().ok()?;
-    let socket = lines.get(4)?.trim();
-    (!socket.is_empty()).then(|| (PathBuf::from(socket), port))
 }
 
 /// When onebase runs as root, hands `path` (recursively) to the OS user Postgres runs as, e.g. a

@@ -2,6 +2,7 @@
 
 pub mod embedded;
 pub mod migrations;
+mod pidfile;
 mod supervisor;
 
 use std::sync::Arc;

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{Gid, Uid};
 
-use super::embedded::{io_err, recover_stale_postmaster, tail_from, EmbeddedError, EmbeddedOptions};
+use super::embedded::{io_err, tail_from, EmbeddedError, EmbeddedOptions};
+use super::pidfile::recover_stale_postmaster;
 
 /// What the supervisor thread and the handle share.
 #[derive(Default)]
