@@ -5,4 +5,4 @@ pub mod replicas;
 pub mod scope;
 
 pub use pool::{Conn, Pool};
-pub use scope::{as_owner, system_tx, tenant_tx, APP_ROLE};
+pub use scope::{as_owner, system_tx, tenant_scope, tenant_tx, APP_ROLE};

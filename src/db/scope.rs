@@ -22,13 +22,17 @@ pub const APP_ROLE: &str = "onebase_app";
 /// Opens a transaction confined to `tenant` by row-level security.
 pub async fn tenant_tx(client: &mut Object, tenant: Uuid) -> Result<Transaction<'_>, ApiError> {
     let tx = client.transaction().await?;
-    // A literal SET (the tenant is a Uuid, so its text is hex and hyphens): Citus forwards SET
-    // statements to its workers, not set_config() calls. One round trip for both settings.
-    tx.batch_execute(&format!(
-        "SET LOCAL onebase.tenant_id = '{tenant}'; SET LOCAL ROLE {APP_ROLE}"
-    ))
-    .await?;
+    tx.batch_execute(&tenant_scope(tenant)).await?;
     Ok(tx)
+}
+
+/// The statements that confine a transaction to `tenant`, for a caller that sends them in one
+/// write with its first query (tokio-postgres pipelines requests issued together, and
+/// PostgreSQL runs them in order): a round trip less than [`tenant_tx`]. A literal SET (the
+/// tenant is a Uuid, so its text is hex and hyphens): Citus forwards SET statements to its
+/// workers, not set_config() calls.
+pub fn tenant_scope(tenant: Uuid) -> String {
+    format!("SET LOCAL onebase.tenant_id = '{tenant}'; SET LOCAL ROLE {APP_ROLE}")
 }
 
 /// Runs DDL (e.g. a collection's tables) inside a tenant transaction with the server's own

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::collections::{self, Loaded};
 use super::model::{Distance, IndexSpec};
 use super::search_model::{Explain, Fusion, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse};
-use crate::db::{tenant_tx, Conn};
+use crate::db::{tenant_scope, Conn};
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::state::AppState;
@@ -104,8 +104,11 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
     // A read: the transaction ends by being dropped, which queues its ROLLBACK on the
     // connection without waiting for the answer (the next request on it runs after it).
     let on = |mut client: Conn, query_vector: Option<QueryVector>| async move {
-        let tx = tenant_tx(&mut client, tenant).await?;
-        search_in(&tx, tenant, name, req, query_vector).await
+        let tx = client.transaction().await?;
+        let scope = tenant_scope(tenant);
+        let scoped = async { tx.batch_execute(&scope).await.map_err(ApiError::from) };
+        let (_, loaded) = tokio::try_join!(scoped, collections::load(&tx, tenant, name, false))?;
+        search_loaded(&tx, loaded, req, query_vector).await
     };
     let (client, replica) = state.read_conn_at(tenant).await?;
     match (on(client, query_vector.clone()).await, replica) {
@@ -128,6 +131,16 @@ pub async fn search_in(
     req: &SearchRequest,
     query_vector: Option<QueryVector>,
 ) -> Result<SearchResponse, ApiError> {
+    let loaded = collections::load(tx, tenant, name, false).await?;
+    search_loaded(tx, loaded, req, query_vector).await
+}
+
+async fn search_loaded(
+    tx: &Transaction<'_>,
+    loaded: Loaded,
+    req: &SearchRequest,
+    query_vector: Option<QueryVector>,
+) -> Result<SearchResponse, ApiError> {
     let k = req.k.unwrap_or(DEFAULT_K);
     let ef_search = req.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
     let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
@@ -137,25 +150,37 @@ pub async fn search_in(
     if mode == SearchMode::Hybrid {
         fetch = fetch.max(k * 4).max(40);
     }
-    let loaded = collections::load(tx, tenant, name, false).await?;
     if let Some(query) = &query_vector {
         query.check(&loaded)?;
     }
     let query_vector = query_vector.map(|q| q.vector);
     let want_embedding = include.contains(&Include::Embedding);
-    let (vector_hits, plan) = match &query_vector {
-        Some(v) => {
-            let explain = req.explain.unwrap_or(false);
-            let query = VectorQuery { vector: v, filter: filter.as_ref(), fetch, ef_search, want_embedding, explain };
-            let (hits, plan) = vector_search(tx, &loaded, query).await?;
-            (Some(hits), Some(plan))
+    // The text query goes first, the vector query's `SET LOCAL`s (which steer the planner to
+    // the ANN index) after it, so they never steer the text query; both are sent in one write.
+    let text_query = match (mode, &req.query) {
+        (SearchMode::Text | SearchMode::Hybrid, Some(q)) => {
+            Some(text_statement(tx, &loaded, q, filter.as_ref(), fetch, want_embedding).await?)
         }
-        None => (None, None),
-    };
-    let text_hits = match (mode, &req.query) {
-        (SearchMode::Text | SearchMode::Hybrid, Some(q)) => Some(text_search(tx, &loaded, q, filter.as_ref(), fetch, want_embedding).await?),
         _ => None,
     };
+    let text = async {
+        match &text_query {
+            Some(query) => Ok(Some(text_search(tx, query).await?)),
+            None => Ok::<_, ApiError>(None),
+        }
+    };
+    let vector = async {
+        match &query_vector {
+            Some(v) => {
+                let explain = req.explain.unwrap_or(false);
+                let query = VectorQuery { vector: v, filter: filter.as_ref(), fetch, ef_search, want_embedding, explain };
+                let (hits, plan) = vector_search(tx, &loaded, query).await?;
+                Ok((Some(hits), Some(plan)))
+            }
+            None => Ok::<_, ApiError>((None, None)),
+        }
+    };
+    let (text_hits, (vector_hits, plan)) = tokio::try_join!(text, vector)?;
     let mut hits = fuse(loaded.distance(), vector_hits, text_hits, req.fusion.as_ref());
     if let Some(min) = req.min_score {
         hits.retain(|(_, score, _)| *score >= min);
@@ -283,80 +308,142 @@ struct VectorQuery<'a> {
 }
 
 async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery<'_>) -> Result<(Vec<Found>, Plan), ApiError> {
-    let VectorQuery { vector, filter, fetch, ef_search, want_embedding, explain } = query;
     if loaded.collection.embedding.dimension.is_none() {
         return Ok((vec![], ("exact".into(), "the collection has no vectors yet".into(), None, None)));
     }
+    let has_index = loaded.collection.index != IndexSpec::None {};
+    if !has_index {
+        // A filter's rows through the metadata GIN index (a bitmap scan) where it can serve,
+        // rather than a read of the whole table, which the planner picks without statistics.
+        let settings = if query.filter.is_some() { "SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off; " } else { "" };
+        let (rows, postgres_plan) = run(tx, &query, exact_sql(loaded, &query), settings).await?;
+        let reason = "the collection has no vector index".to_string();
+        return Ok((hits_of(&rows)?, ("exact".into(), reason, None, postgres_plan)));
+    }
+    let mut matching = None;
+    if query.filter.is_some() {
+        // One statement scans the matching rows (up to the threshold) through the metadata GIN
+        // index, keeping their keys and distances, counts them, and reads the nearest back by
+        // primary key: under the threshold that is the exact answer, found in one pass, where
+        // counting first and scanning again read every matching heap page twice. No seq scan:
+        // the planner picks one when it has no statistics yet.
+        let (rows, postgres_plan) = run(tx, &query, filtered_exact_sql(loaded, &query), "SET LOCAL enable_seqscan = off; ").await?;
+        let count = match rows.first() {
+            Some(row) => row.try_get::<_, i64>(8)?,
+            None => 0,
+        };
+        if count < EXACT_THRESHOLD {
+            let reason = format!("the filter matches {count} chunks, under {EXACT_THRESHOLD}: an exact scan of them");
+            return Ok((hits_of(&rows)?, ("exact".into(), reason, Some(count), postgres_plan)));
+        }
+        matching = Some(count);
+    }
+    // The ANN index, with pgvector 0.8's iterative scan so that a filter still fills `k`. No seq
+    // or bitmap scan of the indexed partition: pgvector prices an HNSW scan of a small table
+    // above a seq scan and sort of it, which reads every vector (2,000 chunks: 6 ms against
+    // 1.3 ms through the index). The pending partition has no ANN index and is scanned anyway.
+    let mut settings = String::from(
+        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+         SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL ivfflat.iterative_scan = relaxed_order; ",
+    );
+    if let IndexSpec::Ivfflat { lists } = loaded.collection.index {
+        let probes = (f64::from(lists.unwrap_or(IndexSpec::DEFAULT_LISTS))).sqrt().ceil().max(1.0) as u32;
+        settings.push_str(&format!("SET LOCAL ivfflat.probes = {probes}; "));
+    }
+    let (rows, postgres_plan) = run(tx, &query, exact_sql(loaded, &query), &settings).await?;
+    let reason = match matching {
+        Some(_) => format!("the filter matches {EXACT_THRESHOLD} chunks or more: the vector index, with iterative scan"),
+        None => "no filter: the vector index".to_string(),
+    };
+    Ok((hits_of(&rows)?, ("ann".into(), reason, matching, postgres_plan)))
+}
+
+/// The vector query: the filter's rows by distance (an ANN index scan, where the settings allow
+/// one), with its bind parameters.
+fn exact_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
     let mut params = SqlParams::new();
-    let q = params.push(Vector::from(vector.to_vec()));
-    let condition = match filter {
+    let q = params.push(Vector::from(query.vector.to_vec()));
+    let condition = match query.filter {
         Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
         None => "true".into(),
     };
-    let chunks = &loaded.tables.chunks;
-    let has_index = loaded.collection.index != IndexSpec::None {};
-    let (plan, matching) = if !has_index {
-        (("exact".to_string(), "the collection has no vector index".to_string()), None)
-    } else if filter.is_some() {
-        let count = count_matching(tx, chunks, filter, loaded).await?;
-        if count < EXACT_THRESHOLD {
-            (
-                ("exact".to_string(), format!("the filter matches {count} chunks, under {EXACT_THRESHOLD}: an exact scan of them")),
-                Some(count),
-            )
-        } else {
-            (
-                ("ann".to_string(), format!("the filter matches {EXACT_THRESHOLD} chunks or more: the vector index, with iterative scan")),
-                Some(count),
-            )
-        }
-    } else {
-        (("ann".to_string(), "no filter: the vector index".to_string()), None)
-    };
-    let mut settings = format!("SET LOCAL hnsw.ef_search = {ef_search}; ");
-    if plan.0 == "exact" {
-        // Exact: no ANN index scan; and the matching rows through the metadata GIN index (a
-        // bitmap scan) where the filter can use it, rather than a scan of the whole table, which
-        // the planner picks when it has no statistics yet.
-        settings.push_str("SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off; ");
-    } else {
-        settings.push_str("SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL ivfflat.iterative_scan = relaxed_order; ");
-        if let IndexSpec::Ivfflat { lists } = loaded.collection.index {
-            let probes = (f64::from(lists.unwrap_or(IndexSpec::DEFAULT_LISTS))).sqrt().ceil().max(1.0) as u32;
-            settings.push_str(&format!("SET LOCAL ivfflat.probes = {probes}; "));
-        }
-    }
     let op = loaded.distance().operator();
-    let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
+    let embedding = if query.want_embedding { "c.embedding" } else { "NULL::vector" };
     let sql = format!(
         "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
            (c.embedding {op} {q})::float8 FROM {chunks} c WHERE {condition} \
-         ORDER BY c.embedding {op} {q} LIMIT {fetch}"
+         ORDER BY c.embedding {op} {q} LIMIT {fetch}",
+        chunks = loaded.tables.chunks,
+        fetch = query.fetch,
     );
-    // The SET LOCALs end with the transaction; what follows in it (document texts by primary
-    // key) reads fine under them. Without `explain` they go out in one write with the query
-    // (tokio-postgres pipelines requests issued together), saving a round trip. An unfiltered
-    // search without the vectors has a fixed text and result type per collection: it is
-    // prepared once per connection (with the vectors, a re-embed would change the result type
-    // under the cache).
+    (sql, params)
+}
+
+/// The filter's rows, at most [`EXACT_THRESHOLD`] of them, as keys and distances; the nearest
+/// `fetch` read back whole by primary key, each row with the count (column 8).
+fn filtered_exact_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
+    let mut params = SqlParams::new();
+    let q = params.push(Vector::from(query.vector.to_vec()));
+    let tenant = params.push(loaded.tenant);
+    let condition = match query.filter {
+        Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
+        None => "true".into(),
+    };
+    let op = loaded.distance().operator();
+    let embedding = if query.want_embedding { "c.embedding" } else { "NULL::vector" };
+    let sql = format!(
+        "WITH m AS MATERIALIZED ( \
+             SELECT c.document_id, c.chunk_index, c.pending, (c.embedding {op} {q})::float8 AS d \
+             FROM {chunks} c WHERE {condition} LIMIT {EXACT_THRESHOLD}), \
+           top AS (SELECT * FROM m ORDER BY d, document_id, chunk_index LIMIT {fetch}) \
+         SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, top.d, \
+           (SELECT count(*) FROM m) \
+         FROM top JOIN {chunks} c ON c.tenant_id = {tenant} AND c.document_id = top.document_id \
+           AND c.chunk_index = top.chunk_index AND c.pending = top.pending \
+         ORDER BY top.d",
+        chunks = loaded.tables.chunks,
+        fetch = query.fetch,
+    );
+    (sql, params)
+}
+
+/// Runs a vector query after its `SET LOCAL`s, with its plan when explaining. The settings end
+/// with the transaction; what follows in it (document texts by primary key) reads fine under
+/// them. Without `explain` they go out in one write with the query (tokio-postgres pipelines
+/// requests issued together), saving a round trip. A search without the vectors has a fixed
+/// text and result type per collection and filter shape (the filter's values are bound): it is
+/// prepared once per connection, which saves a round trip (an unprepared query is parsed, then
+/// run) and the planning (with the vectors, a re-embed would change the result type under the
+/// cache). The settings leave the planner one good plan whatever the filter's values, so the
+/// generic plan PostgreSQL may settle on is that plan.
+async fn run(
+    tx: &Transaction<'_>,
+    query: &VectorQuery<'_>,
+    (sql, params): (String, SqlParams),
+    settings: &str,
+) -> Result<(Vec<tokio_postgres::Row>, Option<String>), ApiError> {
+    let settings = format!("SET LOCAL hnsw.ef_search = {}; {settings}", query.ef_search);
     let refs = params.as_refs();
-    let (rows, postgres_plan) = if explain {
+    if query.explain {
         tx.batch_execute(&settings).await?;
         let plan: serde_json::Value = tx
             .query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &refs)
             .await?
             .try_get(0)?;
-        (tx.query(&sql, &refs).await?, Some(describe_plan(&plan[0]["Plan"])))
-    } else if filter.is_none() && !want_embedding {
+        Ok((tx.query(&sql, &refs).await?, Some(describe_plan(&plan[0]["Plan"]))))
+    } else if !query.want_embedding {
         let statement = crate::db::pool::prepared(tx, &sql).await?;
-        (tokio::try_join!(tx.batch_execute(&settings), tx.query(&statement, &refs))?.1, None)
+        Ok((tokio::try_join!(tx.batch_execute(&settings), tx.query(&statement, &refs))?.1, None))
     } else {
-        (tokio::try_join!(tx.batch_execute(&settings), tx.query(&sql, &refs))?.1, None)
-    };
+        Ok((tokio::try_join!(tx.batch_execute(&settings), tx.query(&sql, &refs))?.1, None))
+    }
+}
+
+/// Hits by distance (relaxed_order may return rows slightly out of order).
+fn hits_of(rows: &[tokio_postgres::Row]) -> Result<Vec<Found>, ApiError> {
     let mut hits = rows.iter().map(found).collect::<Result<Vec<_>, _>>()?;
-    // relaxed_order may return rows slightly out of order.
     hits.sort_by(|a, b| a.value.total_cmp(&b.value));
-    Ok((hits, (plan.0, plan.1, matching, postgres_plan)))
+    Ok(hits)
 }
 
 /// `Limit > Index Scan (chunks_..._embedding_idx)`: the node types of a JSON plan, outermost
@@ -377,30 +464,21 @@ fn describe_plan(node: &serde_json::Value) -> String {
     parts.join(" > ")
 }
 
-/// Matching chunks, counted up to the exact-scan threshold.
-async fn count_matching(tx: &Transaction<'_>, chunks: &str, filter: Option<&Filter>, loaded: &Loaded) -> Result<i64, ApiError> {
-    let mut params = SqlParams::new();
-    let condition = match filter {
-        Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
-        None => "true".into(),
-    };
-    Ok(tx
-        .query_one(
-            &format!("SELECT count(*) FROM (SELECT 1 FROM {chunks} c WHERE {condition} LIMIT {EXACT_THRESHOLD}) s"),
-            &params.as_refs(),
-        )
-        .await?
-        .try_get(0)?)
+/// A text query, prepared: [`text_statement`] awaits the statement, so that running it sends the
+/// query at once (in order, before anything issued after it).
+struct TextQuery {
+    statement: tokio_postgres::Statement,
+    params: SqlParams,
 }
 
-async fn text_search(
+async fn text_statement(
     tx: &Transaction<'_>,
     loaded: &Loaded,
     query: &str,
     filter: Option<&Filter>,
     fetch: u32,
     want_embedding: bool,
-) -> Result<Vec<Found>, ApiError> {
+) -> Result<TextQuery, ApiError> {
     let mut params = SqlParams::new();
     let lang = params.push(loaded.language().to_string());
     let q = params.push(query.to_string());
@@ -409,19 +487,26 @@ async fn text_search(
         None => "true".into(),
     };
     let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
-                   ts_rank_cd(c.tsv, tq.query)::float8 AS rank \
-                 FROM {chunks} c, (SELECT websearch_to_tsquery({lang}::text::regconfig, {q}) AS query) tq \
-                 WHERE c.tsv @@ tq.query AND {condition} \
-                 ORDER BY rank DESC, c.document_id, c.chunk_index LIMIT {fetch}",
-                chunks = loaded.tables.chunks
-            ),
-            &params.as_refs(),
-        )
-        .await?;
+    let sql = format!(
+        "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
+           ts_rank_cd(c.tsv, tq.query)::float8 AS rank \
+         FROM {chunks} c, (SELECT websearch_to_tsquery({lang}::text::regconfig, {q}) AS query) tq \
+         WHERE c.tsv @@ tq.query AND {condition} \
+         ORDER BY rank DESC, c.document_id, c.chunk_index LIMIT {fetch}",
+        chunks = loaded.tables.chunks
+    );
+    // Without the vectors the text is fixed per collection and filter shape: prepared once per
+    // connection, as the vector query is.
+    let statement = if !want_embedding {
+        crate::db::pool::prepared(tx, &sql).await?
+    } else {
+        tx.prepare(&sql).await?
+    };
+    Ok(TextQuery { statement, params })
+}
+
+async fn text_search(tx: &Transaction<'_>, query: &TextQuery) -> Result<Vec<Found>, ApiError> {
+    let rows = tx.query(&query.statement, &query.params.as_refs()).await?;
     rows.iter().map(found).collect()
 }
 
