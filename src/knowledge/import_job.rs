@@ -128,21 +128,20 @@ fn mark(mut checkpoint: serde_json::Value, embedded: Option<i64>) -> serde_json:
 }
 
 /// Builds the collection's ANN index on its main partition (a resumed job builds it again),
-/// with the configured memory and parallel maintenance workers, then gathers statistics.
+/// with the configured memory and parallel maintenance workers, gathers statistics, and merges
+/// the loaded rows' entries still in the GIN indexes' pending lists (up to 4 MB each, read by
+/// every text search and filter until merged).
 pub(super) async fn build_index(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
-    let Some(create) = super::ddl::vector_index(&loaded.tables, loaded.distance(), &loaded.collection.index) else {
-        return Ok(());
-    };
-    // On a connection of its own (closed afterwards), so the settings stay with this build.
     let (schema, index, chunks) = (&loaded.tables.schema, loaded.tables.vector_index_name(), &loaded.tables.chunks);
-    super::maintain::run_alone(
-        state,
-        &[format!(
+    let build = match super::ddl::vector_index(&loaded.tables, loaded.distance(), &loaded.collection.index) {
+        Some(create) => format!(
             "{settings} DROP INDEX IF EXISTS {schema}.{index}; {create}; ANALYZE {chunks}",
             settings = super::maintain::index_build_settings(state),
-        )],
-    )
-    .await?;
+        ),
+        None => format!("ANALYZE {chunks}"),
+    };
+    // On a connection of its own (closed afterwards), so the settings stay with this build.
+    super::maintain::run_alone(state, &[build, super::maintain::gin_clean(&loaded.tables.chunks_main)]).await?;
     Ok(())
 }
 

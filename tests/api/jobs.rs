@@ -246,7 +246,7 @@ async fn incremental_batches_into_an_indexed_collection_are_searchable_during_me
     wait_job(&app, job["id"].as_str().unwrap()).await;
     for batch in 0..5 {
         let start = 5_000 + batch * 300;
-        let docs: Vec<_> = (start..start + 300).map(|i| json!({"id": format!("r{i}"), "embedding": vector(i, dim)})).collect();
+        let docs: Vec<_> = (start..start + 300).map(|i| json!({"id": format!("r{i}"), "embedding": vector(i, dim), "metadata": {"tag": i % 7}})).collect();
         let (status, body) = call(&app, Method::POST, "/v1/collections/inc/documents", Some(json!({"documents": docs}))).await;
         assert_eq!(status, 201, "{body}");
         // Acknowledged rows are found at once, merged or not.
@@ -269,6 +269,25 @@ async fn incremental_batches_into_an_indexed_collection_are_searchable_during_me
         .get(0);
     let pending: i64 = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0);
     assert_eq!(pending, 0, "the merges moved every row into the index's partition");
+    // ... and their metadata entries out of the GIN pending lists into the index proper, which
+    // a filter would otherwise read entry by entry: nothing is left to clean.
+    let main = table.replace("_pending", "_main");
+    let cleaned: i64 = client
+        .query_one(
+            &format!(
+                "SELECT coalesce(sum(gin_clean_pending_list(i.indexrelid)), -1)::bigint FROM pg_index i \
+                   JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
+                 WHERE i.indrelid = '{main}'::regclass AND a.amname = 'gin'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(cleaned, 0, "GIN pending-list pages left after the merge");
+    let (_, filtered) = call(&app, Method::POST, "/v1/collections/inc/search", Some(json!({"vector": vector(5_001, dim), "k": 3,
+        "filter": {"tag": 5_001 % 7}}))).await;
+    assert_eq!(filtered["hits"][0]["document_id"], "r5001", "{filtered}");
     assert_eq!(chunk_rows(&app, "inc").await, 6_500);
     for i in [5_000, 5_600, 6_499] {
         assert_eq!(top_hit(&app, "inc", &vector(i, dim)).await, format!("r{i}"));
