@@ -19,8 +19,10 @@ use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::state::AppState;
 
-/// Filters of at most this many matching chunks are searched exactly.
-pub const EXACT_THRESHOLD: i64 = 10_000;
+/// Filters of fewer matching chunks than this are searched exactly. An exact pass costs about
+/// 1.6 µs a matching chunk (384-d, warm): at a million chunks a 1% filter (10,000) takes 16 ms
+/// exactly, and 44 ms at recall 0.85 through the HNSW index with iterative scan.
+pub const EXACT_THRESHOLD: i64 = 20_000;
 pub const DEFAULT_K: u32 = 10;
 pub const DEFAULT_EF_SEARCH: u32 = 100;
 const MAX_QUERY_CHARS: usize = 8192;
