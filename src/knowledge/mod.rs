@@ -12,6 +12,7 @@ pub mod index_text;
 pub mod ingest;
 pub mod search;
 pub mod search_model;
+mod search_text;
 pub mod query_cache;
 pub mod api_jobs;
 pub mod import;

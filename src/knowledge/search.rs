@@ -1,9 +1,10 @@
 //! Search over one collection: vector (ANN or exact), full text, or both fused.
 //!
-//! A filtered vector search picks its plan per query: it counts the matching rows up to
-//! [`EXACT_THRESHOLD`]; under it, an exact scan of just those rows (found through the metadata
-//! GIN index) returns the true nearest neighbours; over it, the HNSW / IVFFlat index runs with
-//! pgvector 0.8's iterative scan, so that a selective filter still fills `k`.
+//! A filtered vector search picks its plan per query: one pass reads the matching rows (through
+//! the metadata GIN index) with their distances, up to [`EXACT_THRESHOLD`]; under it, their
+//! nearest are the answer, the true nearest neighbours; at it, the HNSW / IVFFlat index runs with
+//! pgvector 0.8's iterative scan, so that a selective filter still fills `k`. The text half and
+//! the fusion of hybrid search are in `search_text`.
 
 use std::collections::HashMap;
 
@@ -12,8 +13,9 @@ use pgvector::Vector;
 use uuid::Uuid;
 
 use super::collections::{self, Loaded};
-use super::model::{Distance, IndexSpec};
-use super::search_model::{Explain, Fusion, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse};
+use super::model::IndexSpec;
+use super::search_model::{Explain, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse};
+use super::search_text::{fuse, text_search, text_statement};
 use crate::db::{tenant_scope, Conn};
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
@@ -38,19 +40,19 @@ pub const CHUNK_COLUMNS: Columns = Columns {
 
 /// A chunk found by one of the two searches.
 #[derive(Debug, Clone)]
-struct Found {
-    document_id: String,
-    chunk_index: i32,
-    text: String,
-    metadata: serde_json::Value,
-    start_char: i32,
-    end_char: i32,
-    embedding: Option<Vector>,
+pub(super) struct Found {
+    pub(super) document_id: String,
+    pub(super) chunk_index: i32,
+    pub(super) text: String,
+    pub(super) metadata: serde_json::Value,
+    pub(super) start_char: i32,
+    pub(super) end_char: i32,
+    pub(super) embedding: Option<Vector>,
     /// Distance for vector hits, rank for text hits.
-    value: f64,
+    pub(super) value: f64,
 }
 
-fn found(row: &tokio_postgres::Row) -> Result<Found, ApiError> {
+pub(super) fn found(row: &tokio_postgres::Row) -> Result<Found, ApiError> {
     Ok(Found {
         document_id: row.try_get(0)?,
         chunk_index: row.try_get(1)?,
@@ -318,7 +320,7 @@ async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery
         // A filter's rows through the metadata GIN index (a bitmap scan) where it can serve,
         // rather than a read of the whole table, which the planner picks without statistics.
         let settings = if query.filter.is_some() { "SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off; " } else { "" };
-        let (rows, postgres_plan) = run(tx, &query, exact_sql(loaded, &query), settings).await?;
+        let (rows, postgres_plan) = run(tx, &query, vector_sql(loaded, &query), settings).await?;
         let reason = "the collection has no vector index".to_string();
         return Ok((hits_of(&rows)?, ("exact".into(), reason, None, postgres_plan)));
     }
@@ -352,7 +354,7 @@ async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery
         let probes = (f64::from(lists.unwrap_or(IndexSpec::DEFAULT_LISTS))).sqrt().ceil().max(1.0) as u32;
         settings.push_str(&format!("SET LOCAL ivfflat.probes = {probes}; "));
     }
-    let (rows, postgres_plan) = run(tx, &query, exact_sql(loaded, &query), &settings).await?;
+    let (rows, postgres_plan) = run(tx, &query, vector_sql(loaded, &query), &settings).await?;
     let reason = match matching {
         Some(_) => format!("the filter matches {EXACT_THRESHOLD} chunks or more: the vector index, with iterative scan"),
         None => "no filter: the vector index".to_string(),
@@ -360,17 +362,33 @@ async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery
     Ok((hits_of(&rows)?, ("ann".into(), reason, matching, postgres_plan)))
 }
 
+/// What both vector queries are built from: the bound query vector (`q`) and filter
+/// (`condition`), the distance operator and the embedding column (or NULL).
+struct VectorSql {
+    params: SqlParams,
+    q: String,
+    condition: String,
+    op: &'static str,
+    embedding: &'static str,
+}
+
+impl VectorSql {
+    fn new(loaded: &Loaded, query: &VectorQuery<'_>) -> Self {
+        let mut params = SqlParams::new();
+        let q = params.push(Vector::from(query.vector.to_vec()));
+        let condition = match query.filter {
+            Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
+            None => "true".into(),
+        };
+        let embedding = if query.want_embedding { "c.embedding" } else { "NULL::vector" };
+        VectorSql { params, q, condition, op: loaded.distance().operator(), embedding }
+    }
+}
+
 /// The vector query: the filter's rows by distance (an ANN index scan, where the settings allow
 /// one), with its bind parameters.
-fn exact_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
-    let mut params = SqlParams::new();
-    let q = params.push(Vector::from(query.vector.to_vec()));
-    let condition = match query.filter {
-        Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
-        None => "true".into(),
-    };
-    let op = loaded.distance().operator();
-    let embedding = if query.want_embedding { "c.embedding" } else { "NULL::vector" };
+fn vector_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
+    let VectorSql { params, q, condition, op, embedding } = VectorSql::new(loaded, query);
     let sql = format!(
         "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
            (c.embedding {op} {q})::float8 FROM {chunks} c WHERE {condition} \
@@ -384,15 +402,8 @@ fn exact_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
 /// The filter's rows, at most [`EXACT_THRESHOLD`] of them, as keys and distances; the nearest
 /// `fetch` read back whole by primary key, each row with the count (column 8).
 fn filtered_exact_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
-    let mut params = SqlParams::new();
-    let q = params.push(Vector::from(query.vector.to_vec()));
+    let VectorSql { mut params, q, condition, op, embedding } = VectorSql::new(loaded, query);
     let tenant = params.push(loaded.tenant);
-    let condition = match query.filter {
-        Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
-        None => "true".into(),
-    };
-    let op = loaded.distance().operator();
-    let embedding = if query.want_embedding { "c.embedding" } else { "NULL::vector" };
     let sql = format!(
         "WITH m AS MATERIALIZED ( \
              SELECT c.document_id, c.chunk_index, c.pending, (c.embedding {op} {q})::float8 AS d \
@@ -464,111 +475,6 @@ fn describe_plan(node: &serde_json::Value) -> String {
         }
     }
     parts.join(" > ")
-}
-
-/// A text query, prepared: [`text_statement`] awaits the statement, so that running it sends the
-/// query at once (in order, before anything issued after it).
-struct TextQuery {
-    statement: tokio_postgres::Statement,
-    params: SqlParams,
-}
-
-async fn text_statement(
-    tx: &Transaction<'_>,
-    loaded: &Loaded,
-    query: &str,
-    filter: Option<&Filter>,
-    fetch: u32,
-    want_embedding: bool,
-) -> Result<TextQuery, ApiError> {
-    let mut params = SqlParams::new();
-    let lang = params.push(loaded.language().to_string());
-    let q = params.push(query.to_string());
-    let condition = match filter {
-        Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
-        None => "true".into(),
-    };
-    let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
-    let sql = format!(
-        "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
-           ts_rank_cd(c.tsv, tq.query)::float8 AS rank \
-         FROM {chunks} c, (SELECT websearch_to_tsquery({lang}::text::regconfig, {q}) AS query) tq \
-         WHERE c.tsv @@ tq.query AND {condition} \
-         ORDER BY rank DESC, c.document_id, c.chunk_index LIMIT {fetch}",
-        chunks = loaded.tables.chunks
-    );
-    // Without the vectors the text is fixed per collection and filter shape: prepared once per
-    // connection, as the vector query is.
-    let statement = if !want_embedding {
-        crate::db::pool::prepared(tx, &sql).await?
-    } else {
-        tx.prepare(&sql).await?
-    };
-    Ok(TextQuery { statement, params })
-}
-
-async fn text_search(tx: &Transaction<'_>, query: &TextQuery) -> Result<Vec<Found>, ApiError> {
-    let rows = tx.query(&query.statement, &query.params.as_refs()).await?;
-    rows.iter().map(found).collect()
-}
-
-/// Orders the hits by their final score: the vector score, the text rank, or both fused.
-fn fuse(distance: Distance, vector: Option<Vec<Found>>, text: Option<Vec<Found>>, fusion: Option<&Fusion>) -> Vec<(Found, f64, Scores)> {
-    let key = |f: &Found| (f.document_id.clone(), f.chunk_index);
-    match (vector, text) {
-        (Some(v), None) => v
-            .into_iter()
-            .map(|f| {
-                let score = distance.score(f.value);
-                let scores = Scores { vector: Some(score), distance: Some(f.value), text: None };
-                (f, score, scores)
-            })
-            .collect(),
-        (None, Some(t)) => t
-            .into_iter()
-            .map(|f| {
-                let scores = Scores { vector: None, distance: None, text: Some(f.value) };
-                let score = f.value;
-                (f, score, scores)
-            })
-            .collect(),
-        (Some(v), Some(t)) => {
-            let mut merged: HashMap<(String, i32), (Found, Scores, usize, usize)> = HashMap::new();
-            for (rank, f) in v.into_iter().enumerate() {
-                let scores = Scores { vector: Some(distance.score(f.value)), distance: Some(f.value), text: None };
-                merged.insert(key(&f), (f, scores, rank + 1, 0));
-            }
-            for (rank, f) in t.into_iter().enumerate() {
-                let entry = merged
-                    .entry(key(&f))
-                    .or_insert_with(|| (f.clone(), Scores { vector: None, distance: None, text: None }, 0, 0));
-                entry.1.text = Some(f.value);
-                entry.3 = rank + 1;
-            }
-            let best_rank = merged.values().filter_map(|e| e.1.text).fold(0.0_f64, f64::max);
-            let mut out: Vec<(Found, f64, Scores)> = merged
-                .into_values()
-                .map(|(f, scores, vrank, trank)| {
-                    let rrf = |k: u32| {
-                        let part = |rank: usize| if rank == 0 { 0.0 } else { 1.0 / (f64::from(k) + rank as f64) };
-                        part(vrank) + part(trank)
-                    };
-                    let score = match fusion {
-                        Some(Fusion::Weighted { vector_weight, text_weight }) => {
-                            let text = if best_rank > 0.0 { scores.text.unwrap_or(0.0) / best_rank } else { 0.0 };
-                            vector_weight * scores.vector.unwrap_or(0.0) + text_weight * text
-                        }
-                        Some(Fusion::Rrf { k }) => rrf(k.unwrap_or(60)),
-                        None => rrf(60),
-                    };
-                    (f, score, scores)
-                })
-                .collect();
-            out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.document_id.cmp(&b.0.document_id)));
-            out
-        }
-        (None, None) => vec![],
-    }
 }
 
 async fn document_texts(tx: &Transaction<'_>, loaded: &Loaded, hits: &[(Found, f64, Scores)]) -> Result<HashMap<String, String>, ApiError> {
