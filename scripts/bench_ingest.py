@@ -12,8 +12,8 @@ numbers with 7 decimals (encoded with numpy, so the client's encoding is not wha
 
 1. Bulk load of N vectors (and of --n-large), rows/s including the index build.
    Chroma: `add` in batches of --batch (1,000) into an HNSW collection (cosine, M 16,
-   ef_construction 64), timed until the last add returns. onebase: an HNSW collection (m 16,
-   ef_construction 64) and ONE streamed NDJSON import (`POST /v1/collections/bulk/import`, the body
+   ef_construction 128), timed until the last add returns. onebase: an HNSW collection (m 16,
+   ef_construction 128, its default) and ONE streamed NDJSON import (`POST /v1/collections/bulk/import`, the body
    pre-encoded to a scratch file, untimed, and streamed from it), timed from the start of the
    upload until the import job completes (job progress polled every 0.5 s and shown).
 2. Incremental ingest into the collection loaded in 1: --incremental fresh rows (20,000), 1,000
@@ -287,7 +287,7 @@ class Onebase(OnebaseServer):
 
     def bulk_load(self, data: np.ndarray, n: int, scratch: Path) -> dict:
         self.create_collection({"name": "bulk", "embedding": {"dimension": DIM},
-                                "index": {"type": "hnsw", "m": 16, "ef_construction": 64}})
+                                "index": {"type": "hnsw", "m": 16, "ef_construction": 128}})
         path = scratch / f"bulk-{n}.ndjson"
         t = time.perf_counter()
         size = write_ndjson(path, data, n)
@@ -346,7 +346,7 @@ class Chroma(ChromaServer):
             client.delete_collection("bulk")
         self.local = threading.local()  # forget the old collection's handles
         coll = self.client().create_collection(
-            "bulk", configuration={"hnsw": {"space": "cosine", "ef_construction": 64, "max_neighbors": 16}})
+            "bulk", configuration={"hnsw": {"space": "cosine", "ef_construction": 128, "max_neighbors": 16}})
         start = time.perf_counter()
         last_print = start
         for s in range(0, n, batch):

@@ -67,7 +67,7 @@ impl Distance {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum IndexSpec {
-    /// HNSW (pgvector): `m` 2 to 100 (default 16), `ef_construction` 4 to 1000 (default 64);
+    /// HNSW (pgvector): `m` 2 to 100 (default 16), `ef_construction` 4 to 1000 (default 128);
     /// below `2 * m` (pgvector's floor) it is raised to `2 * m`.
     Hnsw {
         #[serde(default, deserialize_with = "integer::option")]
@@ -91,7 +91,7 @@ pub enum IndexSpec {
 
 impl IndexSpec {
     pub const DEFAULT_M: u32 = 16;
-    pub const DEFAULT_EF_CONSTRUCTION: u32 = 64;
+    pub const DEFAULT_EF_CONSTRUCTION: u32 = 128;
     pub const DEFAULT_LISTS: u32 = 100;
 
     /// With the defaults filled in, as stored and reported.
@@ -260,7 +260,7 @@ impl ChunkingSpec {
 #[schema(example = json!({
     "name": "handbook", "description": "The employee handbook",
     "embedding": {"model": "all-MiniLM-L6-v2"}, "distance": "cosine",
-    "index": {"type": "hnsw", "m": 16, "ef_construction": 64},
+    "index": {"type": "hnsw", "m": 16, "ef_construction": 128},
     "text_search": {"language": "english"}, "chunking": {"max_tokens": 200, "overlap_tokens": 20},
     "metadata": {"team": "people"}
 }))]
@@ -275,7 +275,7 @@ pub struct CreateCollection {
     pub embedding: Option<EmbeddingSpec>,
     /// Default `cosine`.
     pub distance: Option<Distance>,
-    /// Default `{"type": "hnsw", "m": 16, "ef_construction": 64}`.
+    /// Default `{"type": "hnsw", "m": 16, "ef_construction": 128}`.
     pub index: Option<IndexSpec>,
     /// Default `{"language": "english"}`.
     pub text_search: Option<TextSearchSpec>,
@@ -312,7 +312,7 @@ pub struct UpdateCollection {
 #[schema(example = json!({
     "id": "019aa2f0-6c1e-7d3a-9b1e-2f4c5d6e7f80", "name": "handbook", "description": "The employee handbook",
     "embedding": {"model": "all-MiniLM-L6-v2", "dimension": 384}, "distance": "cosine",
-    "index": {"type": "hnsw", "m": 16, "ef_construction": 64}, "text_search": {"language": "english"},
+    "index": {"type": "hnsw", "m": 16, "ef_construction": 128}, "text_search": {"language": "english"},
     "chunking": {"max_tokens": 200, "overlap_tokens": 20}, "metadata": {"team": "people"},
     "document_count": 12, "chunk_count": 240, "stored_bytes": 48213, "disk_bytes": 1753088,
     "created_at": "2026-11-23T10:00:00Z", "updated_at": "2026-11-23T10:00:00Z"

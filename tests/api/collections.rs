@@ -52,7 +52,7 @@ async fn create_read_list_update_delete() {
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["embedding"], json!({"model": "all-MiniLM-L6-v2", "dimension": 384}));
     assert_eq!(created["distance"], "cosine");
-    assert_eq!(created["index"], json!({"type": "hnsw", "m": 16, "ef_construction": 64}));
+    assert_eq!(created["index"], json!({"type": "hnsw", "m": 16, "ef_construction": 128}));
     assert_eq!(created["text_search"]["language"], "english");
     assert_eq!(created["chunking"], json!({"max_tokens": 200, "overlap_tokens": 20}));
     assert_eq!(dup_status, 409, "{dup}");
