@@ -90,6 +90,7 @@ impl Application {
             embed_limits,
             openapi,
             query_cache: crate::knowledge::query_cache::QueryCache::new(QUERY_CACHE_ENTRIES),
+            key_cache: Default::default(),
             memory_dedupe_threshold: {
                 let t = config.memory_dedupe_threshold;
                 anyhow::ensure!((-1.0..=1.0).contains(&t), "ONEBASE_MEMORY_DEDUPE_THRESHOLD must be from -1 to 1");

@@ -31,6 +31,8 @@ pub struct AppState {
     pub openapi: serde_json::Value,
     /// Embeddings of recent search queries.
     pub query_cache: crate::knowledge::query_cache::QueryCache,
+    /// API keys resolved in the last 2 seconds.
+    pub key_cache: crate::auth::key_cache::KeyCache,
     /// Background jobs' settings and wake-up bell.
     pub jobs: crate::jobs::JobSettings,
     /// Cosine similarity at which a new memory updates its scope's nearest one.

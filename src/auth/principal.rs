@@ -218,10 +218,15 @@ async fn resolve(state: &AppState, credential: &str) -> Result<Principal, ApiErr
     ))
 }
 
-/// Key lookup runs with the server's privileges: the tenant is what the key tells us.
+/// Key lookup runs with the server's privileges: the tenant is what the key tells us. A key
+/// resolved in the last 2 seconds is not looked up again (see `key_cache`).
 async fn resolve_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
-    let client = state.pool.get().await?;
     let hash = keys::hash(key);
+    if let Some(principal) = state.key_cache.get(&hash) {
+        return Ok(principal);
+    }
+    let generation = state.key_cache.generation();
+    let client = state.pool.get().await?;
     // Prepared once per connection: every request with a key runs it.
     let statement = client
         .prepare_cached(
@@ -243,11 +248,13 @@ async fn resolve_key(state: &AppState, key: &str) -> Result<Principal, ApiError>
             .execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", &[&id])
             .await?;
     }
-    Ok(Principal {
+    let principal = Principal {
         actor: Actor::ApiKey(id),
         role,
         tenant_id: Some(row.get(1)),
-    })
+    };
+    state.key_cache.put(hash, principal.clone(), generation);
+    Ok(principal)
 }
 
 async fn resolve_user(state: &AppState, user: Uuid, tenant: Uuid) -> Result<Principal, ApiError> {

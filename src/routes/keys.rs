@@ -241,5 +241,6 @@ pub async fn revoke_key(
     )
     .await?;
     tx.commit().await?;
+    state.key_cache.clear();
     Ok(HttpResponse::NoContent().finish())
 }

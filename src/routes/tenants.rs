@@ -378,5 +378,7 @@ pub async fn delete_tenant(
     )
     .await?;
     tx.commit().await?;
+    // Its keys went with it.
+    state.key_cache.clear();
     Ok(HttpResponse::NoContent().finish())
 }
