@@ -9,7 +9,7 @@ unit-normalized; `tag = id % 100`, so `{"tag": 7}` selects 1%. Queries are fresh
 same way. Ground truth is exact cosine top-10 (numpy), over all vectors or over the filtered ones.
 
 Measured per system: ingest time; search p50 / p99 latency and QPS with 1 and 8 concurrent clients
-at ef_search 40 / 100 / 200, with recall@10; the 1%-filtered search (rows returned, recall, p50);
+at ef_search 20 / 40 / 100 / 200, with recall@10; the 1%-filtered search (rows returned, recall, p50);
 and, for onebase, hybrid against vector-only latency on a text corpus (scripts/sentences.py).
 """
 
@@ -278,7 +278,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--sigma", type=float, default=0.35)
-    ap.add_argument("--efs", default="40,100,200")
+    ap.add_argument("--efs", default="20,40,100,200")
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "onebase"))
     ap.add_argument("--chroma-venv", default="")
     ap.add_argument("--text-docs", type=int, default=2000)
