@@ -94,7 +94,7 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
         return Err(ApiError::validation("query", format!("1 to {MAX_QUERY_CHARS} characters, not all white space")));
     }
     // A filter that does not parse is refused before the query is embedded.
-    req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
+    let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
     let mode = req.mode.unwrap_or(SearchMode::Vector);
     if mode != SearchMode::Vector && req.query.is_none() {
         return Err(ApiError::validation("query", "text and hybrid search need `query`"));
@@ -107,12 +107,13 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
 
     // A read: the transaction ends by being dropped, which queues its ROLLBACK on the
     // connection without waiting for the answer (the next request on it runs after it).
+    let filter = filter.as_ref();
     let on = |mut client: Conn, query_vector: Option<QueryVector>| async move {
         let tx = client.transaction().await?;
         let scope = tenant_scope(tenant);
         let scoped = async { tx.batch_execute(&scope).await.map_err(ApiError::from) };
         let (_, loaded) = tokio::try_join!(scoped, collections::load(&tx, tenant, name, false))?;
-        search_loaded(&tx, loaded, req, query_vector).await
+        search_loaded(&tx, loaded, req, filter, query_vector).await
     };
     let (client, replica) = state.read_conn_at(tenant).await?;
     match (on(client, query_vector.clone()).await, replica) {
@@ -126,28 +127,29 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
 }
 
 /// A search of one collection inside `tx` (another plane's snapshot, say), with the query's
-/// vector computed already (`None` for a text search). The request is validated by the caller
-/// ([`search`] does it; so does the context call).
+/// vector computed already (`None` for a text search) and the filter parsed (`req.filter` is not
+/// read). The request is validated by the caller ([`search`] does it; so does the context call).
 pub async fn search_in(
     tx: &Transaction<'_>,
     tenant: Uuid,
     name: &str,
     req: &SearchRequest,
+    filter: Option<&Filter>,
     query_vector: Option<QueryVector>,
 ) -> Result<SearchResponse, ApiError> {
     let loaded = collections::load(tx, tenant, name, false).await?;
-    search_loaded(tx, loaded, req, query_vector).await
+    search_loaded(tx, loaded, req, filter, query_vector).await
 }
 
 async fn search_loaded(
     tx: &Transaction<'_>,
     loaded: Loaded,
     req: &SearchRequest,
+    filter: Option<&Filter>,
     query_vector: Option<QueryVector>,
 ) -> Result<SearchResponse, ApiError> {
     let k = req.k.unwrap_or(DEFAULT_K);
     let ef_search = req.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
-    let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
     let include = req.include.clone().unwrap_or_else(|| vec![Include::Text, Include::Metadata, Include::Scores]);
     let mode = req.mode.unwrap_or(SearchMode::Vector);
     let mut fetch = if req.group_by.is_some() { k * 4 } else { k };
@@ -163,7 +165,7 @@ async fn search_loaded(
     // the ANN index) after it, so they never steer the text query; both are sent in one write.
     let text_query = match (mode, &req.query) {
         (SearchMode::Text | SearchMode::Hybrid, Some(q)) => {
-            Some(text_statement(tx, &loaded, q, filter.as_ref(), fetch, want_embedding).await?)
+            Some(text_statement(tx, &loaded, q, filter, fetch, want_embedding).await?)
         }
         _ => None,
     };
@@ -177,7 +179,7 @@ async fn search_loaded(
         match &query_vector {
             Some(v) => {
                 let explain = req.explain.unwrap_or(false);
-                let query = VectorQuery { vector: v, filter: filter.as_ref(), fetch, ef_search, want_embedding, explain };
+                let query = VectorQuery { vector: v, filter, fetch, ef_search, want_embedding, explain };
                 let (hits, plan) = vector_search(tx, &loaded, query).await?;
                 Ok((Some(hits), Some(plan)))
             }

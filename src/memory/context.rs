@@ -11,7 +11,7 @@ use super::conversations;
 use super::memory_model::{MemoryHit, Scope};
 use crate::knowledge::search::embed_query;
 use super::model::Message;
-use crate::db::APP_ROLE;
+use crate::db::tenant_scope;
 use crate::error::ApiError;
 use crate::filter::Filter;
 use crate::knowledge::search::{search_in, QueryVector};
@@ -98,6 +98,7 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
         }
         None => 0,
     };
+    let mut filter = None;
     if let Some(c) = &req.collections {
         if c.names.is_empty() || c.names.len() > 16 {
             return Err(ApiError::validation("collections.names", "1 to 16 collections"));
@@ -108,7 +109,7 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
         if !(1..=100).contains(&c.k.unwrap_or(5)) {
             return Err(ApiError::validation("collections.k", "1 to 100"));
         }
-        c.filter.as_ref().map(|f| Filter::parse(f, "collections.filter")).transpose()?;
+        filter = c.filter.as_ref().map(|f| Filter::parse(f, "collections.filter")).transpose()?;
     }
     // One embedding of the query serves the memories and every collection.
     let vector = embed_query(state, &req.query).await?;
@@ -120,7 +121,7 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
         .read_only(true)
         .start()
         .await?;
-    tx.batch_execute(&format!("SET LOCAL onebase.tenant_id = '{tenant}'; SET LOCAL ROLE {APP_ROLE}")).await?;
+    tx.batch_execute(&tenant_scope(tenant)).await?;
     let conversation = conversations::load(&tx, id, false).await?;
     let messages = if last > 0 { super::messages::last_in(&tx, id, last).await? } else { vec![] };
     let memories = match &req.memories {
@@ -136,11 +137,10 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
             let search = SearchRequest {
                 query: Some(req.query.clone()),
                 k: Some(c.k.unwrap_or(5) as u32),
-                filter: c.filter.clone(),
                 ..SearchRequest::default()
             };
             let query = QueryVector { vector: vector.clone(), embedded: true };
-            let found = search_in(&tx, tenant, name, &search, Some(query)).await?;
+            let found = search_in(&tx, tenant, name, &search, filter.as_ref(), Some(query)).await?;
             collections.push(CollectionHits { collection: name.clone(), hits: found.hits });
         }
     }

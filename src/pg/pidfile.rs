@@ -88,4 +88,3 @@ pub fn write_fake_postmaster_pid(data_dir: &Path, pid: i32) -> std::io::Result<(
     let mut f = fs::File::create(data_dir.join("postmaster.pid"))?;
     writeln!(f, "{pid}\n{}\n0\n5432\n\n\n", data_dir.display())
 }
-
