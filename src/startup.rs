@@ -48,6 +48,10 @@ impl Application {
         db: tokio_postgres::Config,
         embedder: Option<Embedder>,
     ) -> anyhow::Result<Self> {
+        // Before anything else touches a vector: a pgvector that dies on this CPU stops startup
+        // here, with the cause, instead of serving into a crash loop (src/pg/probe.rs).
+        let server_log = config.database_url.is_none().then(|| config.embedded.data_dir.join("postgres.log"));
+        pg::probe::once_per_server(&db, config.db_ca_file.as_deref(), server_log.as_deref()).await?;
         // The model loads while nothing else waits on it; inference never runs on the executor.
         let embedder = match embedder {
             Some(embedder) => embedder,

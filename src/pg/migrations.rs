@@ -22,16 +22,20 @@ pub struct AppliedMigration {
     pub applied_on: Option<String>,
 }
 
-/// Applies pending migrations; returns the versions applied by this call.
+/// Updates the extensions to the installed versions ([`super::update_extensions`]), then applies
+/// pending migrations; returns the versions applied by this call.
 pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<i64>> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .context("taking the migration lock")?;
-    let result = embedded::migrations::runner()
-        .set_abort_divergent(true)
-        .run_async(client)
-        .await;
+    let result = match super::update_extensions(client).await {
+        Ok(_) => embedded::migrations::runner().set_abort_divergent(true).run_async(client).await,
+        Err(err) => {
+            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await;
+            return Err(err);
+        }
+    };
     let unlock = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await;

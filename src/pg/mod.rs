@@ -3,6 +3,7 @@
 pub mod embedded;
 pub mod migrations;
 mod pidfile;
+pub mod probe;
 mod supervisor;
 
 use std::sync::Arc;
@@ -137,6 +138,62 @@ pub async fn check_vector_available(client: &tokio_postgres::Client) -> anyhow::
             RECOMMENDED_VECTOR_VERSION.1
         ),
     }
+}
+
+/// An extension moved to the installed library's version at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionUpdate {
+    pub name: &'static str,
+    pub from: String,
+    pub to: String,
+}
+
+/// The version of extension `name` this database has, and the one its server installs (`None`
+/// when the server no longer ships it); `None` when the database does not have it.
+pub async fn extension_versions(client: &tokio_postgres::Client, name: &str) -> anyhow::Result<Option<(String, Option<String>)>> {
+    let row = client
+        .query_opt(
+            "SELECT e.extversion, a.default_version FROM pg_extension e
+             LEFT JOIN pg_available_extensions a ON a.name = e.extname WHERE e.extname = $1",
+            &[&name],
+        )
+        .await
+        .with_context(|| format!("reading the version of the {name} extension"))?;
+    Ok(row.map(|row| (row.get(0), row.get(1))))
+}
+
+/// Moves each of [`EXTENSIONS`] that this database has at an older version than the one its
+/// server installs (`default_version`) to that version, with `ALTER EXTENSION ... UPDATE`, and logs
+/// it. A data directory made by older binaries (pgvector 0.8.2 from the wheel onebase used before)
+/// otherwise keeps the old SQL definitions over the new library. Once updated, the versions match
+/// and later starts do nothing. The migrations' advisory lock is held by the caller, so servers
+/// starting together update once.
+pub async fn update_extensions(client: &tokio_postgres::Client) -> anyhow::Result<Vec<ExtensionUpdate>> {
+    let mut updates = Vec::new();
+    for name in EXTENSIONS {
+        let Some((installed, Some(available))) = extension_versions(client, name).await? else {
+            continue;
+        };
+        if installed == available {
+            continue;
+        }
+        // The name is one of our constants, not input; no bind parameters in DDL.
+        if let Err(err) = client.batch_execute(&format!("ALTER EXTENSION {} UPDATE", quote_ident(name))).await {
+            // An external database whose extensions belong to another role: serve on the old
+            // version (the probe has just run its operators) and tell the operator what to run.
+            tracing::warn!(
+                extension = name,
+                installed = %installed,
+                available = %available,
+                error = %err,
+                "could not update the extension; run `ALTER EXTENSION {name} UPDATE` as its owner"
+            );
+            continue;
+        }
+        tracing::info!(extension = name, from = %installed, to = %available, "updated extension");
+        updates.push(ExtensionUpdate { name, from: installed, to: available });
+    }
+    Ok(updates)
 }
 
 /// Creates `dbname` on the cluster reached by `admin` unless it exists.

@@ -29,7 +29,7 @@ pub async fn health() -> web::Json<Health> {
 
 #[derive(Serialize, ToSchema)]
 pub struct PostgresInfo {
-    /// Server version, e.g. `18.3`.
+    /// Server version, e.g. `18.6`.
     pub version: String,
     /// Database name.
     pub database: String,
@@ -58,8 +58,8 @@ pub struct MigrationInfo {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({
     "status": "ready",
-    "postgres": {"version": "18.3", "database": "onebase"},
-    "extensions": {"btree_gist": "1.8", "pg_trgm": "1.6", "plpgsql": "1.0", "vector": "0.8.2"},
+    "postgres": {"version": "18.6", "database": "onebase"},
+    "extensions": {"btree_gist": "1.8", "pg_trgm": "1.6", "plpgsql": "1.0", "vector": "0.8.6"},
     "migrations": {"applied_version": 1, "latest_version": 1},
     "pool": {"size": 1, "max_size": 8, "available": 1, "waiting": 0},
     "embedding": {"name": "all-MiniLM-L6-v2", "dims": 384, "precision": "fp32", "pooling": "mean",

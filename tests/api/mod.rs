@@ -1,6 +1,7 @@
 mod helpers;
 
 mod embedded;
+mod extensions;
 mod embeddings;
 mod errors;
 mod collections;
