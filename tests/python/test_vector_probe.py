@@ -3,13 +3,14 @@ external DATABASE_URL: onebase must stop with the cause, never answer /ready, an
 Postgres of its own running.
 
 The crash is made the same on every CPU: a copy of the installed binaries whose vector.so has
-`cosine_distance` start with `ud2`, which raises SIGILL (signal 4: Illegal instruction) exactly as
+`cosine_distance` start with `ud2` (`udf #0` on arm64), which raises SIGILL (signal 4: Illegal instruction) exactly as
 an AVX-512 instruction does on a CPU without AVX-512.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import pwd
 import secrets
 import shutil
@@ -25,7 +26,8 @@ from conftest import ROOT, _free_port, scratch_dir
 
 TOOLS = Path(os.environ.get("ONEBASE_TOOLS_DIR", ROOT / ".onebase"))
 BINARY = Path(os.environ.get("ONEBASE_BIN", ROOT / "target" / "debug" / "onebase"))
-UD2 = b"\x0f\x0b"
+# An instruction that is undefined on purpose: SIGILL on every CPU of the architecture.
+UNDEFINED = {"x86_64": b"\x0f\x0b", "aarch64": b"\x00\x00\x00\x00"}  # ud2; udf #0
 
 
 def patch_function(library: Path, function: str, code: bytes) -> None:
@@ -57,7 +59,7 @@ def crashing_pg(tmp_path_factory) -> Path:
     if libs.exists():
         shutil.copytree(libs, scratch / libs.name, symlinks=True)
     pginstall = scratch / package.name / installed.name
-    patch_function(pginstall / "lib" / "vector.so", "cosine_distance", UD2)
+    patch_function(pginstall / "lib" / "vector.so", "cosine_distance", UNDEFINED[platform.machine()])
     yield pginstall
     shutil.rmtree(scratch, ignore_errors=True)
 
