@@ -78,7 +78,13 @@ pub struct Config {
     /// Read replicas of that database (streaming standbys), comma-separated PostgreSQL URLs:
     /// searches and the other read-only endpoints read there when the replica is fresh enough
     /// for the tenant, else from the primary.
-    #[arg(long, global = true, env = "ONEBASE_READ_DATABASE_URL", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "ONEBASE_READ_DATABASE_URL",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub read_database_url: Vec<String>,
 
     /// The most a read replica may lag behind the primary and still serve reads, in seconds
@@ -151,7 +157,12 @@ pub struct Config {
 
     /// Days a conversation may go untouched before the sweep deletes it (0: forever; a tenant
     /// overrides it with `settings.retention.conversations_days`).
-    #[arg(long, global = true, env = "ONEBASE_RETENTION_CONVERSATIONS_DAYS", default_value_t = 0)]
+    #[arg(
+        long,
+        global = true,
+        env = "ONEBASE_RETENTION_CONVERSATIONS_DAYS",
+        default_value_t = 0
+    )]
     pub retention_conversations_days: u32,
 
     /// Days a finished job stays listed (0: forever; a tenant overrides it with

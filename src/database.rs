@@ -42,7 +42,10 @@ pub async fn attach(config: &Config) -> anyhow::Result<Database> {
     if config.database_url.is_none() {
         if let Some((socket, port)) = pg::embedded::running_socket(&config.embedded.data_dir) {
             let pg_config = pg::embedded::socket_config(&socket, port, &config.embedded.db_name);
-            return Ok(Database { config: pg_config, embedded: None });
+            return Ok(Database {
+                config: pg_config,
+                embedded: None,
+            });
         }
     }
     resolve(config).await

@@ -36,7 +36,11 @@ pub enum ApiError {
     RouteNotFound { method: String, path: String },
     /// The route exists but not for this method.
     #[error("method {method} is not allowed on {path}; allowed: {allow}")]
-    MethodNotAllowed { method: String, path: String, allow: String },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: String,
+    },
     /// A resource addressed by id does not exist (or is not visible to the caller).
     #[error("{resource} {id} not found")]
     NotFound { resource: &'static str, id: String },
@@ -93,7 +97,11 @@ pub enum ApiError {
 
     /// A bad line of an NDJSON import (1-based).
     #[error("line {line}{}: {message}", id.as_deref().map(|i| format!(" (`{i}`)")).unwrap_or_default())]
-    InvalidRecord { line: u64, id: Option<String>, message: String },
+    InvalidRecord {
+        line: u64,
+        id: Option<String>,
+        message: String,
+    },
 
     #[error("{0}")]
     JobFinished(String),
@@ -104,7 +112,12 @@ pub enum ApiError {
 
     /// A change a PATCH cannot make: it needs a job, started at `endpoint`.
     #[error("changing `{field}` rebuilds the collection's {what}: use POST {endpoint}, which does it in the background while search goes on")]
-    NeedsJob { code: &'static str, field: &'static str, what: &'static str, endpoint: String },
+    NeedsJob {
+        code: &'static str,
+        field: &'static str,
+        what: &'static str,
+        endpoint: String,
+    },
     /// Registration with an email that already has an account in the tenant.
     #[error("an account with this email already exists in this tenant")]
     EmailTaken,
@@ -256,7 +269,8 @@ impl From<tokio_postgres::Error> for ApiError {
         }
         // PostgreSQL text and jsonb cannot hold U+0000; the client sent one in some string.
         use tokio_postgres::error::SqlState;
-        if matches!(err.code(), Some(c) if c == &SqlState::CHARACTER_NOT_IN_REPERTOIRE || c == &SqlState::UNTRANSLATABLE_CHARACTER) {
+        if matches!(err.code(), Some(c) if c == &SqlState::CHARACTER_NOT_IN_REPERTOIRE || c == &SqlState::UNTRANSLATABLE_CHARACTER)
+        {
             return ApiError::InvalidRequest("text may not contain the NUL character (\\u0000)".into());
         }
         ApiError::Internal(anyhow::Error::new(err))
@@ -267,12 +281,13 @@ impl From<tokio_postgres::Error> for ApiError {
 /// shutdown or crash restart terminating the session, or a start still in recovery (class 57P).
 pub fn is_unavailable(err: &tokio_postgres::Error) -> bool {
     // A socket that broke mid-request (the server process died) is an I/O error with no SQLSTATE.
-    let broken = err.as_db_error().is_none()
-        && std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>());
-    broken || err.code().is_some_and(|c| {
-        let code = c.code();
-        code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05")
-    })
+    let broken =
+        err.as_db_error().is_none() && std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>());
+    broken
+        || err.code().is_some_and(|c| {
+            let code = c.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "57P05")
+        })
 }
 
 /// True when `err` is a unique violation of the named constraint or index.

@@ -41,7 +41,10 @@ async fn backup(config: &Config, out: Option<PathBuf>, base: Option<PathBuf>) ->
         None => {
             let db_name = target.db_name.clone();
             let out = out.unwrap_or_else(|| {
-                PathBuf::from(format!("onebase-{db_name}-{}.dump", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+                PathBuf::from(format!(
+                    "onebase-{db_name}-{}.dump",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                ))
             });
             ops::backup::dump(&bin, &target, &out)
         }
@@ -57,17 +60,30 @@ async fn backup(config: &Config, out: Option<PathBuf>, base: Option<PathBuf>) ->
     Ok(())
 }
 
-async fn restore(config: &Config, file: Option<PathBuf>, base: Option<PathBuf>, to_time: Option<String>) -> anyhow::Result<()> {
+async fn restore(
+    config: &Config,
+    file: Option<PathBuf>,
+    base: Option<PathBuf>,
+    to_time: Option<String>,
+) -> anyhow::Result<()> {
     let bin = config.pg_bin_dir();
     if let Some(base) = base {
-        anyhow::ensure!(config.database_url.is_none(), "--base restores the embedded cluster; unset DATABASE_URL");
+        anyhow::ensure!(
+            config.database_url.is_none(),
+            "--base restores the embedded cluster; unset DATABASE_URL"
+        );
         let to_time = to_time.as_deref().map(ops::pitr::parse_time).transpose()?;
-        let archive = config.embedded.wal_archive.clone().context("--base needs --wal-archive")?;
+        let archive = config
+            .embedded
+            .wal_archive
+            .clone()
+            .context("--base needs --wal-archive")?;
         let mut opts = config.embedded_options();
         // The restored cluster does not archive into the same directory until the server
         // starts it with --wal-archive again.
         opts.wal_archive = None;
-        let (cluster, took) = tokio::task::spawn_blocking(move || ops::pitr::restore_base(opts, &base, &archive, to_time)).await??;
+        let (cluster, took) =
+            tokio::task::spawn_blocking(move || ops::pitr::restore_base(opts, &base, &archive, to_time)).await??;
         let client = pg::connect_once(&cluster.client_config(&config.embedded.db_name)).await?;
         let version: Option<i64> = client
             .query_one("SELECT max(version)::bigint FROM refinery_schema_history", &[])
@@ -110,7 +126,11 @@ async fn restore(config: &Config, file: Option<PathBuf>, base: Option<PathBuf>, 
                 info.schema_version,
                 target.describe,
                 took.as_secs_f64(),
-                if created_dir { format!("; serve it with --data-dir {}", config.embedded.data_dir.display()) } else { String::new() }
+                if created_dir {
+                    format!("; serve it with --data-dir {}", config.embedded.data_dir.display())
+                } else {
+                    String::new()
+                }
             );
             Ok(())
         }

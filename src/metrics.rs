@@ -2,7 +2,8 @@
 //! the embedder's gauges and counters (refreshed at scrape time from their own counters).
 
 use prometheus::{
-    Counter, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, GaugeVec, Opts, Registry, TextEncoder,
+    Counter, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::embed::EmbedStatsSnapshot;
@@ -108,33 +109,50 @@ impl Metrics {
             &["kind"],
         )?;
         let job_progress = GaugeVec::new(
-            Opts::new("job_progress_percent", "Progress of the least advanced running job of each kind"),
+            Opts::new(
+                "job_progress_percent",
+                "Progress of the least advanced running job of each kind",
+            ),
             &["kind"],
         )?;
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(job_units.clone()))?;
         registry.register(Box::new(job_progress.clone()))?;
-        let retention_deleted =
-            IntCounterVec::new(Opts::new("retention_deleted_total", "Rows deleted by each retention rule"), &["rule"])?;
-        let retention_errors =
-            IntCounterVec::new(Opts::new("retention_errors_total", "Sweeps in which a retention rule failed"), &["rule"])?;
+        let retention_deleted = IntCounterVec::new(
+            Opts::new("retention_deleted_total", "Rows deleted by each retention rule"),
+            &["rule"],
+        )?;
+        let retention_errors = IntCounterVec::new(
+            Opts::new("retention_errors_total", "Sweeps in which a retention rule failed"),
+            &["rule"],
+        )?;
         for rule in crate::ops::retention::RULES {
             retention_deleted.with_label_values(&[rule.name()]);
             retention_errors.with_label_values(&[rule.name()]);
         }
-        let retention_last_run =
-            IntGauge::new("retention_last_run_timestamp_seconds", "When the retention sweep last ran (Unix seconds)")?;
+        let retention_last_run = IntGauge::new(
+            "retention_last_run_timestamp_seconds",
+            "When the retention sweep last ran (Unix seconds)",
+        )?;
         registry.register(Box::new(retention_deleted.clone()))?;
         registry.register(Box::new(retention_errors.clone()))?;
         registry.register(Box::new(retention_last_run.clone()))?;
         let db_time = HistogramVec::new(
-            HistogramOpts::new("request_db_seconds", "Time a request spent holding database connections, per route")
-                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "request_db_seconds",
+                "Time a request spent holding database connections, per route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["method", "route"],
         )?;
         registry.register(Box::new(db_time.clone()))?;
         let reads = IntCounterVec::new(
-            Opts::new("db_reads_total", "Read-only requests by the database they read: primary or replica"),
+            Opts::new(
+                "db_reads_total",
+                "Read-only requests by the database they read: primary or replica",
+            ),
             &["target"],
         )?;
         for target in ["primary", "replica"] {
@@ -142,22 +160,41 @@ impl Metrics {
         }
         registry.register(Box::new(reads.clone()))?;
         let replica_lag_seconds = GaugeVec::new(
-            Opts::new("replica_lag_seconds", "How far each read replica is behind the primary, as the read router measures it"),
+            Opts::new(
+                "replica_lag_seconds",
+                "How far each read replica is behind the primary, as the read router measures it",
+            ),
             &["replica"],
         )?;
-        let replica_up = IntGaugeVec::new(Opts::new("replica_up", "Whether each read replica answers (1) or not (0)"), &["replica"])?;
+        let replica_up = IntGaugeVec::new(
+            Opts::new("replica_up", "Whether each read replica answers (1) or not (0)"),
+            &["replica"],
+        )?;
         registry.register(Box::new(replica_lag_seconds.clone()))?;
         registry.register(Box::new(replica_up.clone()))?;
         let db_bytes = IntGauge::new("db_size_bytes", "The database's size on disk")?;
-        let db_cache_hit_ratio = prometheus::Gauge::new("db_cache_hit_ratio", "Share of block reads served from shared buffers")?;
-        let db_connections = IntGaugeVec::new(Opts::new("db_connections", "The database's client connections by state"), &["state"])?;
+        let db_cache_hit_ratio =
+            prometheus::Gauge::new("db_cache_hit_ratio", "Share of block reads served from shared buffers")?;
+        let db_connections = IntGaugeVec::new(
+            Opts::new("db_connections", "The database's client connections by state"),
+            &["state"],
+        )?;
         let db_table_bytes = IntGaugeVec::new(
-            Opts::new("db_table_bytes", "Bytes of the shared tables (public schema) with their indexes"),
+            Opts::new(
+                "db_table_bytes",
+                "Bytes of the shared tables (public schema) with their indexes",
+            ),
             &["table"],
         )?;
-        let db_dead_tuples = IntGaugeVec::new(Opts::new("db_dead_tuples", "Dead tuples of the shared tables, awaiting vacuum"), &["table"])?;
+        let db_dead_tuples = IntGaugeVec::new(
+            Opts::new("db_dead_tuples", "Dead tuples of the shared tables, awaiting vacuum"),
+            &["table"],
+        )?;
         let db_replica_lag_bytes = IntGaugeVec::new(
-            Opts::new("db_replica_lag_bytes", "WAL bytes each streaming replica has not replayed"),
+            Opts::new(
+                "db_replica_lag_bytes",
+                "WAL bytes each streaming replica has not replayed",
+            ),
             &["replica"],
         )?;
         let tenants = IntGauge::new("tenants", "Tenants")?;

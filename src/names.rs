@@ -8,8 +8,13 @@ use crate::error::ApiError;
 pub fn check_ref(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
     let ok = !value.is_empty()
         && value.len() <= max
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'=' | b'+' | b'~' | b'-'));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'=' | b'+' | b'~' | b'-'));
     ok.then_some(()).ok_or_else(|| {
-        ApiError::validation(field, format!("1 to {max} characters: letters, digits, '_', '.', ':', '@', '=', '+', '~', '-'"))
+        ApiError::validation(
+            field,
+            format!("1 to {max} characters: letters, digits, '_', '.', ':', '@', '=', '+', '~', '-'"),
+        )
     })
 }

@@ -46,8 +46,14 @@ pub async fn observe(
     let elapsed = started.elapsed();
     let (latency_ms, db_ms) = (elapsed.as_secs_f64() * 1000.0, db_time.as_secs_f64() * 1000.0);
     if let Some(state) = &state {
-        state.metrics.observe_request(&method, &route, status, elapsed.as_secs_f64());
-        state.metrics.db_time.with_label_values(&[&method, &route]).observe(db_time.as_secs_f64());
+        state
+            .metrics
+            .observe_request(&method, &route, status, elapsed.as_secs_f64());
+        state
+            .metrics
+            .db_time
+            .with_label_values(&[&method, &route])
+            .observe(db_time.as_secs_f64());
         if let (Some(replicas), Some(tenant)) = (&state.replicas, res.request().extensions().get::<RequestTenant>()) {
             if is_write(&method, &route) {
                 replicas.wrote(tenant.0);
@@ -96,7 +102,11 @@ async fn ensure_json_error(res: ServiceResponse<BoxBody>, body_limit: usize) -> 
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed {
             method,
             path,
-            allow: allow.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_string(),
+            allow: allow
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
         },
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: body_limit },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,

@@ -3,19 +3,19 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::cache::api as cache;
+use crate::embed::ModelInfo;
 use crate::error::ErrorBody;
+use crate::jobs::api as jobs;
 use crate::knowledge::api_collections as collections;
 use crate::knowledge::api_documents as documents;
 use crate::knowledge::api_jobs as collection_jobs;
-use crate::jobs::api as jobs;
-use crate::ops::api as ops;
-use crate::runs::api as runs;
-use crate::cache::api as cache;
 use crate::memory::api as memory;
 use crate::memory::api_memories as memories;
-use crate::embed::ModelInfo;
-use crate::state::EmbedLimits;
+use crate::ops::api as ops;
 use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
+use crate::runs::api as runs;
+use crate::state::EmbedLimits;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -138,13 +138,20 @@ fn camel_case_links(doc: &mut serde_json::Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
-    let operations = paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut());
+    let operations = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
     let responses = operations
         .filter_map(|op| op.get_mut("responses").and_then(Value::as_object_mut))
         .flat_map(|responses| responses.values_mut());
     for links in responses.filter_map(|r| r.get_mut("links").and_then(Value::as_object_mut)) {
         for link in links.values_mut().filter_map(Value::as_object_mut) {
-            for (from, to) in [("operation_id", "operationId"), ("operation_ref", "operationRef"), ("request_body", "requestBody")] {
+            for (from, to) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
                 if let Some(value) = link.remove(from) {
                     link.insert(to.to_string(), value);
                 }
@@ -161,10 +168,26 @@ struct CommonError {
 }
 
 const BODY_ERRORS: &[CommonError] = &[
-    CommonError { status: "400", code: "invalid_json", why: "the body is not valid JSON" },
-    CommonError { status: "400", code: "invalid_request", why: "the body does not match the schema" },
-    CommonError { status: "413", code: "payload_too_large", why: "the body exceeds the server's body limit" },
-    CommonError { status: "415", code: "unsupported_media_type", why: "the body is not sent as `application/json`" },
+    CommonError {
+        status: "400",
+        code: "invalid_json",
+        why: "the body is not valid JSON",
+    },
+    CommonError {
+        status: "400",
+        code: "invalid_request",
+        why: "the body does not match the schema",
+    },
+    CommonError {
+        status: "413",
+        code: "payload_too_large",
+        why: "the body exceeds the server's body limit",
+    },
+    CommonError {
+        status: "415",
+        code: "unsupported_media_type",
+        why: "the body is not sent as `application/json`",
+    },
 ];
 const PARAMETER_ERRORS: &[CommonError] = &[CommonError {
     status: "400",
@@ -172,17 +195,45 @@ const PARAMETER_ERRORS: &[CommonError] = &[CommonError {
     why: "a malformed path parameter or query string",
 }];
 const AUTH_ERRORS: &[CommonError] = &[
-    CommonError { status: "401", code: "missing_credentials", why: "no `Authorization: Bearer` header" },
-    CommonError { status: "401", code: "invalid_credentials", why: "an unknown, revoked or malformed credential" },
-    CommonError { status: "401", code: "token_expired", why: "an access token past its expiry" },
+    CommonError {
+        status: "401",
+        code: "missing_credentials",
+        why: "no `Authorization: Bearer` header",
+    },
+    CommonError {
+        status: "401",
+        code: "invalid_credentials",
+        why: "an unknown, revoked or malformed credential",
+    },
+    CommonError {
+        status: "401",
+        code: "token_expired",
+        why: "an access token past its expiry",
+    },
 ];
 const OPTIONAL_AUTH_ERRORS: &[CommonError] = &[
-    CommonError { status: "401", code: "invalid_credentials", why: "a credential was sent but is not valid" },
-    CommonError { status: "401", code: "token_expired", why: "an access token past its expiry" },
+    CommonError {
+        status: "401",
+        code: "invalid_credentials",
+        why: "a credential was sent but is not valid",
+    },
+    CommonError {
+        status: "401",
+        code: "token_expired",
+        why: "an access token past its expiry",
+    },
 ];
 const DATABASE_ERRORS: &[CommonError] = &[
-    CommonError { status: "500", code: "internal_error", why: "a bug; details are in the server log under the `request_id`" },
-    CommonError { status: "503", code: "database_unavailable", why: "the database cannot be reached" },
+    CommonError {
+        status: "500",
+        code: "internal_error",
+        why: "a bug; details are in the server log under the `request_id`",
+    },
+    CommonError {
+        status: "503",
+        code: "database_unavailable",
+        why: "the database cannot be reached",
+    },
 ];
 
 /// Documents, on every operation, the errors that come from the framework rather than the handler:
@@ -224,7 +275,9 @@ fn add_common_responses(doc: &mut serde_json::Value) {
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
                     })
                 });
-                let Some(description) = response.get_mut("description") else { continue };
+                let Some(description) = response.get_mut("description") else {
+                    continue;
+                };
                 let text = description.as_str().unwrap_or_default();
                 let code = format!("`{}`", error.code);
                 if !text.contains(&code) {

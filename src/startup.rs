@@ -50,7 +50,10 @@ impl Application {
     ) -> anyhow::Result<Self> {
         // Before anything else touches a vector: a pgvector that dies on this CPU stops startup
         // here, with the cause, instead of serving into a crash loop (src/pg/probe.rs).
-        let server_log = config.database_url.is_none().then(|| config.embedded.data_dir.join("postgres.log"));
+        let server_log = config
+            .database_url
+            .is_none()
+            .then(|| config.embedded.data_dir.join("postgres.log"));
         pg::probe::once_per_server(&db, config.db_ca_file.as_deref(), server_log.as_deref()).await?;
         // The model loads while nothing else waits on it; inference never runs on the executor.
         let embedder = match embedder {
@@ -97,7 +100,10 @@ impl Application {
             key_cache: Default::default(),
             memory_dedupe_threshold: {
                 let t = config.memory_dedupe_threshold;
-                anyhow::ensure!((-1.0..=1.0).contains(&t), "ONEBASE_MEMORY_DEDUPE_THRESHOLD must be from -1 to 1");
+                anyhow::ensure!(
+                    (-1.0..=1.0).contains(&t),
+                    "ONEBASE_MEMORY_DEDUPE_THRESHOLD must be from -1 to 1"
+                );
                 t
             },
             jobs: crate::jobs::JobSettings::new(
@@ -118,7 +124,10 @@ impl Application {
             crate::db::replicas::spawn_monitor(replicas, state.pool.clone(), state.metrics.clone());
         }
         crate::jobs::worker::spawn(state.clone(), config.job_workers);
-        crate::ops::stats::spawn_gauges(state.clone(), Duration::from_secs_f64(config.stats_interval_secs.max(1.0)));
+        crate::ops::stats::spawn_gauges(
+            state.clone(),
+            Duration::from_secs_f64(config.stats_interval_secs.max(1.0)),
+        );
         let body_limit = config.body_limit;
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -177,24 +186,46 @@ impl Application {
 
 /// The read replicas' pools (`ONEBASE_READ_DATABASE_URL`), if any.
 fn read_replicas(config: &Config) -> anyhow::Result<Option<Arc<crate::db::replicas::Replicas>>> {
-    let urls: Vec<&String> = config.read_database_url.iter().filter(|u| !u.trim().is_empty()).collect();
+    let urls: Vec<&String> = config
+        .read_database_url
+        .iter()
+        .filter(|u| !u.trim().is_empty())
+        .collect();
     if urls.is_empty() {
         return Ok(None);
     }
     let max_lag = config.replica_max_lag_secs;
-    anyhow::ensure!(max_lag > 0.0 && max_lag <= 3600.0, "ONEBASE_REPLICA_MAX_LAG_SECS must be above 0 and at most an hour");
+    anyhow::ensure!(
+        max_lag > 0.0 && max_lag <= 3600.0,
+        "ONEBASE_REPLICA_MAX_LAG_SECS must be above 0 and at most an hour"
+    );
     let mut members = Vec::new();
     for (i, url) in urls.iter().enumerate() {
-        let pg_config = tokio_postgres::Config::from_str(url.trim())
-            .with_context(|| format!("ONEBASE_READ_DATABASE_URL: replica {} is not a valid PostgreSQL URL", i + 1))?;
+        let pg_config = tokio_postgres::Config::from_str(url.trim()).with_context(|| {
+            format!(
+                "ONEBASE_READ_DATABASE_URL: replica {} is not a valid PostgreSQL URL",
+                i + 1
+            )
+        })?;
         let name = describe(&pg_config);
-        let pool = pg::build_pool_timed(pg_config, config.pool_size(), config.db_ca_file.as_deref(), Duration::from_secs(2))?;
+        let pool = pg::build_pool_timed(
+            pg_config,
+            config.pool_size(),
+            config.db_ca_file.as_deref(),
+            Duration::from_secs(2),
+        )?;
         members.push((name, crate::db::Pool::new(pool)));
     }
     let max_lag = Duration::from_secs_f64(max_lag);
     let check = (max_lag / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    tracing::info!(replicas = members.len(), max_lag_secs = max_lag.as_secs_f64(), "read replicas configured");
-    Ok(Some(Arc::new(crate::db::replicas::Replicas::new(members, max_lag, check))))
+    tracing::info!(
+        replicas = members.len(),
+        max_lag_secs = max_lag.as_secs_f64(),
+        "read replicas configured"
+    );
+    Ok(Some(Arc::new(crate::db::replicas::Replicas::new(
+        members, max_lag, check,
+    ))))
 }
 
 /// `host:port/dbname` of a connection config, without credentials.
@@ -227,6 +258,8 @@ pub async fn prepare_database(pool: &Pool) -> anyhow::Result<()> {
     pg::check_vector_available(&client).await?;
     pg::migrations::run(&mut client).await?;
     drop(client);
-    crate::knowledge::upgrade::run(pool).await.context("converting collections to the partitioned layout")?;
+    crate::knowledge::upgrade::run(pool)
+        .await
+        .context("converting collections to the partitioned layout")?;
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::model::{CacheDeleted, CacheEntry, CacheEntryList, CacheHistory, GetParams, HistoryParams, ListParams, PutEntry};
+use super::model::{
+    CacheDeleted, CacheEntry, CacheEntryList, CacheHistory, GetParams, HistoryParams, ListParams, PutEntry,
+};
 use super::service;
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody};
@@ -38,7 +40,11 @@ pub async fn put_entry(
     let tenant = principal.data_tenant(Role::Writer)?;
     let (namespace, key) = path.into_inner();
     let stored = service::put(&state, tenant, &principal, &namespace, &key, body.into_inner()).await?;
-    Ok(if stored.created == Some(true) { HttpResponse::Created().json(stored) } else { HttpResponse::Ok().json(stored) })
+    Ok(if stored.created == Some(true) {
+        HttpResponse::Created().json(stored)
+    } else {
+        HttpResponse::Ok().json(stored)
+    })
 }
 
 /// Reads an entry with its age (reader). 404 when missing, expired, or fetched longer ago than

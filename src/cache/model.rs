@@ -18,7 +18,9 @@ pub const MAX_TTL_SECS: i64 = 315_360_000;
 pub fn check_namespace(namespace: &str) -> Result<(), ApiError> {
     let ok = !namespace.is_empty()
         && namespace.len() <= MAX_NAMESPACE
-        && namespace.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        && namespace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     ok.then_some(())
         .ok_or_else(|| ApiError::validation("namespace", "1 to 64 characters: letters, digits, '_', '.', '-'"))
 }
@@ -83,7 +85,6 @@ pub struct CacheEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<bool>,
 }
-
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct GetParams {
@@ -152,7 +153,11 @@ pub fn encode_cursor(changed_at: DateTime<Utc>, key: &str) -> String {
 pub fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
     let invalid = || ApiError::validation("cursor", "not a cursor returned by this endpoint");
     let (micros, key) = cursor.split_once('_').ok_or_else(invalid)?;
-    let at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
+    let at = micros
+        .parse()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(invalid)?;
     check_key(key).map_err(|_| invalid())?;
     Ok((at, key.to_string()))
 }
@@ -163,12 +168,17 @@ mod tests {
 
     #[test]
     fn names_follow_the_rules() {
-        assert!(check_namespace("tariffs.v2").is_ok() && check_namespace("").is_err() && check_namespace("a/b").is_err());
+        assert!(
+            check_namespace("tariffs.v2").is_ok() && check_namespace("").is_err() && check_namespace("a/b").is_err()
+        );
         assert!(check_namespace(&"n".repeat(64)).is_ok() && check_namespace(&"n".repeat(65)).is_err());
         assert!(check_key("hs:8471.30.01").is_ok() && check_key("bad key").is_err() && check_key("é").is_err());
         assert!(check_key(&"k".repeat(190)).is_ok() && check_key(&"k".repeat(191)).is_err());
         let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-        assert_eq!(parse_cursor(&encode_cursor(at, "a_b:c")).unwrap(), (at, "a_b:c".to_string()));
+        assert_eq!(
+            parse_cursor(&encode_cursor(at, "a_b:c")).unwrap(),
+            (at, "a_b:c".to_string())
+        );
         assert!(parse_cursor("x_y").is_err());
     }
 }

@@ -57,12 +57,18 @@ fn readable(namespace: &str, key: Option<&str>) -> Result<(), ApiError> {
     let valid = check_namespace(namespace).is_ok() && key.is_none_or(|k| check_key(k).is_ok());
     valid.then_some(()).ok_or_else(|| match key {
         Some(key) => entry_not_found(namespace, key),
-        None => ApiError::NotFound { resource: "cache namespace", id: namespace.to_string() },
+        None => ApiError::NotFound {
+            resource: "cache namespace",
+            id: namespace.to_string(),
+        },
     })
 }
 
 fn entry_not_found(namespace: &str, key: &str) -> ApiError {
-    ApiError::NotFound { resource: "cache entry", id: format!("{namespace}/{key}") }
+    ApiError::NotFound {
+        resource: "cache entry",
+        id: format!("{namespace}/{key}"),
+    }
 }
 
 /// The id of an entry's document in its index collection.
@@ -98,7 +104,10 @@ async fn current(tx: &Transaction<'_>, namespace: &str, key: &str, lock: bool) -
         Ok(Current {
             hash: row.try_get(0)?,
             metadata: row.try_get(1)?,
-            target: target.map(serde_json::from_value).transpose().map_err(anyhow::Error::from)?,
+            target: target
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(anyhow::Error::from)?,
         })
     })
     .transpose()
@@ -113,7 +122,9 @@ fn needs_index(cur: Option<&Current>, target: Option<&IndexTarget>, hash: &[u8],
         Some(c) => {
             c.hash != hash
                 || &c.metadata != metadata
-                || c.target.as_ref().is_none_or(|t| t.collection != target.collection || t.text_field != target.text_field)
+                || c.target
+                    .as_ref()
+                    .is_none_or(|t| t.collection != target.collection || t.text_field != target.text_field)
         }
     }
 }
@@ -131,7 +142,10 @@ pub async fn put(
     let metadata = validate_metadata("metadata", req.metadata)?.unwrap_or_else(|| serde_json::json!({}));
     let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TTL_SECS);
     if !(1..=MAX_TTL_SECS).contains(&ttl) {
-        return Err(ApiError::validation("ttl_seconds", format!("1 to {MAX_TTL_SECS} seconds")));
+        return Err(ApiError::validation(
+            "ttl_seconds",
+            format!("1 to {MAX_TTL_SECS} seconds"),
+        ));
     }
     if let Some(target) = &req.index {
         target.validate("index")?;
@@ -146,9 +160,14 @@ pub async fn put(
         tx.commit().await?;
         before
     };
-    let target = req.index.clone().or_else(|| before.as_ref().and_then(|c| c.target.clone()));
+    let target = req
+        .index
+        .clone()
+        .or_else(|| before.as_ref().and_then(|c| c.target.clone()));
     let planned = if needs_index(before.as_ref(), target.as_ref(), &hash, &metadata) {
-        let target = target.as_ref().ok_or_else(|| ApiError::Internal(anyhow::anyhow!("index target vanished")))?;
+        let target = target
+            .as_ref()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("index target vanished")))?;
         let text = target.text_of("index", &req.data)?;
         let doc_metadata = document_metadata(namespace, key, &metadata);
         Some(index_text::plan(state, tenant, target, document_id(namespace, key), text, doc_metadata).await?)
@@ -159,13 +178,20 @@ pub async fn put(
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let cur = current(&tx, namespace, key, true).await?;
-    let target = req.index.clone().or_else(|| cur.as_ref().and_then(|c| c.target.clone()));
+    let target = req
+        .index
+        .clone()
+        .or_else(|| cur.as_ref().and_then(|c| c.target.clone()));
     if planned.is_none() && needs_index(cur.as_ref(), target.as_ref(), &hash, &metadata) {
         return Err(ApiError::Conflict(format!(
             "cache entry {namespace}/{key} was changed by another request while this one was embedding; retry"
         )));
     }
-    let target_json = target.as_ref().map(serde_json::to_value).transpose().map_err(anyhow::Error::from)?;
+    let target_json = target
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(anyhow::Error::from)?;
     let changed = cur.as_ref().is_none_or(|c| c.hash != hash);
     if cur.is_some() && changed {
         tx.execute(
@@ -215,10 +241,20 @@ pub async fn put(
     if wake {
         state.jobs.wake();
     }
-    Ok(CacheEntry { changed: Some(changed), created: Some(cur.is_none()), ..entry })
+    Ok(CacheEntry {
+        changed: Some(changed),
+        created: Some(cur.is_none()),
+        ..entry
+    })
 }
 
-pub async fn get(state: &AppState, tenant: Uuid, namespace: &str, key: &str, params: &GetParams) -> Result<CacheEntry, ApiError> {
+pub async fn get(
+    state: &AppState,
+    tenant: Uuid,
+    namespace: &str,
+    key: &str,
+    params: &GetParams,
+) -> Result<CacheEntry, ApiError> {
     readable(namespace, Some(key))?;
     if params.max_age_seconds.is_some_and(|m| m > MAX_TTL_SECS as u64) {
         return Err(ApiError::validation("max_age_seconds", format!("0 to {MAX_TTL_SECS}")));
@@ -226,10 +262,16 @@ pub async fn get(state: &AppState, tenant: Uuid, namespace: &str, key: &str, par
     let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
-        .query_opt(&format!("SELECT {COLUMNS} FROM cache_entries WHERE namespace = $1 AND key = $2"), &[&namespace, &key])
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM cache_entries WHERE namespace = $1 AND key = $2"),
+            &[&namespace, &key],
+        )
         .await?;
     tx.commit().await?;
-    let entry = from_row(&row.ok_or_else(|| entry_not_found(namespace, key))?, params.max_age_seconds)?;
+    let entry = from_row(
+        &row.ok_or_else(|| entry_not_found(namespace, key))?,
+        params.max_age_seconds,
+    )?;
     if entry.stale && !params.allow_stale.unwrap_or(false) {
         let why = if entry.expires_at <= Utc::now() {
             format!("expired at {}", entry.expires_at.to_rfc3339())
@@ -244,7 +286,12 @@ pub async fn get(state: &AppState, tenant: Uuid, namespace: &str, key: &str, par
     Ok(entry)
 }
 
-pub async fn list(state: &AppState, tenant: Uuid, namespace: &str, params: &ListParams) -> Result<CacheEntryList, ApiError> {
+pub async fn list(
+    state: &AppState,
+    tenant: Uuid,
+    namespace: &str,
+    params: &ListParams,
+) -> Result<CacheEntryList, ApiError> {
     readable(namespace, None)?;
     let limit = Limit::parse(params.limit)?;
     let cursor = params.cursor.as_deref().map(parse_cursor).transpose()?;
@@ -269,11 +316,19 @@ pub async fn list(state: &AppState, tenant: Uuid, namespace: &str, params: &List
     tx.commit().await?;
     let mut data = rows.iter().map(|r| from_row(r, None)).collect::<Result<Vec<_>, _>>()?;
     let more = limit.trim(&mut data);
-    let next_cursor = more.then(|| data.last().map(|e| encode_cursor(e.changed_at, &e.key))).flatten();
+    let next_cursor = more
+        .then(|| data.last().map(|e| encode_cursor(e.changed_at, &e.key)))
+        .flatten();
     Ok(CacheEntryList { data, next_cursor })
 }
 
-pub async fn history(state: &AppState, tenant: Uuid, namespace: &str, key: &str, params: &HistoryParams) -> Result<CacheHistory, ApiError> {
+pub async fn history(
+    state: &AppState,
+    tenant: Uuid,
+    namespace: &str,
+    key: &str,
+    params: &HistoryParams,
+) -> Result<CacheHistory, ApiError> {
     readable(namespace, Some(key))?;
     let limit = Limit::parse(params.limit)?;
     let mut client = state.read_conn(tenant).await?;
@@ -287,7 +342,10 @@ pub async fn history(state: &AppState, tenant: Uuid, namespace: &str, key: &str,
         .await?;
     let exists = !rows.is_empty()
         || tx
-            .query_opt("SELECT 1 FROM cache_entries WHERE namespace = $1 AND key = $2", &[&namespace, &key])
+            .query_opt(
+                "SELECT 1 FROM cache_entries WHERE namespace = $1 AND key = $2",
+                &[&namespace, &key],
+            )
             .await?
             .is_some();
     tx.commit().await?;
@@ -328,9 +386,16 @@ pub async fn remove(tx: &Transaction<'_>, tenant: Uuid, namespace: &str, key: Op
     let mut by_collection: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for row in &rows {
         let target: Option<serde_json::Value> = row.try_get(1)?;
-        if let Some(collection) = target.as_ref().and_then(|t| t.get("collection")).and_then(|c| c.as_str()) {
+        if let Some(collection) = target
+            .as_ref()
+            .and_then(|t| t.get("collection"))
+            .and_then(|c| c.as_str())
+        {
             let key: String = row.try_get(0)?;
-            by_collection.entry(collection.to_string()).or_default().push(document_id(namespace, &key));
+            by_collection
+                .entry(collection.to_string())
+                .or_default()
+                .push(document_id(namespace, &key));
         }
     }
     for (collection, ids) in by_collection {
@@ -358,8 +423,13 @@ pub async fn delete(
             Some(key) => ("cache_entry", format!("{namespace}/{key}")),
             None => ("cache_namespace", namespace.to_string()),
         };
-        audit::record(&tx, tenant, principal, Event::new("cache.delete", resource, id).details(serde_json::json!({"deleted": deleted})))
-            .await?;
+        audit::record(
+            &tx,
+            tenant,
+            principal,
+            Event::new("cache.delete", resource, id).details(serde_json::json!({"deleted": deleted})),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(CacheDeleted { deleted })

@@ -57,8 +57,13 @@ pub async fn expired(state: &AppState, keep_secs: &str, server_value: f64) -> Re
         }
         let mut groups: BTreeMap<(Uuid, String), Due> = BTreeMap::new();
         for row in &rows {
-            let (tenant, collection, namespaces, keys, keep): (Uuid, String, Vec<String>, Vec<String>, f64) =
-                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?);
+            let (tenant, collection, namespaces, keys, keep): (Uuid, String, Vec<String>, Vec<String>, f64) = (
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+            );
             groups.insert((tenant, collection), (namespaces, keys, keep));
         }
         let mut removed = 0;

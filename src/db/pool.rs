@@ -90,7 +90,10 @@ const MAX_PREPARED: usize = 256;
 
 /// `sql` prepared once per connection (hot statements: a collection's registry read, its
 /// unfiltered search).
-pub async fn prepared(tx: &deadpool_postgres::Transaction<'_>, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+pub async fn prepared(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
     if tx.statement_cache.size() >= MAX_PREPARED {
         tx.statement_cache.clear();
     }

@@ -55,9 +55,20 @@ impl Replicas {
     pub fn new(members: Vec<(String, Pool)>, max_lag: Duration, check: Duration) -> Self {
         let members = members
             .into_iter()
-            .map(|(name, pool)| Replica { name, pool, fresh_as_of: Mutex::new(None), up: AtomicBool::new(false) })
+            .map(|(name, pool)| Replica {
+                name,
+                pool,
+                fresh_as_of: Mutex::new(None),
+                up: AtomicBool::new(false),
+            })
             .collect();
-        Replicas { members, max_lag, check, last_write: Mutex::new(HashMap::new()), next: AtomicUsize::new(0) }
+        Replicas {
+            members,
+            max_lag,
+            check,
+            last_write: Mutex::new(HashMap::new()),
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// Notes that `tenant` wrote (call when a write request ends, before its response leaves).
@@ -81,8 +92,12 @@ impl Replicas {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n).map(|i| (start + i) % n).find(|&i| {
             let r = &self.members[i];
-            let Some(fresh) = r.fresh_as_of.lock().ok().and_then(|f| *f) else { return false };
-            r.up.load(Ordering::Relaxed) && now.saturating_duration_since(fresh) <= self.max_lag && wrote.is_none_or(|w| fresh > w)
+            let Some(fresh) = r.fresh_as_of.lock().ok().and_then(|f| *f) else {
+                return false;
+            };
+            r.up.load(Ordering::Relaxed)
+                && now.saturating_duration_since(fresh) <= self.max_lag
+                && wrote.is_none_or(|w| fresh > w)
         })
     }
 
@@ -129,14 +144,29 @@ pub fn spawn_monitor(replicas: Arc<Replicas>, primary: Pool, metrics: Arc<Metric
                 Ok(lsn) => samples.push_back((at, lsn)),
                 Err(err) => tracing::debug!(error = %err, "sampling the primary's WAL position"),
             }
-            while samples.len() > 2 && samples.front().is_some_and(|(t, _)| at.saturating_duration_since(*t) > replicas.max_lag * 2) {
+            while samples.len() > 2
+                && samples
+                    .front()
+                    .is_some_and(|(t, _)| at.saturating_duration_since(*t) > replicas.max_lag * 2)
+            {
                 samples.pop_front();
             }
             for replica in &replicas.members {
                 check(replica, &samples, replicas.check).await;
-                let lag = replica.fresh_as_of.lock().ok().and_then(|f| *f).map(|f| at.saturating_duration_since(f).as_secs_f64());
-                metrics.replica_lag_seconds.with_label_values(&[&replica.name]).set(lag.unwrap_or(-1.0));
-                metrics.replica_up.with_label_values(&[&replica.name]).set(replica.up.load(Ordering::Relaxed) as i64);
+                let lag = replica
+                    .fresh_as_of
+                    .lock()
+                    .ok()
+                    .and_then(|f| *f)
+                    .map(|f| at.saturating_duration_since(f).as_secs_f64());
+                metrics
+                    .replica_lag_seconds
+                    .with_label_values(&[&replica.name])
+                    .set(lag.unwrap_or(-1.0));
+                metrics
+                    .replica_up
+                    .with_label_values(&[&replica.name])
+                    .set(replica.up.load(Ordering::Relaxed) as i64);
             }
             tokio::time::sleep(replicas.check.saturating_sub(at.elapsed())).await;
         }

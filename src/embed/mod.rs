@@ -26,10 +26,10 @@ use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 use batcher::{Chunk, Queue};
+use load::*;
 pub use load::{EmbedConfig, PoolingKind};
 pub use pipeline::EmbedStatsSnapshot;
 use pipeline::{lock, EmbedStats, Pipeline, Worker};
-use load::*;
 
 /// Model installed by `scripts/bootstrap` and used when nothing else is configured.
 pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";

@@ -129,10 +129,17 @@ fn metadata(column: &str, path: &[String], op: &Op, params: &mut SqlParams) -> S
         Op::In(vs) if vs.is_empty() => "false".to_string(),
         Op::In(vs) => format!("({} = ANY({}::jsonb[]))", at(params), params.push(vs.clone())),
         Op::Nin(vs) if vs.is_empty() => "true".to_string(),
-        Op::Nin(vs) => format!("(NOT coalesce({} = ANY({}::jsonb[]), false))", at(params), params.push(vs.clone())),
+        Op::Nin(vs) => format!(
+            "(NOT coalesce({} = ANY({}::jsonb[]), false))",
+            at(params),
+            params.push(vs.clone())
+        ),
         Op::Exists(true) => format!("({} IS NOT NULL)", at(params)),
         Op::Exists(false) => format!("({} IS NULL)", at(params)),
-        Op::Contains(v) => format!("({column} @> {}::jsonb)", params.push(nested(path, Value::Array(vec![v.clone()])))),
+        Op::Contains(v) => format!(
+            "({column} @> {}::jsonb)",
+            params.push(nested(path, Value::Array(vec![v.clone()])))
+        ),
         Op::NotContains(v) => format!(
             "(NOT ({column} @> {}::jsonb))",
             params.push(nested(path, Value::Array(vec![v.clone()])))
@@ -157,9 +164,12 @@ fn record(column: &str, field: RecordField, op: &Op, params: &mut SqlParams) -> 
     };
     let list = |values: &[Value], params: &mut SqlParams| -> String {
         match field {
-            RecordField::Id => {
-                params.push(values.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect::<Vec<_>>())
-            }
+            RecordField::Id => params.push(
+                values
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_string())
+                    .collect::<Vec<_>>(),
+            ),
             RecordField::CreatedAt | RecordField::UpdatedAt => params.push(
                 values
                     .iter()

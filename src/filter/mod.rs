@@ -137,14 +137,20 @@ impl Parser {
                 k if k.starts_with('$') => {
                     return Err(err(
                         &here,
-                        format!("unknown operator {k}; filters combine with $and, $or, $not, and match text with $text"),
+                        format!(
+                            "unknown operator {k}; filters combine with $and, $or, $not, and match text with $text"
+                        ),
                     ))
                 }
                 field => self.field(field, operand, &here)?,
             };
             parts.push(part);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Filter::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Filter::And(parts)
+        })
     }
 
     fn count(&mut self, path: &str) -> Result<(), FilterError> {
@@ -157,7 +163,10 @@ impl Parser {
 
     fn text(&mut self, operand: &Value, path: &str) -> Result<Filter, FilterError> {
         let Value::Object(ops) = operand else {
-            return Err(err(path, "$text takes {\"$contains\": ...}, {\"$not_contains\": ...} or {\"$search\": ...}"));
+            return Err(err(
+                path,
+                "$text takes {\"$contains\": ...}, {\"$not_contains\": ...} or {\"$search\": ...}",
+            ));
         };
         let mut parts = vec![];
         for (op, value) in ops {
@@ -171,7 +180,12 @@ impl Parser {
                 "$contains" => TextOp::Contains(text),
                 "$not_contains" => TextOp::NotContains(text),
                 "$search" => TextOp::Search(text),
-                other => return Err(err(&here, format!("unknown text operator {other}; use $contains, $not_contains or $search"))),
+                other => {
+                    return Err(err(
+                        &here,
+                        format!("unknown text operator {other}; use $contains, $not_contains or $search"),
+                    ))
+                }
             }));
         }
         match parts.len() {
@@ -193,7 +207,10 @@ impl Parser {
                 let dotted = key.strip_prefix("metadata.").unwrap_or(key);
                 let segments: Vec<String> = dotted.split('.').map(str::to_string).collect();
                 if segments.iter().any(String::is_empty) {
-                    return Err(err(path, "a field path has no empty segments (`a.b`, not `a..b` or `.a`)"));
+                    return Err(err(
+                        path,
+                        "a field path has no empty segments (`a.b`, not `a..b` or `.a`)",
+                    ));
                 }
                 Target::Metadata(segments)
             }
@@ -224,7 +241,11 @@ impl Parser {
                 }
             });
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Filter::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Filter::And(parts)
+        })
     }
 }
 
@@ -258,13 +279,19 @@ fn parse_op(name: &str, value: &Value, path: &str) -> Result<Op, FilterError> {
         "$lte" => Op::Lte(comparable(value)?),
         "$in" => Op::In(list(value)?),
         "$nin" => Op::Nin(list(value)?),
-        "$exists" => Op::Exists(value.as_bool().ok_or_else(|| err(path, "$exists takes true or false"))?),
+        "$exists" => Op::Exists(
+            value
+                .as_bool()
+                .ok_or_else(|| err(path, "$exists takes true or false"))?,
+        ),
         "$contains" => Op::Contains(value.clone()),
         "$not_contains" => Op::NotContains(value.clone()),
         other => {
             return Err(err(
                 path,
-                format!("unknown operator {other}; use $eq $ne $gt $gte $lt $lte $in $nin $exists $contains $not_contains"),
+                format!(
+                    "unknown operator {other}; use $eq $ne $gt $gte $lt $lte $in $nin $exists $contains $not_contains"
+                ),
             ))
         }
     })
@@ -277,7 +304,10 @@ fn check_record_op(field: RecordField, op: &Op, path: &str) -> Result<(), Filter
         Op::Eq(v) | Op::Ne(v) | Op::Gt(v) | Op::Gte(v) | Op::Lt(v) | Op::Lte(v) => vec![v],
         Op::In(vs) | Op::Nin(vs) => vs.iter().collect(),
         Op::Exists(_) | Op::Contains(_) | Op::NotContains(_) => {
-            return Err(err(path, "applies to metadata fields, not id / created_at / updated_at"))
+            return Err(err(
+                path,
+                "applies to metadata fields, not id / created_at / updated_at",
+            ))
         }
     };
     for value in values {
@@ -285,7 +315,10 @@ fn check_record_op(field: RecordField, op: &Op, path: &str) -> Result<(), Filter
             return Err(err(path, "compares with a string (an id, or an RFC 3339 time)"));
         };
         if field != RecordField::Id && chrono::DateTime::parse_from_rfc3339(s).is_err() {
-            return Err(err(path, format!("`{s}` is not an RFC 3339 time (e.g. 2026-11-23T10:00:00Z)")));
+            return Err(err(
+                path,
+                format!("`{s}` is not an RFC 3339 time (e.g. 2026-11-23T10:00:00Z)"),
+            ));
         }
     }
     Ok(())

@@ -44,24 +44,57 @@ fn dotted_paths_record_fields_and_text() {
     .unwrap();
 
     let Filter::Or(parts) = filter else { panic!("or") };
-    assert_eq!(parts[0], Filter::Metadata { path: vec!["a".into(), "b".into()], op: Op::Eq(json!(1)) });
-    assert_eq!(parts[1], Filter::Metadata { path: vec!["a".into(), "b".into()], op: Op::Eq(json!(2)) });
-    assert!(matches!(parts[2], Filter::Record { field: RecordField::Id, .. }));
-    assert!(matches!(parts[3], Filter::Record { field: RecordField::CreatedAt, .. }));
+    assert_eq!(
+        parts[0],
+        Filter::Metadata {
+            path: vec!["a".into(), "b".into()],
+            op: Op::Eq(json!(1))
+        }
+    );
+    assert_eq!(
+        parts[1],
+        Filter::Metadata {
+            path: vec!["a".into(), "b".into()],
+            op: Op::Eq(json!(2))
+        }
+    );
+    assert!(matches!(
+        parts[2],
+        Filter::Record {
+            field: RecordField::Id,
+            ..
+        }
+    ));
+    assert!(matches!(
+        parts[3],
+        Filter::Record {
+            field: RecordField::CreatedAt,
+            ..
+        }
+    ));
     assert_eq!(parts[4], Filter::Text(TextOp::Contains("cat".into())));
 }
 
 #[test]
 fn errors_name_the_offending_clause() {
-    assert_eq!(error_path(json!({"$and": [{"a": 1}, {"b": {"$gt": [1]}}]})), "filter.$and[1].b.$gt");
+    assert_eq!(
+        error_path(json!({"$and": [{"a": 1}, {"b": {"$gt": [1]}}]})),
+        "filter.$and[1].b.$gt"
+    );
     assert_eq!(error_path(json!({"a": {"$regex": "x"}})), "filter.a.$regex");
     assert_eq!(error_path(json!({"$nor": []})), "filter.$nor");
     assert_eq!(error_path(json!({"$and": []})), "filter.$and");
     assert_eq!(error_path(json!({"id": {"$exists": true}})), "filter.id.$exists");
-    assert_eq!(error_path(json!({"created_at": {"$gt": "yesterday"}})), "filter.created_at.$gt");
+    assert_eq!(
+        error_path(json!({"created_at": {"$gt": "yesterday"}})),
+        "filter.created_at.$gt"
+    );
     assert_eq!(error_path(json!({"a..b": 1})), "filter.a..b");
     assert_eq!(error_path(json!({"a": {"$gt": 1, "b": 2}})), "filter.a");
-    assert_eq!(error_path(json!({"$text": {"$contains": ""}})), "filter.$text.$contains");
+    assert_eq!(
+        error_path(json!({"$text": {"$contains": ""}})),
+        "filter.$text.$contains"
+    );
     assert_eq!(error_path(json!([1])), "filter");
     assert_eq!(parse(json!({})), Ok(Filter::And(vec![])), "{{}} matches everything");
     assert_eq!(error_path(json!({"a": {"$in": 3}})), "filter.a.$in");

@@ -28,7 +28,10 @@ pub async fn list_jobs(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     if query.collection.as_ref().is_some_and(|c| c.is_empty() || c.len() > 63) {
-        return Err(ApiError::validation("collection", "a collection name is 1 to 63 characters"));
+        return Err(ApiError::validation(
+            "collection",
+            "a collection name is 1 to 63 characters",
+        ));
     }
     let limit = Limit::parse(query.limit)?;
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
@@ -51,7 +54,11 @@ pub async fn list_jobs(
         (status = 404, description = "`not_found`: no such job in this tenant", body = ErrorBody),
     )
 )]
-pub async fn get_job(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn get_job(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
@@ -75,7 +82,11 @@ pub async fn get_job(state: web::Data<AppState>, principal: Principal, id: web::
         (status = 409, description = "`job_finished`: the job has completed, failed or been cancelled already", body = ErrorBody),
     )
 )]
-pub async fn cancel_job(state: web::Data<AppState>, principal: Principal, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn cancel_job(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;

@@ -37,17 +37,30 @@ impl JobSettings {
             Some(size) => {
                 let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
                 let unit = &size[digits.len()..];
-                let valid = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && ["kB", "MB", "GB"].contains(&unit);
-                anyhow::ensure!(valid, "ONEBASE_INDEX_BUILD_MEMORY must be a size like 512MB or 2GB, not `{size}`");
+                let valid = !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && ["kB", "MB", "GB"].contains(&unit);
+                anyhow::ensure!(
+                    valid,
+                    "ONEBASE_INDEX_BUILD_MEMORY must be a size like 512MB or 2GB, not `{size}`"
+                );
                 format!("SET maintenance_work_mem = '{size}';")
             }
         };
-        anyhow::ensure!(stale_secs > 0.0 && stale_secs.is_finite(), "ONEBASE_JOB_STALE_SECS must be positive");
+        anyhow::ensure!(
+            stale_secs > 0.0 && stale_secs.is_finite(),
+            "ONEBASE_JOB_STALE_SECS must be positive"
+        );
         anyhow::ensure!(
             sweep_interval_secs > 0.0 && sweep_interval_secs <= 86_400.0,
             "ONEBASE_SWEEP_INTERVAL_SECS must be above 0 and at most a day"
         );
-        let days = [retention.audit_log_days, retention.cache_history_days, retention.conversations_days, retention.jobs_days];
+        let days = [
+            retention.audit_log_days,
+            retention.cache_history_days,
+            retention.conversations_days,
+            retention.jobs_days,
+        ];
         anyhow::ensure!(
             retention.cache_keep_expired_secs <= 100 * 365 * 86_400 && days.iter().all(|d| *d <= 100 * 365),
             "a retention flag (ONEBASE_RETENTION_*, ONEBASE_CACHE_KEEP_EXPIRED_SECS, ONEBASE_CACHE_HISTORY_DAYS) is beyond a century"

@@ -153,7 +153,8 @@ pub struct Job {
     pub heartbeat_at: Option<DateTime<Utc>>,
 }
 
-pub const COLUMNS: &str = "id, kind, state, collection_name, done, total, params, errors, error_count, error, error_code, \
+pub const COLUMNS: &str =
+    "id, kind, state, collection_name, done, total, params, errors, error_count, error, error_code, \
     cancel_requested, attempts, created_at, started_at, finished_at, heartbeat_at, checkpoint, \
     extract(epoch FROM (coalesce(finished_at, now()) - started_at))::float8";
 
@@ -180,7 +181,9 @@ pub fn from_row(row: &tokio_postgres::Row) -> Result<Job, ApiError> {
         progress: Progress {
             done,
             total,
-            percent: total.filter(|&t| t > 0).map(|t| (done as f64 * 100.0 / t as f64).min(100.0)),
+            percent: total
+                .filter(|&t| t > 0)
+                .map(|t| (done as f64 * 100.0 / t as f64).min(100.0)),
             rows_per_second: rate,
             eta_seconds: eta,
             phase: checkpoint.get("phase").and_then(|p| p.as_str()).map(str::to_string),

@@ -3,7 +3,7 @@
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use uuid::Uuid;
 
-use super::model::{self, Job, JobFilter, JobKind, JobState, JobList, RecordError};
+use super::model::{self, Job, JobFilter, JobKind, JobList, JobState, RecordError};
 use crate::error::ApiError;
 use crate::routes::pagination::{Cursor, Limit};
 
@@ -24,7 +24,15 @@ pub async fn enqueue(tx: &impl GenericClient, job: NewJob<'_>) -> Result<Uuid, A
         .query_one(
             "INSERT INTO jobs (tenant_id, kind, state, collection_id, collection_name, params, total) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            &[&job.tenant, &job.kind.as_str(), &job.state.as_str(), &collection_id, &collection_name, &job.params, &job.total],
+            &[
+                &job.tenant,
+                &job.kind.as_str(),
+                &job.state.as_str(),
+                &collection_id,
+                &collection_name,
+                &job.params,
+                &job.total,
+            ],
         )
         .await?;
     Ok(row.try_get(0)?)
@@ -51,7 +59,11 @@ pub async fn enqueue_merge(tx: &Transaction<'_>, tenant: Uuid, collection: Uuid,
 }
 
 /// An active (not finished) job of one of `kinds` on the collection, if any.
-pub async fn active_on(tx: &Transaction<'_>, collection: Uuid, kinds: &[&str]) -> Result<Option<(Uuid, String)>, ApiError> {
+pub async fn active_on(
+    tx: &Transaction<'_>,
+    collection: Uuid,
+    kinds: &[&str],
+) -> Result<Option<(Uuid, String)>, ApiError> {
     let row = tx
         .query_opt(
             "SELECT id, kind FROM jobs WHERE collection_id = $1 AND kind = ANY($2) \
@@ -110,7 +122,10 @@ pub async fn claim(pool: &Pool, worker: &str, stale_secs: f64) -> Result<Option<
     let Some(row) = row else { return Ok(None) };
     let old_state: String = row.try_get(9)?;
     if old_state == "receiving" {
-        return Ok(Some(Claim::Abandoned { id: row.try_get(0)?, params: row.try_get(5)? }));
+        return Ok(Some(Claim::Abandoned {
+            id: row.try_get(0)?,
+            params: row.try_get(5)?,
+        }));
     }
     let kind: String = row.try_get(2)?;
     Ok(Some(Claim::Run(Claimed {
@@ -143,7 +158,12 @@ pub async fn heartbeat(pool: &Pool, id: Uuid, worker: &str) -> Result<bool, ApiE
 
 /// Records progress in the transaction of the work it covers; returns whether a cancel was
 /// asked for.
-pub async fn checkpoint(tx: &Transaction<'_>, id: Uuid, checkpoint: &serde_json::Value, done: i64) -> Result<bool, ApiError> {
+pub async fn checkpoint(
+    tx: &Transaction<'_>,
+    id: Uuid,
+    checkpoint: &serde_json::Value,
+    done: i64,
+) -> Result<bool, ApiError> {
     let row = tx
         .query_opt(
             "UPDATE jobs SET checkpoint = $2, done = $3, heartbeat_at = now(), updated_at = now() WHERE id = $1 \
@@ -160,7 +180,10 @@ pub async fn checkpoint(tx: &Transaction<'_>, id: Uuid, checkpoint: &serde_json:
 pub async fn set_total(pool: &Pool, id: Uuid, total: i64) -> Result<(), ApiError> {
     let client = pool.get().await?;
     client
-        .execute("UPDATE jobs SET total = $2, updated_at = now() WHERE id = $1", &[&id, &total])
+        .execute(
+            "UPDATE jobs SET total = $2, updated_at = now() WHERE id = $1",
+            &[&id, &total],
+        )
         .await?;
     Ok(())
 }
@@ -184,7 +207,12 @@ pub async fn finish(
 }
 
 /// Adds record errors (the first 100 are kept) and counts them all.
-pub async fn add_errors(client: &impl GenericClient, id: Uuid, errors: &[RecordError], count: i64) -> Result<(), ApiError> {
+pub async fn add_errors(
+    client: &impl GenericClient,
+    id: Uuid,
+    errors: &[RecordError],
+    count: i64,
+) -> Result<(), ApiError> {
     let errors = serde_json::to_value(errors).map_err(anyhow::Error::new)?;
     client
         .execute(
@@ -199,13 +227,24 @@ pub async fn add_errors(client: &impl GenericClient, id: Uuid, errors: &[RecordE
 
 pub async fn get(tx: &Transaction<'_>, id: Uuid) -> Result<Job, ApiError> {
     let row = tx
-        .query_opt(&format!("SELECT {} FROM jobs WHERE id = $1 AND kind <> 'sweep'", model::COLUMNS), &[&id])
+        .query_opt(
+            &format!("SELECT {} FROM jobs WHERE id = $1 AND kind <> 'sweep'", model::COLUMNS),
+            &[&id],
+        )
         .await?
-        .ok_or_else(|| ApiError::NotFound { resource: "job", id: id.to_string() })?;
+        .ok_or_else(|| ApiError::NotFound {
+            resource: "job",
+            id: id.to_string(),
+        })?;
     model::from_row(&row)
 }
 
-pub async fn list(tx: &Transaction<'_>, filter: &JobFilter, limit: Limit, cursor: Option<Cursor>) -> Result<JobList, ApiError> {
+pub async fn list(
+    tx: &Transaction<'_>,
+    filter: &JobFilter,
+    limit: Limit,
+    cursor: Option<Cursor>,
+) -> Result<JobList, ApiError> {
     let (before_ts, before_id) = cursor.map(|c| (Some(c.created_at), Some(c.id))).unwrap_or((None, None));
     let state = filter.state.map(JobState::as_str);
     let kind = filter.kind.map(JobKind::as_str);
@@ -219,7 +258,14 @@ pub async fn list(tx: &Transaction<'_>, filter: &JobFilter, limit: Limit, cursor
                  ORDER BY created_at DESC, id DESC LIMIT $6",
                 model::COLUMNS
             ),
-            &[&state, &kind, &filter.collection, &before_ts, &before_id, &limit.fetch()],
+            &[
+                &state,
+                &kind,
+                &filter.collection,
+                &before_ts,
+                &before_id,
+                &limit.fetch(),
+            ],
         )
         .await?;
     let mut data = rows.iter().map(model::from_row).collect::<Result<Vec<_>, _>>()?;
@@ -234,7 +280,10 @@ pub async fn list(tx: &Transaction<'_>, filter: &JobFilter, limit: Limit, cursor
 pub async fn cancel(tx: &Transaction<'_>, id: Uuid) -> Result<Job, ApiError> {
     let job = get(tx, id).await?;
     if job.state.is_finished() {
-        return Err(ApiError::JobFinished(format!("job {id} is {} already", job.state.as_str())));
+        return Err(ApiError::JobFinished(format!(
+            "job {id} is {} already",
+            job.state.as_str()
+        )));
     }
     tx.execute(
         "UPDATE jobs SET cancel_requested = true, updated_at = now(), \
@@ -253,5 +302,7 @@ pub async fn counts(pool: &Pool) -> Result<Vec<(String, String, i64)>, ApiError>
     let rows = client
         .query("SELECT kind, state, count(*) FROM jobs GROUP BY 1, 2", &[])
         .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
 }

@@ -37,7 +37,12 @@ impl JobCtx {
 
     /// Records the checkpoint and progress in `tx`, the transaction of the work they cover, and
     /// learns of a cancel at once.
-    pub async fn checkpoint(&self, tx: &Transaction<'_>, checkpoint: &serde_json::Value, done: i64) -> Result<(), ApiError> {
+    pub async fn checkpoint(
+        &self,
+        tx: &Transaction<'_>,
+        checkpoint: &serde_json::Value,
+        done: i64,
+    ) -> Result<(), ApiError> {
         if store::checkpoint(tx, self.job.id, checkpoint, done).await? {
             self.cancel.store(true, Ordering::Relaxed);
         }
@@ -46,11 +51,17 @@ impl JobCtx {
 
     /// Counts units for `/metrics` (after their transaction committed).
     pub fn count(&self, units: u64) {
-        self.state.metrics.job_units.with_label_values(&[self.job.kind.as_str()]).inc_by(units);
+        self.state
+            .metrics
+            .job_units
+            .with_label_values(&[self.job.kind.as_str()])
+            .inc_by(units);
     }
 
     pub fn tenant(&self) -> Result<uuid::Uuid, ApiError> {
-        self.job.tenant.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a collection job without a tenant")))
+        self.job
+            .tenant
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a collection job without a tenant")))
     }
 }
 
@@ -115,7 +126,11 @@ async fn run_one(state: &web::Data<AppState>, worker: &str, job: Claimed) {
             }
         })
     };
-    let ctx = JobCtx { state: state.clone(), job, cancel };
+    let ctx = JobCtx {
+        state: state.clone(),
+        job,
+        cancel,
+    };
     let result = match kind {
         JobKind::Import => crate::knowledge::import_job::run(&ctx).await,
         JobKind::Merge => crate::knowledge::maintain::merge(&ctx).await,
@@ -209,7 +224,9 @@ async fn sweep(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let record = serde_json::json!({"deleted": report.deleted, "errors": report.errors,
         "duration_ms": report.duration_ms, "staging_dropped": orphans.len()});
     let client = ctx.state.pool.get().await?;
-    client.execute("UPDATE jobs SET checkpoint = $2 WHERE id = $1", &[&ctx.job.id, &record]).await?;
+    client
+        .execute("UPDATE jobs SET checkpoint = $2 WHERE id = $1", &[&ctx.job.id, &record])
+        .await?;
     match report.errors.iter().next() {
         None => Ok(Outcome::Completed),
         Some((rule, err)) => Err(ApiError::Internal(anyhow::anyhow!(

@@ -38,7 +38,6 @@ pub async fn create_collection(
     Ok(HttpResponse::Created().json(collection))
 }
 
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CollectionList {
     pub data: Vec<Collection>,

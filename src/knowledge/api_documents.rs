@@ -92,7 +92,10 @@ pub async fn list_documents(
     let filter = match query.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         Some(text) => {
             let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                ApiError::InvalidFilter(crate::filter::FilterError { path: "filter".into(), message: format!("not JSON: {e}") })
+                ApiError::InvalidFilter(crate::filter::FilterError {
+                    path: "filter".into(),
+                    message: format!("not JSON: {e}"),
+                })
             })?;
             Some(Filter::parse(&value, "filter")?)
         }
@@ -221,7 +224,9 @@ pub async fn search_collection(
     body: JsonObject<SearchRequest>,
 ) -> Result<web::Json<SearchResponse>, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(web::Json(search::search(&state, tenant, &name, body.into_inner()).await?))
+    Ok(web::Json(
+        search::search(&state, tenant, &name, body.into_inner()).await?,
+    ))
 }
 
 /// Searches several of the tenant's collections in one call; the hits are merged by score and

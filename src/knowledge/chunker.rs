@@ -38,9 +38,7 @@ struct Span {
 pub fn chunk(tokenizer: &Tokenizer, text: &str, size: ChunkSize) -> Result<Vec<Chunk>, String> {
     let max = size.max_tokens.max(1);
     let overlap = size.overlap_tokens.min(max / 2);
-    let encoding = tokenizer
-        .encode(text, false)
-        .map_err(|e| format!("tokenizing: {e}"))?;
+    let encoding = tokenizer.encode(text, false).map_err(|e| format!("tokenizing: {e}"))?;
     let offsets: Vec<(usize, usize)> = encoding.get_offsets().to_vec();
     if offsets.is_empty() {
         return Ok(vec![]);
@@ -142,7 +140,8 @@ fn sentence_starts(text: &str) -> Vec<usize> {
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
-        let ends_sentence = matches!(c, b'.' | b'!' | b'?') && bytes.get(i + 1).is_some_and(|n| n.is_ascii_whitespace());
+        let ends_sentence =
+            matches!(c, b'.' | b'!' | b'?') && bytes.get(i + 1).is_some_and(|n| n.is_ascii_whitespace());
         let blank_line = c == b'\n' && bytes.get(i + 1) == Some(&b'\n');
         if ends_sentence || blank_line {
             let mut j = i + 1;
@@ -205,7 +204,15 @@ mod tests {
     fn short_text_is_one_chunk_with_its_offsets() {
         let text = "  Hello wörld. Bye now!  ";
 
-        let chunks = chunk(&tokenizer(), text, ChunkSize { max_tokens: 50, overlap_tokens: 5 }).unwrap();
+        let chunks = chunk(
+            &tokenizer(),
+            text,
+            ChunkSize {
+                max_tokens: 50,
+                overlap_tokens: 5,
+            },
+        )
+        .unwrap();
 
         assert_eq!(chunks.len(), 1);
         let c = &chunks[0];
@@ -218,22 +225,48 @@ mod tests {
     #[test]
     fn sentences_are_packed_whole_and_overlap_by_whole_sentences() {
         // Four sentences of 9 tokens (8 words and a period).
-        let text = format!("{}. {}. {}. {}.", words(8, "a"), words(8, "b"), words(8, "c"), words(8, "d"));
+        let text = format!(
+            "{}. {}. {}. {}.",
+            words(8, "a"),
+            words(8, "b"),
+            words(8, "c"),
+            words(8, "d")
+        );
 
-        let chunks = chunk(&tokenizer(), &text, ChunkSize { max_tokens: 20, overlap_tokens: 9 }).unwrap();
+        let chunks = chunk(
+            &tokenizer(),
+            &text,
+            ChunkSize {
+                max_tokens: 20,
+                overlap_tokens: 9,
+            },
+        )
+        .unwrap();
 
         let firsts: Vec<&str> = chunks.iter().map(|c| &c.text[..2]).collect();
         assert_eq!(firsts, ["a0", "b0", "c0"], "{chunks:#?}");
         assert!(chunks.iter().all(|c| c.tokens <= 20 && c.text.ends_with('.')));
         assert!(chunks[0].text.ends_with("b7."), "two sentences fit in 20 tokens");
-        assert_eq!(chunks[1].start_char, chunks[0].text.find("b0").unwrap(), "the overlap is a whole sentence");
+        assert_eq!(
+            chunks[1].start_char,
+            chunks[0].text.find("b0").unwrap(),
+            "the overlap is a whole sentence"
+        );
     }
 
     #[test]
     fn a_long_sentence_is_cut_into_overlapping_windows() {
         let text = words(100, "w");
 
-        let chunks = chunk(&tokenizer(), &text, ChunkSize { max_tokens: 30, overlap_tokens: 10 }).unwrap();
+        let chunks = chunk(
+            &tokenizer(),
+            &text,
+            ChunkSize {
+                max_tokens: 30,
+                overlap_tokens: 10,
+            },
+        )
+        .unwrap();
 
         assert!(chunks.iter().all(|c| c.tokens <= 30));
         assert_eq!(chunks[0].text, words(30, "w"));
@@ -247,6 +280,15 @@ mod tests {
 
     #[test]
     fn empty_text_has_no_chunks() {
-        assert!(chunk(&tokenizer(), "   ", ChunkSize { max_tokens: 10, overlap_tokens: 0 }).unwrap().is_empty());
+        assert!(chunk(
+            &tokenizer(),
+            "   ",
+            ChunkSize {
+                max_tokens: 10,
+                overlap_tokens: 0
+            }
+        )
+        .unwrap()
+        .is_empty());
     }
 }

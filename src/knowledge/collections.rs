@@ -80,8 +80,12 @@ fn not_found(name: &str) -> ApiError {
 pub async fn load(tx: &Transaction<'_>, tenant: Uuid, name: &str, lock: bool) -> Result<Loaded, ApiError> {
     let lock = if lock { " FOR UPDATE" } else { "" };
     // Prepared once per connection: every search and write starts here.
-    let statement = crate::db::pool::prepared(tx, &format!("SELECT {COLUMNS} FROM collections WHERE name = $1{lock}")).await?;
-    let row = tx.query_opt(&statement, &[&name]).await?.ok_or_else(|| not_found(name))?;
+    let statement =
+        crate::db::pool::prepared(tx, &format!("SELECT {COLUMNS} FROM collections WHERE name = $1{lock}")).await?;
+    let row = tx
+        .query_opt(&statement, &[&name])
+        .await?
+        .ok_or_else(|| not_found(name))?;
     let collection = from_row(&row)?;
     Ok(Loaded {
         tenant,
@@ -136,7 +140,10 @@ pub async fn create(
         }
     };
     if dimension.is_some_and(|d| !(1..=MAX_DIMENSION).contains(&d)) {
-        return Err(ApiError::validation("embedding.dimension", format!("must be 1 to {MAX_DIMENSION}")));
+        return Err(ApiError::validation(
+            "embedding.dimension",
+            format!("must be 1 to {MAX_DIMENSION}"),
+        ));
     }
 
     let mut client = state.pool.get().await?;

@@ -144,7 +144,11 @@ pub fn vector_index_named(
 ) -> Option<String> {
     let ops = distance.opclass();
     let chunks = &t.chunks_main;
-    let name = if concurrently { format!("CONCURRENTLY {name}") } else { name.to_string() };
+    let name = if concurrently {
+        format!("CONCURRENTLY {name}")
+    } else {
+        name.to_string()
+    };
     match index {
         IndexSpec::None {} => None,
         IndexSpec::Hnsw { m, ef_construction } => Some(format!(
@@ -161,7 +165,10 @@ pub fn vector_index_named(
 
 /// Fixes the vector column's dimension (a bring-your-own collection's first write).
 pub fn set_dimension(t: &Tables, dimension: i32) -> String {
-    format!("ALTER TABLE {} ALTER COLUMN embedding TYPE vector({dimension})", t.chunks)
+    format!(
+        "ALTER TABLE {} ALTER COLUMN embedding TYPE vector({dimension})",
+        t.chunks
+    )
 }
 
 pub fn drop_tables(t: &Tables) -> String {

@@ -63,7 +63,10 @@ pub async fn get(state: &AppState, tenant: Uuid, name: &str, id: &str) -> Result
     let tx = tenant_tx(&mut client, tenant).await?;
     let loaded = collections::load(&tx, tenant, name, false).await?;
     let row = tx
-        .query_opt(&format!("SELECT {SELECT} FROM {} d WHERE d.id = $1", loaded.tables.docs), &[&id])
+        .query_opt(
+            &format!("SELECT {SELECT} FROM {} d WHERE d.id = $1", loaded.tables.docs),
+            &[&id],
+        )
         .await?
         .ok_or_else(|| doc_not_found(id))?;
     tx.commit().await?;
@@ -172,7 +175,11 @@ pub async fn list(
             format!("({column}, d.id) > ({}, {})", params.push(at), params.push(id))
         }
     };
-    let order_by = if order == DocumentOrder::Id { "d.id".to_string() } else { format!("{column}, d.id") };
+    let order_by = if order == DocumentOrder::Id {
+        "d.id".to_string()
+    } else {
+        format!("{column}, d.id")
+    };
     let fetch = params.push(limit.fetch());
     let sql = format!(
         "SELECT {SELECT} FROM {} d{from_extra} WHERE ({condition}) AND {after} ORDER BY {order_by} LIMIT {fetch}",

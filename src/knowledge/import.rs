@@ -76,7 +76,11 @@ struct Checker {
 
 impl Checker {
     fn check(&mut self, line: u64, raw: &[u8]) -> Result<Staged, RecordError> {
-        let fail = |id: Option<&str>, message: String| RecordError { line: line as i64, id: id.map(str::to_string), message };
+        let fail = |id: Option<&str>, message: String| RecordError {
+            line: line as i64,
+            id: id.map(str::to_string),
+            message,
+        };
         let rec: Record = serde_json::from_slice(raw).map_err(|e| fail(None, format!("not a valid record: {e}")))?;
         let id = rec.id.unwrap_or_else(|| Uuid::now_v7().to_string());
         let bad = |message: &str| fail(Some(&id), message.to_string());
@@ -98,7 +102,15 @@ impl Checker {
         }
         let hash = content_hash(&text, &self.chunking, embedding.as_deref());
         let bytes = stored_bytes(&text, &metadata);
-        Ok(Staged { line: line as i64, id, text, metadata, embedding: embedding.map(Vector::from), hash, bytes })
+        Ok(Staged {
+            line: line as i64,
+            id,
+            text,
+            metadata,
+            embedding: embedding.map(Vector::from),
+            hash,
+            bytes,
+        })
     }
 }
 
@@ -131,14 +143,18 @@ pub fn staging_name(tenant: Uuid, job: Uuid) -> String {
 
 /// Drops an import's staging table, named in its job's params (checked to be one).
 pub async fn drop_staging(state: &AppState, params: &serde_json::Value) -> Result<(), ApiError> {
-    let Some(name) = params.get("staging").and_then(|s| s.as_str()) else { return Ok(()) };
+    let Some(name) = params.get("staging").and_then(|s| s.as_str()) else {
+        return Ok(());
+    };
     let valid = name.len() == 7 + 32 + 8 + 32
         && name.starts_with("tenant_")
         && name[7..39].bytes().all(|b| b.is_ascii_hexdigit())
         && &name[39..47] == ".import_"
         && name[47..].bytes().all(|b| b.is_ascii_hexdigit());
     if !valid {
-        return Err(ApiError::Internal(anyhow::anyhow!("a job names `{name}` as its staging table")));
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "a job names `{name}` as its staging table"
+        )));
     }
     let client = state.pool.get().await?;
     client.batch_execute(&format!("DROP TABLE IF EXISTS {name}")).await?;
@@ -237,9 +253,19 @@ async fn receive(
     // Its own connection, closed afterwards: an unfinished COPY must not go back to the pool.
     let client = deadpool_postgres::Object::take(state.pool.untimed().get().await?);
     let vector_type: Type = client.prepare("SELECT $1::vector").await?.params()[0].clone();
-    let types = [Type::INT8, Type::TEXT, Type::TEXT, Type::JSONB, vector_type, Type::BYTEA, Type::INT8];
+    let types = [
+        Type::INT8,
+        Type::TEXT,
+        Type::TEXT,
+        Type::JSONB,
+        vector_type,
+        Type::BYTEA,
+        Type::INT8,
+    ];
     let sink = client
-        .copy_in(&format!("COPY {staging} (line, id, text, metadata, embedding, hash, bytes) FROM STDIN BINARY"))
+        .copy_in(&format!(
+            "COPY {staging} (line, id, text, metadata, embedding, hash, bytes) FROM STDIN BINARY"
+        ))
         .await?;
     let writer = BinaryCopyInWriter::new(sink, &types);
     futures_util::pin_mut!(writer);
@@ -263,7 +289,9 @@ async fn receive(
                 let chunk = chunk.map_err(|e| ApiError::InvalidRequest(format!("reading the body: {e}")))?;
                 received += chunk.len() as u64;
                 if received > limit {
-                    return Err(ApiError::PayloadTooLarge { limit: usize::try_from(limit).unwrap_or(usize::MAX) });
+                    return Err(ApiError::PayloadTooLarge {
+                        limit: usize::try_from(limit).unwrap_or(usize::MAX),
+                    });
                 }
                 let mut rest: &[u8] = &chunk;
                 while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
@@ -304,15 +332,22 @@ async fn receive(
             errors.extend(bad.into_iter().take(100usize.saturating_sub(errors.len())));
         }
         for s in staged {
-            let row: [&(dyn ToSql + Sync); 7] =
-                [&s.line, &s.id, &s.text, &s.metadata, &s.embedding, &s.hash, &s.bytes];
+            let row: [&(dyn ToSql + Sync); 7] = [&s.line, &s.id, &s.text, &s.metadata, &s.embedding, &s.hash, &s.bytes];
             writer.as_mut().write(&row).await?;
             staged_count += 1;
         }
-        state.pool.get().await?.execute("UPDATE jobs SET heartbeat_at = now() WHERE id = $1", &[&job_id]).await?;
+        state
+            .pool
+            .get()
+            .await?
+            .execute("UPDATE jobs SET heartbeat_at = now() WHERE id = $1", &[&job_id])
+            .await?;
     }
     if staged_count == 0 {
-        return Err(ApiError::validation("body", "the import holds no valid record (one JSON object per line)"));
+        return Err(ApiError::validation(
+            "body",
+            "the import holds no valid record (one JSON object per line)",
+        ));
     }
     writer.finish().await?;
     drop(client);
@@ -321,7 +356,9 @@ async fn receive(
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
     let fresh = collections::load(&tx, loaded.tenant, &loaded.collection.name, true).await?;
     if fresh.collection.id != loaded.collection.id {
-        return Err(ApiError::Conflict("the collection was deleted during the import".into()));
+        return Err(ApiError::Conflict(
+            "the collection was deleted during the import".into(),
+        ));
     }
     if let (None, Some(dim)) = (fresh.collection.embedding.dimension, checker.dimension) {
         if checker.own_vectors {

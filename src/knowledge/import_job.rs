@@ -35,7 +35,10 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let staging = ctx.job.params["staging"].as_str().unwrap_or_default().to_string();
     let Some(loaded) = super::maintain::job_collection(ctx).await? else {
         crate::knowledge::import::drop_staging(state, &ctx.job.params).await?;
-        return Err(ApiError::NotFound { resource: "collection", id: name });
+        return Err(ApiError::NotFound {
+            resource: "collection",
+            id: name,
+        });
     };
     let mut checkpoint = ctx.job.checkpoint.clone();
     let mut done = ctx.job.done;
@@ -44,10 +47,16 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let mut embedded = texts.then(|| checkpoint["embedded"].as_i64().unwrap_or(0));
     {
         let client = state.pool.get().await?;
-        let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&staging]).await?.try_get(0)?;
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&staging])
+            .await?
+            .try_get(0)?;
         let total: i64 = ctx.job.params["records"].as_i64().unwrap_or(0);
         let rows: i64 = match exists {
-            true => client.query_one(&format!("SELECT count(*) FROM {staging}"), &[]).await?.try_get(0)?,
+            true => client
+                .query_one(&format!("SELECT count(*) FROM {staging}"), &[])
+                .await?
+                .try_get(0)?,
             false => -1,
         };
         if rows != total {
@@ -62,12 +71,23 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         let mut client = state.pool.get().await?;
         let tx = tenant_tx(&mut client, tenant).await?;
         let empty: bool = tx
-            .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {})", loaded.tables.chunks), &[])
+            .query_one(
+                &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", loaded.tables.chunks),
+                &[],
+            )
             .await?
             .try_get(0)?;
         let fast = empty && loaded.collection.index != super::model::IndexSpec::None {};
         if fast {
-            as_owner(&tx, &format!("DROP INDEX IF EXISTS {}.{}", loaded.tables.schema, loaded.tables.vector_index_name())).await?;
+            as_owner(
+                &tx,
+                &format!(
+                    "DROP INDEX IF EXISTS {}.{}",
+                    loaded.tables.schema,
+                    loaded.tables.vector_index_name()
+                ),
+            )
+            .await?;
         }
         checkpoint = mark(json!({"phase": "load", "line": 0, "fast": fast}), embedded);
         ctx.checkpoint(&tx, &checkpoint, done).await?;
@@ -97,7 +117,10 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         if !loaded_fully {
             outcome = Outcome::Cancelled;
         }
-        checkpoint = mark(json!({"phase": if fast { "index" } else { "finish" }, "fast": fast}), embedded);
+        checkpoint = mark(
+            json!({"phase": if fast { "index" } else { "finish" }, "fast": fast}),
+            embedded,
+        );
         let mut client = state.pool.get().await?;
         let tx = tenant_tx(&mut client, tenant).await?;
         ctx.checkpoint(&tx, &checkpoint, done).await?;
@@ -112,7 +135,8 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     if !fast && ingest::writes_pending(&loaded) {
         crate::jobs::store::enqueue_merge(&tx, tenant, loaded.collection.id, &name).await?;
     }
-    ctx.checkpoint(&tx, &mark(json!({"phase": "done", "fast": fast}), embedded), done).await?;
+    ctx.checkpoint(&tx, &mark(json!({"phase": "done", "fast": fast}), embedded), done)
+        .await?;
     tx.commit().await?;
     state.jobs.wake();
     crate::knowledge::import::drop_staging(state, &ctx.job.params).await?;
@@ -132,7 +156,11 @@ fn mark(mut checkpoint: serde_json::Value, embedded: Option<i64>) -> serde_json:
 /// the loaded rows' entries still in the GIN indexes' pending lists (up to 4 MB each, read by
 /// every text search and filter until merged).
 pub(super) async fn build_index(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
-    let (schema, index, chunks) = (&loaded.tables.schema, loaded.tables.vector_index_name(), &loaded.tables.chunks);
+    let (schema, index, chunks) = (
+        &loaded.tables.schema,
+        loaded.tables.vector_index_name(),
+        &loaded.tables.chunks,
+    );
     let build = match super::ddl::vector_index(&loaded.tables, loaded.distance(), &loaded.collection.index) {
         Some(create) => format!(
             "{settings} DROP INDEX IF EXISTS {schema}.{index}; {create}; ANALYZE {chunks}",
@@ -166,14 +194,28 @@ struct Replaced {
 }
 
 /// Deletes the stored documents whose ids are among `ids` (their chunks go with them).
-async fn delete_existing(tx: &Transaction<'_>, loaded: &Loaded, ids_sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Replaced, ApiError> {
+async fn delete_existing(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    ids_sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Replaced, ApiError> {
     let rows = tx
         .query(
-            &format!("DELETE FROM {} d WHERE d.id IN ({ids_sql}) RETURNING d.id, d.created_at, d.chunk_count, d.bytes", loaded.tables.docs),
+            &format!(
+                "DELETE FROM {} d WHERE d.id IN ({ids_sql}) RETURNING d.id, d.created_at, d.chunk_count, d.bytes",
+                loaded.tables.docs
+            ),
             params,
         )
         .await?;
-    let mut r = Replaced { ids: vec![], created: vec![], docs: 0, chunks: 0, bytes: 0 };
+    let mut r = Replaced {
+        ids: vec![],
+        created: vec![],
+        docs: 0,
+        chunks: 0,
+        bytes: 0,
+    };
     for row in rows {
         r.ids.push(row.try_get(0)?);
         r.created.push(row.try_get(1)?);
@@ -190,7 +232,11 @@ async fn finish_batch(
     replaced: &Replaced,
     added: (i64, i64, i64),
 ) -> Result<(), ApiError> {
-    let (docs, chunks, bytes) = (added.0 - replaced.docs, added.1 - replaced.chunks, added.2 - replaced.bytes);
+    let (docs, chunks, bytes) = (
+        added.0 - replaced.docs,
+        added.1 - replaced.chunks,
+        added.2 - replaced.bytes,
+    );
     ingest::check_quota(tx, loaded.tenant, docs, bytes).await?;
     tx.execute(
         "UPDATE collections SET document_count = document_count + $2, chunk_count = chunk_count + $3, \
@@ -203,7 +249,14 @@ async fn finish_batch(
 
 /// Bring-your-own records: a batch moves from staging into the collection in SQL alone.
 /// Returns false when it stopped for a cancel.
-async fn load_vectors(ctx: &JobCtx, loaded: &Loaded, staging: &str, mut after: i64, fast: bool, done: &mut i64) -> Result<bool, ApiError> {
+async fn load_vectors(
+    ctx: &JobCtx,
+    loaded: &Loaded,
+    staging: &str,
+    mut after: i64,
+    fast: bool,
+    done: &mut i64,
+) -> Result<bool, ApiError> {
     let pending = !fast && ingest::writes_pending(loaded);
     let (docs, chunks) = (&loaded.tables.docs, &loaded.tables.chunks);
     loop {
@@ -245,13 +298,21 @@ async fn load_vectors(ctx: &JobCtx, loaded: &Loaded, staging: &str, mut after: i
                  FROM {staging} s LEFT JOIN unnest($4::text[], $5::timestamptz[]) o(id, created_at) ON o.id = s.id \
                  WHERE s.line > $1 AND s.line <= $2"
             ),
-            &[&after, &last, &loaded.tenant, &replaced.ids, &replaced.created, &pending],
+            &[
+                &after,
+                &last,
+                &loaded.tenant,
+                &replaced.ids,
+                &replaced.created,
+                &pending,
+            ],
         )
         .await?;
         finish_batch(&tx, loaded, &replaced, (n, n, bytes)).await?;
         *done += n;
         after = last;
-        ctx.checkpoint(&tx, &json!({"phase": "load", "line": after, "fast": fast}), *done).await?;
+        ctx.checkpoint(&tx, &json!({"phase": "load", "line": after, "fast": fast}), *done)
+            .await?;
         tx.commit().await?;
         ctx.count(n as u64);
     }
@@ -269,7 +330,9 @@ async fn read_texts(ctx: &JobCtx, loaded: &Loaded, staging: &str, after: i64) ->
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
     let rows = tx
         .query(
-            &format!("SELECT line, id, text, metadata, hash, bytes FROM {staging} WHERE line > $1 ORDER BY line LIMIT $2"),
+            &format!(
+                "SELECT line, id, text, metadata, hash, bytes FROM {staging} WHERE line > $1 ORDER BY line LIMIT $2"
+            ),
             &[&after, &TEXT_BATCH],
         )
         .await?;
@@ -305,20 +368,29 @@ async fn next_text_batch(
         let mut client = ctx.state.pool.get().await?;
         let tx = tenant_tx(&mut client, loaded.tenant).await?;
         let rows = tx
-            .query(&format!("SELECT id, content_hash FROM {} WHERE id = ANY($1)", loaded.tables.docs), &[&ids])
+            .query(
+                &format!("SELECT id, content_hash FROM {} WHERE id = ANY($1)", loaded.tables.docs),
+                &[&ids],
+            )
             .await?;
         tx.commit().await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, ApiError>>()?
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, ApiError>>()?
     };
-    let to_embed: Vec<usize> = (0..docs.len()).filter(|&i| stored.get(&docs[i].id) != Some(&docs[i].hash)).collect();
-    let prepared = ingest::prepare(&ctx.state, docs, &to_embed).await.map_err(|e| match e {
-        ApiError::InvalidDocument { index, id, message } => ApiError::InvalidRecord {
-            line: batch.lines.get(index).map_or(0, |&l| l as u64),
-            id: Some(id),
-            message,
-        },
-        other => other,
-    })?;
+    let to_embed: Vec<usize> = (0..docs.len())
+        .filter(|&i| stored.get(&docs[i].id) != Some(&docs[i].hash))
+        .collect();
+    let prepared = ingest::prepare(&ctx.state, docs, &to_embed)
+        .await
+        .map_err(|e| match e {
+            ApiError::InvalidDocument { index, id, message } => ApiError::InvalidRecord {
+                line: batch.lines.get(index).map_or(0, |&l| l as u64),
+                id: Some(id),
+                message,
+            },
+            other => other,
+        })?;
     Ok((batch, prepared))
 }
 
@@ -336,11 +408,22 @@ async fn load_texts(
     let mut current = next_text_batch(ctx, loaded, staging, after).await?;
     loop {
         let (batch, prepared) = current;
-        let Some(&last) = batch.lines.last() else { return Ok(true) };
+        let Some(&last) = batch.lines.last() else {
+            return Ok(true);
+        };
         if ctx.cancelled() {
             return Ok(false);
         }
-        let write = write_texts(ctx, loaded, &batch.docs, prepared, pending, last, fast, (&mut *done, &mut *embedded));
+        let write = write_texts(
+            ctx,
+            loaded,
+            &batch.docs,
+            prepared,
+            pending,
+            last,
+            fast,
+            (&mut *done, &mut *embedded),
+        );
         let (written, next) = tokio::join!(write, next_text_batch(ctx, loaded, staging, last));
         written?;
         current = next?;
@@ -363,20 +446,39 @@ async fn write_texts(
     // Documents with unchanged text only take the new metadata.
     for (i, doc) in docs.iter().enumerate() {
         if !prepared.contains_key(&i) {
-            tx.execute(&format!("UPDATE {} SET metadata = $2, updated_at = now() WHERE id = $1", loaded.tables.docs), &[&doc.id, &doc.metadata])
-                .await?;
-            tx.execute(&format!("UPDATE {} SET metadata = $2, updated_at = now() WHERE document_id = $1", loaded.tables.chunks), &[&doc.id, &doc.metadata])
-                .await?;
+            tx.execute(
+                &format!(
+                    "UPDATE {} SET metadata = $2, updated_at = now() WHERE id = $1",
+                    loaded.tables.docs
+                ),
+                &[&doc.id, &doc.metadata],
+            )
+            .await?;
+            tx.execute(
+                &format!(
+                    "UPDATE {} SET metadata = $2, updated_at = now() WHERE document_id = $1",
+                    loaded.tables.chunks
+                ),
+                &[&doc.id, &doc.metadata],
+            )
+            .await?;
         }
     }
-    let ids: Vec<&str> = (0..docs.len()).filter(|i| prepared.contains_key(i)).map(|i| docs[i].id.as_str()).collect();
+    let ids: Vec<&str> = (0..docs.len())
+        .filter(|i| prepared.contains_key(i))
+        .map(|i| docs[i].id.as_str())
+        .collect();
     let replaced = delete_existing(&tx, loaded, "SELECT unnest($1::text[])", &[&ids]).await?;
     let now: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.try_get(0)?;
     let mut rows = ChunkRows::default();
     let (mut n, mut chunk_total, mut bytes) = (0i64, 0i64, 0i64);
     for (i, doc) in docs.iter().enumerate() {
         let Some(prep) = prepared.get(&i) else { continue };
-        let created = replaced.ids.iter().position(|id| id == &doc.id).map_or(now, |p| replaced.created[p]);
+        let created = replaced
+            .ids
+            .iter()
+            .position(|id| id == &doc.id)
+            .map_or(now, |p| replaced.created[p]);
         let chunk_count = i32::try_from(prep.chunks.len()).unwrap_or(i32::MAX);
         tx.execute(
             &format!(
@@ -396,7 +498,12 @@ async fn write_texts(
     finish_batch(&tx, loaded, &replaced, (n, chunk_total, bytes)).await?;
     *done += docs.len() as i64;
     *embedded += n;
-    ctx.checkpoint(&tx, &json!({"phase": "load", "line": last, "fast": fast, "embedded": *embedded}), *done).await?;
+    ctx.checkpoint(
+        &tx,
+        &json!({"phase": "load", "line": last, "fast": fast, "embedded": *embedded}),
+        *done,
+    )
+    .await?;
     tx.commit().await?;
     ctx.count(docs.len() as u64);
     Ok(())

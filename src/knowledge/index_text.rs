@@ -53,7 +53,10 @@ impl IndexTarget {
             None => {
                 return Err(ApiError::validation(
                     field,
-                    format!("`text_field` `{}` is not in the data", self.text_field.as_deref().unwrap_or_default()),
+                    format!(
+                        "`text_field` `{}` is not in the data",
+                        self.text_field.as_deref().unwrap_or_default()
+                    ),
                 ))
             }
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -63,7 +66,10 @@ impl IndexTarget {
             return Err(ApiError::validation(field, "the text to index is empty"));
         }
         if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(ApiError::validation(field, format!("the text to index is longer than {MAX_TEXT_CHARS} characters")));
+            return Err(ApiError::validation(
+                field,
+                format!("the text to index is longer than {MAX_TEXT_CHARS} characters"),
+            ));
         }
         Ok(text)
     }
@@ -79,7 +85,13 @@ pub async fn plan(
     metadata: serde_json::Value,
 ) -> Result<Planned, ApiError> {
     let request = WriteDocuments {
-        documents: vec![DocumentInput { id: Some(id), text: Some(text), embedding: None, metadata: Some(metadata), chunking: None }],
+        documents: vec![DocumentInput {
+            id: Some(id),
+            text: Some(text),
+            embedding: None,
+            metadata: Some(metadata),
+            chunking: None,
+        }],
         chunking: None,
     };
     ingest::plan(state, tenant, &target.collection, request, Mode::Upsert)
@@ -92,7 +104,12 @@ pub async fn plan(
 
 /// Writes a planned document in `tx`. Returns true when a merge job was queued (wake the
 /// workers after the commit).
-pub async fn apply(tx: &Transaction<'_>, tenant: Uuid, principal: &Principal, planned: Planned) -> Result<bool, ApiError> {
+pub async fn apply(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    principal: &Principal,
+    planned: Planned,
+) -> Result<bool, ApiError> {
     Ok(ingest::apply(tx, tenant, principal, planned).await?.1)
 }
 

@@ -74,7 +74,10 @@ fn bad(index: usize, id: &str, message: impl std::fmt::Display) -> ApiError {
 
 fn validate(loaded: &Loaded, req: WriteDocuments, max_length: usize) -> Result<Vec<Doc>, ApiError> {
     if req.documents.is_empty() || req.documents.len() > MAX_BATCH {
-        return Err(ApiError::validation("documents", format!("1 to {MAX_BATCH} documents per request")));
+        return Err(ApiError::validation(
+            "documents",
+            format!("1 to {MAX_BATCH} documents per request"),
+        ));
     }
     let default_chunking = match req.chunking {
         Some(c) => c.validate("chunking", max_length)?,
@@ -84,7 +87,13 @@ fn validate(loaded: &Loaded, req: WriteDocuments, max_length: usize) -> Result<V
     let mut seen = HashSet::new();
     let mut docs = Vec::with_capacity(req.documents.len());
     for (index, input) in req.documents.into_iter().enumerate() {
-        let DocumentInput { id, text, embedding, metadata, chunking } = input;
+        let DocumentInput {
+            id,
+            text,
+            embedding,
+            metadata,
+            chunking,
+        } = input;
         let id = id.unwrap_or_else(|| Uuid::now_v7().to_string());
         let label = id.clone();
         check_id(&id).map_err(|e| bad(index, &label, e))?;
@@ -103,12 +112,26 @@ fn validate(loaded: &Loaded, req: WriteDocuments, max_length: usize) -> Result<V
         let own_vector = check_content(&text, embedding, own_vectors, dimension).map_err(|e| bad(index, &label, e))?;
         let hash = content_hash(&text, &chunking, own_vector.as_deref());
         let bytes = stored_bytes(&text, &metadata);
-        docs.push(Doc { id, text, metadata, chunking, own_vector, hash, bytes });
+        docs.push(Doc {
+            id,
+            text,
+            metadata,
+            chunking,
+            own_vector,
+            hash,
+            bytes,
+        });
     }
     if own_vectors && loaded.collection.embedding.dimension.is_none() {
-        let dims: HashSet<usize> = docs.iter().filter_map(|d| d.own_vector.as_ref().map(Vec::len)).collect();
+        let dims: HashSet<usize> = docs
+            .iter()
+            .filter_map(|d| d.own_vector.as_ref().map(Vec::len))
+            .collect();
         if dims.len() > 1 {
-            return Err(ApiError::validation("documents", "the embeddings of one request differ in dimension"));
+            return Err(ApiError::validation(
+                "documents",
+                "the embeddings of one request differ in dimension",
+            ));
         }
     }
     Ok(docs)
@@ -145,9 +168,14 @@ pub(super) fn check_content(
                 return Err(format!("an embedding has 1 to {} numbers", collections::MAX_DIMENSION));
             }
             if let Some(dim) = dimension.filter(|&d| d != v.len()) {
-                return Err(format!("the embedding has {} dimensions; the collection {dim}", v.len()));
+                return Err(format!(
+                    "the embedding has {} dimensions; the collection {dim}",
+                    v.len()
+                ));
             }
-            to_f32(&v).map(Some).ok_or_else(|| "the embedding holds a number outside float32's finite range".into())
+            to_f32(&v)
+                .map(Some)
+                .ok_or_else(|| "the embedding holds a number outside float32's finite range".into())
         }
     }
 }
@@ -170,7 +198,12 @@ struct Stored {
     bytes: i64,
 }
 
-async fn stored(tx: &Transaction<'_>, loaded: &Loaded, ids: &[String], lock: bool) -> Result<HashMap<String, Stored>, ApiError> {
+async fn stored(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    ids: &[String],
+    lock: bool,
+) -> Result<HashMap<String, Stored>, ApiError> {
     let lock = if lock { " FOR UPDATE" } else { "" };
     let rows = tx
         .query(
@@ -185,7 +218,12 @@ async fn stored(tx: &Transaction<'_>, loaded: &Loaded, ids: &[String], lock: boo
         .map(|r| {
             Ok((
                 r.try_get(0)?,
-                Stored { hash: r.try_get(1)?, metadata: r.try_get(2)?, chunk_count: r.try_get(3)?, bytes: r.try_get(4)? },
+                Stored {
+                    hash: r.try_get(1)?,
+                    metadata: r.try_get(2)?,
+                    chunk_count: r.try_get(3)?,
+                    bytes: r.try_get(4)?,
+                },
             ))
         })
         .collect()
@@ -224,7 +262,13 @@ pub async fn write(
 /// Validates a write batch and chunks and embeds what is new or changed, with no transaction
 /// open. Another plane that indexes text (a run's payload, a cache entry) plans here, then
 /// applies the plan in its own transaction.
-pub async fn plan(state: &AppState, tenant: Uuid, name: &str, req: WriteDocuments, mode: Mode) -> Result<Planned, ApiError> {
+pub async fn plan(
+    state: &AppState,
+    tenant: Uuid,
+    name: &str,
+    req: WriteDocuments,
+    mode: Mode,
+) -> Result<Planned, ApiError> {
     let loaded = collections::load_alone(state, tenant, name).await?;
     let docs = validate(&loaded, req, state.embedder.info().max_length)?;
     let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
@@ -250,7 +294,14 @@ pub async fn plan(state: &AppState, tenant: Uuid, name: &str, req: WriteDocument
         .collect();
     let prepared = prepare(state, &docs, &to_embed).await?;
     let embedded_chunks = prepared.values().map(|p| p.chunks.len()).sum();
-    Ok(Planned { name: name.to_string(), mode, docs, ids, prepared, embedded_chunks })
+    Ok(Planned {
+        name: name.to_string(),
+        mode,
+        docs,
+        ids,
+        prepared,
+        embedded_chunks,
+    })
 }
 
 /// Writes a planned batch in `tx`: documents, chunks, vectors, the collection's counters and the
@@ -262,7 +313,14 @@ pub async fn apply(
     principal: &Principal,
     planned: Planned,
 ) -> Result<(WriteResult, bool), ApiError> {
-    let Planned { name, mode, docs, ids, prepared, embedded_chunks } = planned;
+    let Planned {
+        name,
+        mode,
+        docs,
+        ids,
+        prepared,
+        embedded_chunks,
+    } = planned;
     let name = name.as_str();
     let loaded = collections::load(tx, tenant, name, true).await?;
     let now: DateTime<Utc> = tx.query_one("SELECT now()", &[]).await?.try_get(0)?;
@@ -274,7 +332,10 @@ pub async fn apply(
     for (index, doc) in docs.iter().enumerate() {
         let old = current.get(&doc.id);
         if mode == Mode::Create && old.is_some() {
-            return Err(ApiError::Conflict(format!("document {index} (`{}`) exists already", doc.id)));
+            return Err(ApiError::Conflict(format!(
+                "document {index} (`{}`) exists already",
+                doc.id
+            )));
         }
         let same_text = old.is_some_and(|s| s.hash == doc.hash);
         if same_text && old.is_some_and(|s| s.metadata == doc.metadata) {
@@ -290,17 +351,28 @@ pub async fn apply(
             // Only the metadata changed: no new vectors, the chunks take the new metadata.
             let old = old.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("stored document vanished")))?;
             tx.execute(
-                &format!("UPDATE {} SET metadata = $2, bytes = $3, updated_at = $4 WHERE id = $1", loaded.tables.docs),
+                &format!(
+                    "UPDATE {} SET metadata = $2, bytes = $3, updated_at = $4 WHERE id = $1",
+                    loaded.tables.docs
+                ),
                 &[&doc.id, &doc.metadata, &doc.bytes, &now],
             )
             .await?;
             tx.execute(
-                &format!("UPDATE {} SET metadata = $2, updated_at = $3 WHERE document_id = $1", loaded.tables.chunks),
+                &format!(
+                    "UPDATE {} SET metadata = $2, updated_at = $3 WHERE document_id = $1",
+                    loaded.tables.chunks
+                ),
                 &[&doc.id, &doc.metadata, &now],
             )
             .await?;
             byte_delta += doc.bytes - old.bytes;
-            outcomes.push(DocumentOutcome { id: doc.id.clone(), status: WriteStatus::Updated, chunks: old.chunk_count, embedded: false });
+            outcomes.push(DocumentOutcome {
+                id: doc.id.clone(),
+                status: WriteStatus::Updated,
+                chunks: old.chunk_count,
+                embedded: false,
+            });
             continue;
         }
         let Some(prep) = prepared.get(&index) else {
@@ -344,7 +416,11 @@ pub async fn apply(
         byte_delta += doc.bytes - old.map_or(0, |s| s.bytes);
         outcomes.push(DocumentOutcome {
             id: doc.id.clone(),
-            status: if old.is_none() { WriteStatus::Created } else { WriteStatus::Updated },
+            status: if old.is_none() {
+                WriteStatus::Created
+            } else {
+                WriteStatus::Updated
+            },
             chunks: chunk_count,
             embedded: true,
         });
@@ -375,23 +451,47 @@ pub async fn apply(
         })),
     )
     .await?;
-    Ok((WriteResult { documents: outcomes, embedded_chunks }, pending))
+    Ok((
+        WriteResult {
+            documents: outcomes,
+            embedded_chunks,
+        },
+        pending,
+    ))
 }
 
 /// Chunks and embeds the documents at `indexes` (with the shared embedder, no transaction open).
-pub(super) async fn prepare(state: &AppState, docs: &[Doc], indexes: &[usize]) -> Result<HashMap<usize, Prepared>, ApiError> {
+pub(super) async fn prepare(
+    state: &AppState,
+    docs: &[Doc],
+    indexes: &[usize],
+) -> Result<HashMap<usize, Prepared>, ApiError> {
     let mut prepared: HashMap<usize, Prepared> = HashMap::new();
     let mut texts: Vec<(usize, String)> = vec![];
     for &i in indexes {
         let doc = &docs[i];
         if let Some(v) = &doc.own_vector {
-            let chunk = chunker::Chunk { text: doc.text.clone(), start_char: 0, end_char: doc.text.chars().count(), tokens: 0 };
-            prepared.insert(i, Prepared { chunks: vec![chunk], vectors: vec![v.clone()] });
+            let chunk = chunker::Chunk {
+                text: doc.text.clone(),
+                start_char: 0,
+                end_char: doc.text.chars().count(),
+                tokens: 0,
+            };
+            prepared.insert(
+                i,
+                Prepared {
+                    chunks: vec![chunk],
+                    vectors: vec![v.clone()],
+                },
+            );
             continue;
         }
         let embedder = state.embedder.clone();
         let text = doc.text.clone();
-        let size = ChunkSize { max_tokens: doc.chunking.max_tokens as usize, overlap_tokens: doc.chunking.overlap_tokens as usize };
+        let size = ChunkSize {
+            max_tokens: doc.chunking.max_tokens as usize,
+            overlap_tokens: doc.chunking.overlap_tokens as usize,
+        };
         let chunks = tokio::task::spawn_blocking(move || chunker::chunk(embedder.tokenizer(), &text, size))
             .await
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("chunking panicked: {e}")))?
@@ -400,11 +500,20 @@ pub(super) async fn prepare(state: &AppState, docs: &[Doc], indexes: &[usize]) -
             return Err(bad(i, &doc.id, "text has nothing to embed"));
         }
         texts.extend(chunks.iter().map(|c| (i, c.text.clone())));
-        prepared.insert(i, Prepared { chunks, vectors: vec![] });
+        prepared.insert(
+            i,
+            Prepared {
+                chunks,
+                vectors: vec![],
+            },
+        );
     }
     // Through the shared queue, a bounded slice at a time.
     for slice in texts.chunks(state.embed_limits.max_inputs.max(1)) {
-        let embedded = state.embedder.embed(slice.iter().map(|(_, t)| t.clone()).collect()).await?;
+        let embedded = state
+            .embedder
+            .embed(slice.iter().map(|(_, t)| t.clone()).collect())
+            .await?;
         for ((i, _), vector) in slice.iter().zip(embedded.vectors) {
             if let Some(p) = prepared.get_mut(i) {
                 p.vectors.push(vector);
@@ -439,25 +548,37 @@ pub(super) async fn set_dimension(tx: &Transaction<'_>, loaded: &Loaded, dim: i3
         sql = format!("{sql}; {index}");
     }
     as_owner(tx, &sql).await?;
-    tx.execute("UPDATE collections SET dimension = $2 WHERE id = $1", &[&loaded.collection.id, &dim])
-        .await?;
+    tx.execute(
+        "UPDATE collections SET dimension = $2 WHERE id = $1",
+        &[&loaded.collection.id, &dim],
+    )
+    .await?;
     Ok(())
 }
 
 /// Refuses a write that takes the tenant over `max_documents` or `max_storage_bytes`.
-pub(super) async fn check_quota(tx: &Transaction<'_>, tenant: Uuid, doc_delta: i64, byte_delta: i64) -> Result<(), ApiError> {
+pub(super) async fn check_quota(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    doc_delta: i64,
+    byte_delta: i64,
+) -> Result<(), ApiError> {
     if doc_delta <= 0 && byte_delta <= 0 {
         return Ok(());
     }
     let limits = tx
-        .query_one("SELECT max_documents, max_storage_bytes FROM tenants WHERE id = $1", &[&tenant])
+        .query_one(
+            "SELECT max_documents, max_storage_bytes FROM tenants WHERE id = $1",
+            &[&tenant],
+        )
         .await?;
     let (max_docs, max_bytes): (Option<i64>, Option<i64>) = (limits.try_get(0)?, limits.try_get(1)?);
     if max_docs.is_none() && max_bytes.is_none() {
         return Ok(());
     }
     // Serializes the tenant's writers while they count, so two cannot both squeeze under.
-    tx.execute("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE", &[&tenant]).await?;
+    tx.execute("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE", &[&tenant])
+        .await?;
     let usage = tx
         .query_one(
             "SELECT coalesce(sum(document_count), 0)::bigint, coalesce(sum(stored_bytes), 0)::bigint FROM collections",
@@ -498,7 +619,8 @@ impl ChunkRows {
             self.document_id.push(doc.id.clone());
             self.chunk_index.push(i32::try_from(i).unwrap_or(i32::MAX));
             self.text.push(chunk.text.clone());
-            self.start_char.push(i32::try_from(chunk.start_char).unwrap_or(i32::MAX));
+            self.start_char
+                .push(i32::try_from(chunk.start_char).unwrap_or(i32::MAX));
             self.end_char.push(i32::try_from(chunk.end_char).unwrap_or(i32::MAX));
             self.metadata.push(doc.metadata.clone());
             self.created_at.push(created_at);
@@ -512,7 +634,13 @@ impl ChunkRows {
     }
 
     /// Inserts the rows, into the pending partition when `pending` (see [`ddl::create_chunks`]).
-    pub async fn insert(self, tx: &Transaction<'_>, loaded: &Loaded, tenant: Uuid, pending: bool) -> Result<(), ApiError> {
+    pub async fn insert(
+        self,
+        tx: &Transaction<'_>,
+        loaded: &Loaded,
+        tenant: Uuid,
+        pending: bool,
+    ) -> Result<(), ApiError> {
         if self.document_id.is_empty() {
             return Ok(());
         }

@@ -34,7 +34,9 @@ pub(super) async fn job_collection(ctx: &JobCtx) -> Result<Option<Loaded>, ApiEr
 /// a batch per transaction: a search sees every row in one partition or the other, always.
 /// (`done` restarts from the checkpoint's count after a takeover; the rows left are counted anew.)
 pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
-    let Some(loaded) = job_collection(ctx).await? else { return Ok(Outcome::Completed) };
+    let Some(loaded) = job_collection(ctx).await? else {
+        return Ok(Outcome::Completed);
+    };
     let mut done = ctx.job.done;
     let pending: i64 = {
         let client = ctx.state.pool.get().await?;
@@ -126,13 +128,22 @@ pub(super) fn gin_clean(table: &str) -> String {
 /// The session settings of a job's index build: the configured memory (if any) and parallel
 /// maintenance workers for all cores but the leader's.
 pub(super) fn index_build_settings(state: &AppState) -> String {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
-    format!("{} SET max_parallel_maintenance_workers = {workers};", state.jobs.index_build_memory)
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1);
+    format!(
+        "{} SET max_parallel_maintenance_workers = {workers};",
+        state.jobs.index_build_memory
+    )
 }
 
 /// The job failed because its collection was deleted.
 pub(super) fn collection_deleted() -> ApiError {
-    ApiError::JobFailed { code: "collection_deleted", message: "the collection was deleted".into() }
+    ApiError::JobFailed {
+        code: "collection_deleted",
+        message: "the collection was deleted".into(),
+    }
 }
 
 /// Builds `name` on the main partition with `CONCURRENTLY`: writes and searches go on.
@@ -154,7 +165,9 @@ pub(super) fn next_index_name(loaded: &Loaded) -> String {
 
 /// Rebuilds the index with a new type, parameters or distance beside the old one, then swaps.
 pub async fn reindex(ctx: &JobCtx) -> Result<Outcome, ApiError> {
-    let Some(loaded) = job_collection(ctx).await? else { return Err(collection_deleted()) };
+    let Some(loaded) = job_collection(ctx).await? else {
+        return Err(collection_deleted());
+    };
     let bad = |what: &str| ApiError::Internal(anyhow::anyhow!("a reindex job with a bad {what}"));
     let index: IndexSpec = serde_json::from_value(ctx.job.params["index"].clone()).map_err(|_| bad("index"))?;
     let distance: Distance = serde_json::from_value(ctx.job.params["distance"].clone()).map_err(|_| bad("distance"))?;
@@ -167,7 +180,11 @@ pub async fn reindex(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             }
         }
         if ctx.cancelled() {
-            run_alone(&ctx.state, &[format!("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{next}")]).await?;
+            run_alone(
+                &ctx.state,
+                &[format!("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{next}")],
+            )
+            .await?;
             return Ok(Outcome::Cancelled);
         }
         let mut client = ctx.state.pool.get().await?;
@@ -179,7 +196,11 @@ pub async fn reindex(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
     let fresh = collections::load(&tx, loaded.tenant, &loaded.collection.name, true).await?;
     let old = loaded.tables.vector_index_name();
-    as_owner(&tx, &format!("DROP INDEX IF EXISTS {schema}.{old}; ALTER INDEX IF EXISTS {schema}.{next} RENAME TO {old}")).await?;
+    as_owner(
+        &tx,
+        &format!("DROP INDEX IF EXISTS {schema}.{old}; ALTER INDEX IF EXISTS {schema}.{next} RENAME TO {old}"),
+    )
+    .await?;
     let config = serde_json::to_value(&index).map_err(anyhow::Error::new)?;
     tx.execute(
         "UPDATE collections SET index_config = $2, distance = $3, updated_at = now() WHERE id = $1",

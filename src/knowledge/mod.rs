@@ -1,22 +1,22 @@
 //! The knowledge plane: collections of documents, their chunks and embeddings, and search.
 
 pub mod api_collections;
+pub mod api_documents;
+pub mod api_jobs;
 pub mod chunker;
 pub mod collections;
 pub mod ddl;
-pub mod model;
-pub mod api_documents;
 pub mod doc_model;
 pub mod documents;
+pub mod import;
+pub mod import_job;
 pub mod index_text;
 pub mod ingest;
+pub mod maintain;
+pub mod model;
+pub mod query_cache;
+pub mod reembed;
 pub mod search;
 pub mod search_model;
 mod search_text;
-pub mod query_cache;
-pub mod api_jobs;
-pub mod import;
-pub mod import_job;
-pub mod maintain;
-pub mod reembed;
 pub mod upgrade;

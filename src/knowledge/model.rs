@@ -366,7 +366,9 @@ pub fn document_limits(doc: &mut serde_json::Value, max_length: usize) {
 pub fn validate_name(field: &'static str, name: &str) -> Result<String, ApiError> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let rest_ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if !first_ok || !rest_ok || name.len() > 63 {
         return Err(ApiError::validation(
             field,
@@ -384,7 +386,10 @@ pub fn validate_description(description: Option<String>) -> Result<Option<String
 }
 
 /// A metadata object of at most 64 KiB.
-pub fn validate_metadata(field: &'static str, metadata: Option<serde_json::Value>) -> Result<Option<serde_json::Value>, ApiError> {
+pub fn validate_metadata(
+    field: &'static str,
+    metadata: Option<serde_json::Value>,
+) -> Result<Option<serde_json::Value>, ApiError> {
     match metadata {
         Some(v) if !v.is_object() => Err(ApiError::validation(field, "must be a JSON object")),
         Some(v) if v.to_string().len() > 64 * 1024 => Err(ApiError::validation(field, "must be at most 64 KiB")),

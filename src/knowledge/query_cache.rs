@@ -41,7 +41,12 @@ impl QueryCache {
         let tick = entries.tick;
         if entries.map.len() >= self.capacity && !entries.map.contains_key(&text) {
             // O(capacity) eviction of the least recently used entry; small next to an embedding.
-            if let Some(oldest) = entries.map.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = entries
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            {
                 entries.map.remove(&oldest);
             }
         }

@@ -27,17 +27,29 @@ const BATCH: i64 = 128;
 const MAX_SWAPS: u32 = 20;
 
 /// `POST /v1/collections/{name}/reembed`: checks the model and the texts, queues the job.
-pub async fn start(state: &AppState, tenant: Uuid, principal: &Principal, name: &str, model: &str) -> Result<Job, ApiError> {
+pub async fn start(
+    state: &AppState,
+    tenant: Uuid,
+    principal: &Principal,
+    name: &str,
+    model: &str,
+) -> Result<Job, ApiError> {
     let served = &state.embedder.info().name;
     if model != served {
-        return Err(ApiError::validation("model", format!("model `{model}` is not served here; this server serves `{served}`")));
+        return Err(ApiError::validation(
+            "model",
+            format!("model `{model}` is not served here; this server serves `{served}`"),
+        ));
     }
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let loaded = collections::load(&tx, tenant, name, true).await?;
     let counts = tx
         .query_one(
-            &format!("SELECT count(*), count(*) FILTER (WHERE btrim(text) = '') FROM {}", loaded.tables.chunks),
+            &format!(
+                "SELECT count(*), count(*) FILTER (WHERE btrim(text) = '') FROM {}",
+                loaded.tables.chunks
+            ),
             &[],
         )
         .await?;
@@ -66,7 +78,9 @@ pub async fn start(state: &AppState, tenant: Uuid, principal: &Principal, name: 
 pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let state = &ctx.state;
     let tenant = ctx.tenant()?;
-    let Some(loaded) = job_collection(ctx).await? else { return Err(collection_deleted()) };
+    let Some(loaded) = job_collection(ctx).await? else {
+        return Err(collection_deleted());
+    };
     let model = ctx.job.params["model"].as_str().unwrap_or_default().to_string();
     if model != state.embedder.info().name {
         return Err(ApiError::JobFailed {
@@ -84,7 +98,11 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     if phase == "prepare" {
         let mut client = state.pool.get().await?;
         let tx = tenant_tx(&mut client, tenant).await?;
-        as_owner(&tx, &format!("ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS embedding_next vector({dims})")).await?;
+        as_owner(
+            &tx,
+            &format!("ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS embedding_next vector({dims})"),
+        )
+        .await?;
         phase = "fill".into();
         ctx.checkpoint(&tx, &json!({"phase": phase}), done).await?;
         tx.commit().await?;
@@ -103,9 +121,14 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             tx.commit().await?;
         }
         if phase == "index" {
-            if let Some(create) =
-                ddl::vector_index_named(&loaded.tables, &next, "embedding_next", loaded.distance(), &loaded.collection.index, true)
-            {
+            if let Some(create) = ddl::vector_index_named(
+                &loaded.tables,
+                &next,
+                "embedding_next",
+                loaded.distance(),
+                &loaded.collection.index,
+                true,
+            ) {
                 build_beside(state, &create, &schema, &next).await?;
             }
         }
@@ -126,13 +149,25 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
 async fn drop_next_column(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
-    as_owner(&tx, &format!("ALTER TABLE {} DROP COLUMN IF EXISTS embedding_next", loaded.tables.chunks)).await?;
+    as_owner(
+        &tx,
+        &format!(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS embedding_next",
+            loaded.tables.chunks
+        ),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// Embeds every chunk without a new vector, in key order from `after`. False on a cancel.
-async fn fill(ctx: &JobCtx, loaded: &Loaded, after: &mut Option<(String, i32)>, done: &mut i64) -> Result<bool, ApiError> {
+async fn fill(
+    ctx: &JobCtx,
+    loaded: &Loaded,
+    after: &mut Option<(String, i32)>,
+    done: &mut i64,
+) -> Result<bool, ApiError> {
     let chunks = &loaded.tables.chunks;
     loop {
         if ctx.cancelled() {
@@ -185,7 +220,8 @@ async fn fill(ctx: &JobCtx, loaded: &Loaded, after: &mut Option<(String, i32)>, 
         .await?;
         *done += rows.len() as i64;
         let last = (ids[ids.len() - 1].clone(), indexes[indexes.len() - 1]);
-        ctx.checkpoint(&tx, &json!({"phase": "fill", "after": last}), *done).await?;
+        ctx.checkpoint(&tx, &json!({"phase": "fill", "after": last}), *done)
+            .await?;
         tx.commit().await?;
         ctx.count(rows.len() as u64);
         *after = Some(last);
@@ -204,7 +240,10 @@ async fn swap(ctx: &JobCtx, loaded: &Loaded, model: &str, dims: i32, done: i64) 
     // the parent and waits for a partition.
     as_owner(&tx, &format!("LOCK TABLE {chunks} IN ACCESS EXCLUSIVE MODE")).await?;
     let missing: i64 = tx
-        .query_one(&format!("SELECT count(*) FROM {chunks} WHERE embedding_next IS NULL"), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM {chunks} WHERE embedding_next IS NULL"),
+            &[],
+        )
         .await?
         .try_get(0)?;
     if missing > 0 {

@@ -68,7 +68,12 @@ pub(super) fn found(row: &tokio_postgres::Row) -> Result<Found, ApiError> {
 /// Searches one collection. A search that read the collection just before a re-embed swapped
 /// its vectors (pgvector then sees query and column differ in dimension) runs once more, and
 /// answers from the new state.
-pub async fn search(state: &AppState, tenant: Uuid, name: &str, req: SearchRequest) -> Result<SearchResponse, ApiError> {
+pub async fn search(
+    state: &AppState,
+    tenant: Uuid,
+    name: &str,
+    req: SearchRequest,
+) -> Result<SearchResponse, ApiError> {
     match search_once(state, tenant, name, &req).await {
         Err(ApiError::Internal(err)) if swapped_under(&err) => search_once(state, tenant, name, &req).await,
         other => other,
@@ -81,7 +86,12 @@ fn swapped_under(err: &anyhow::Error) -> bool {
         .is_some_and(|db| db.message().starts_with("different vector dimensions"))
 }
 
-async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchRequest) -> Result<SearchResponse, ApiError> {
+async fn search_once(
+    state: &AppState,
+    tenant: Uuid,
+    name: &str,
+    req: &SearchRequest,
+) -> Result<SearchResponse, ApiError> {
     let k = req.k.unwrap_or(DEFAULT_K);
     if !(1..=100).contains(&k) {
         return Err(ApiError::validation("k", "must be 1 to 100"));
@@ -90,8 +100,15 @@ async fn search_once(state: &AppState, tenant: Uuid, name: &str, req: &SearchReq
     if !(1..=1000).contains(&ef_search) {
         return Err(ApiError::validation("ef_search", "must be 1 to 1000"));
     }
-    if req.query.as_ref().is_some_and(|q| q.trim().is_empty() || q.chars().count() > MAX_QUERY_CHARS) {
-        return Err(ApiError::validation("query", format!("1 to {MAX_QUERY_CHARS} characters, not all white space")));
+    if req
+        .query
+        .as_ref()
+        .is_some_and(|q| q.trim().is_empty() || q.chars().count() > MAX_QUERY_CHARS)
+    {
+        return Err(ApiError::validation(
+            "query",
+            format!("1 to {MAX_QUERY_CHARS} characters, not all white space"),
+        ));
     }
     // A filter that does not parse is refused before the query is embedded.
     let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
@@ -150,7 +167,10 @@ async fn search_loaded(
 ) -> Result<SearchResponse, ApiError> {
     let k = req.k.unwrap_or(DEFAULT_K);
     let ef_search = req.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
-    let include = req.include.clone().unwrap_or_else(|| vec![Include::Text, Include::Metadata, Include::Scores]);
+    let include = req
+        .include
+        .clone()
+        .unwrap_or_else(|| vec![Include::Text, Include::Metadata, Include::Scores]);
     let mode = req.mode.unwrap_or(SearchMode::Vector);
     let mut fetch = if req.group_by.is_some() { k * 4 } else { k };
     if mode == SearchMode::Hybrid {
@@ -179,7 +199,14 @@ async fn search_loaded(
         match &query_vector {
             Some(v) => {
                 let explain = req.explain.unwrap_or(false);
-                let query = VectorQuery { vector: v, filter, fetch, ef_search, want_embedding, explain };
+                let query = VectorQuery {
+                    vector: v,
+                    filter,
+                    fetch,
+                    ef_search,
+                    want_embedding,
+                    explain,
+                };
                 let (hits, plan) = vector_search(tx, &loaded, query).await?;
                 Ok((Some(hits), Some(plan)))
             }
@@ -202,10 +229,15 @@ async fn search_loaded(
         HashMap::new()
     };
     let explain = req.explain.unwrap_or(false).then(|| {
-        let (plan_name, reason, matching, postgres_plan) =
-            plan.clone().unwrap_or_else(|| ("text".into(), "full-text search only".into(), None, None));
+        let (plan_name, reason, matching, postgres_plan) = plan
+            .clone()
+            .unwrap_or_else(|| ("text".into(), "full-text search only".into(), None, None));
         Explain {
-            plan: if mode == SearchMode::Hybrid { format!("hybrid:{plan_name}") } else { plan_name },
+            plan: if mode == SearchMode::Hybrid {
+                format!("hybrid:{plan_name}")
+            } else {
+                plan_name
+            },
             reason,
             matching_rows: matching,
             ef_search: query_vector.as_ref().map(|_| ef_search),
@@ -218,7 +250,9 @@ async fn search_loaded(
             .into_iter()
             .map(|(f, score, scores)| Hit {
                 collection: None,
-                document: has(Include::Document).then(|| documents.get(&f.document_id).cloned()).flatten(),
+                document: has(Include::Document)
+                    .then(|| documents.get(&f.document_id).cloned())
+                    .flatten(),
                 text: has(Include::Text).then_some(f.text),
                 metadata: has(Include::Metadata).then_some(f.metadata),
                 embedding: f.embedding.filter(|_| has(Include::Embedding)).map(|v| v.to_vec()),
@@ -256,7 +290,11 @@ impl QueryVector {
         if !self.embedded && dimension.is_some_and(|d| d as usize != self.vector.len()) {
             return Err(ApiError::validation(
                 "vector",
-                format!("has {} dimensions; the collection's vectors have {}", self.vector.len(), dimension.unwrap_or(0)),
+                format!(
+                    "has {} dimensions; the collection's vectors have {}",
+                    self.vector.len(),
+                    dimension.unwrap_or(0)
+                ),
             ));
         }
         Ok(())
@@ -273,9 +311,15 @@ async fn query_vector(state: &AppState, req: &SearchRequest) -> Result<QueryVect
             if vector.is_empty() {
                 return Err(ApiError::validation("vector", "has 0 dimensions"));
             }
-            Ok(QueryVector { vector, embedded: false })
+            Ok(QueryVector {
+                vector,
+                embedded: false,
+            })
         }
-        (None, Some(q)) => Ok(QueryVector { vector: embed_query(state, q).await?, embedded: true }),
+        (None, Some(q)) => Ok(QueryVector {
+            vector: embed_query(state, q).await?,
+            embedded: true,
+        }),
         (None, None) => Err(ApiError::validation("query", "send `query` or `vector`")),
     }
 }
@@ -296,7 +340,9 @@ pub async fn embed_query(state: &AppState, query: &str) -> Result<Vec<f32>, ApiE
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))?;
-    state.query_cache.put(query.to_string(), std::sync::Arc::new(vector.clone()));
+    state
+        .query_cache
+        .put(query.to_string(), std::sync::Arc::new(vector.clone()));
     Ok(vector)
 }
 
@@ -313,15 +359,26 @@ struct VectorQuery<'a> {
     explain: bool,
 }
 
-async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery<'_>) -> Result<(Vec<Found>, Plan), ApiError> {
+async fn vector_search(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    query: VectorQuery<'_>,
+) -> Result<(Vec<Found>, Plan), ApiError> {
     if loaded.collection.embedding.dimension.is_none() {
-        return Ok((vec![], ("exact".into(), "the collection has no vectors yet".into(), None, None)));
+        return Ok((
+            vec![],
+            ("exact".into(), "the collection has no vectors yet".into(), None, None),
+        ));
     }
     let has_index = loaded.collection.index != IndexSpec::None {};
     if !has_index {
         // A filter's rows through the metadata GIN index (a bitmap scan) where it can serve,
         // rather than a read of the whole table, which the planner picks without statistics.
-        let settings = if query.filter.is_some() { "SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off; " } else { "" };
+        let settings = if query.filter.is_some() {
+            "SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off; "
+        } else {
+            ""
+        };
         let (rows, postgres_plan) = run(tx, &query, vector_sql(loaded, &query), settings).await?;
         let reason = "the collection has no vector index".to_string();
         return Ok((hits_of(&rows)?, ("exact".into(), reason, None, postgres_plan)));
@@ -333,7 +390,13 @@ async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery
         // primary key: under the threshold that is the exact answer, found in one pass, where
         // counting first and scanning again read every matching heap page twice. No seq scan:
         // the planner picks one when it has no statistics yet.
-        let (rows, postgres_plan) = run(tx, &query, filtered_exact_sql(loaded, &query), "SET LOCAL enable_seqscan = off; ").await?;
+        let (rows, postgres_plan) = run(
+            tx,
+            &query,
+            filtered_exact_sql(loaded, &query),
+            "SET LOCAL enable_seqscan = off; ",
+        )
+        .await?;
         let count = match rows.first() {
             Some(row) => row.try_get::<_, i64>(8)?,
             None => 0,
@@ -353,12 +416,17 @@ async fn vector_search(tx: &Transaction<'_>, loaded: &Loaded, query: VectorQuery
          SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL ivfflat.iterative_scan = relaxed_order; ",
     );
     if let IndexSpec::Ivfflat { lists } = loaded.collection.index {
-        let probes = (f64::from(lists.unwrap_or(IndexSpec::DEFAULT_LISTS))).sqrt().ceil().max(1.0) as u32;
+        let probes = (f64::from(lists.unwrap_or(IndexSpec::DEFAULT_LISTS)))
+            .sqrt()
+            .ceil()
+            .max(1.0) as u32;
         settings.push_str(&format!("SET LOCAL ivfflat.probes = {probes}; "));
     }
     let (rows, postgres_plan) = run(tx, &query, vector_sql(loaded, &query), &settings).await?;
     let reason = match matching {
-        Some(_) => format!("the filter matches {EXACT_THRESHOLD} chunks or more: the vector index, with iterative scan"),
+        Some(_) => {
+            format!("the filter matches {EXACT_THRESHOLD} chunks or more: the vector index, with iterative scan")
+        }
         None => "no filter: the vector index".to_string(),
     };
     Ok((hits_of(&rows)?, ("ann".into(), reason, matching, postgres_plan)))
@@ -382,15 +450,31 @@ impl VectorSql {
             Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
             None => "true".into(),
         };
-        let embedding = if query.want_embedding { "c.embedding" } else { "NULL::vector" };
-        VectorSql { params, q, condition, op: loaded.distance().operator(), embedding }
+        let embedding = if query.want_embedding {
+            "c.embedding"
+        } else {
+            "NULL::vector"
+        };
+        VectorSql {
+            params,
+            q,
+            condition,
+            op: loaded.distance().operator(),
+            embedding,
+        }
     }
 }
 
 /// The vector query: the filter's rows by distance (an ANN index scan, where the settings allow
 /// one), with its bind parameters.
 fn vector_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
-    let VectorSql { params, q, condition, op, embedding } = VectorSql::new(loaded, query);
+    let VectorSql {
+        params,
+        q,
+        condition,
+        op,
+        embedding,
+    } = VectorSql::new(loaded, query);
     let sql = format!(
         "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
            (c.embedding {op} {q})::float8 FROM {chunks} c WHERE {condition} \
@@ -404,7 +488,13 @@ fn vector_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
 /// The filter's rows, at most [`EXACT_THRESHOLD`] of them, as keys and distances; the nearest
 /// `fetch` read back whole by primary key, each row with the count (column 8).
 fn filtered_exact_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
-    let VectorSql { mut params, q, condition, op, embedding } = VectorSql::new(loaded, query);
+    let VectorSql {
+        mut params,
+        q,
+        condition,
+        op,
+        embedding,
+    } = VectorSql::new(loaded, query);
     let tenant = params.push(loaded.tenant);
     let sql = format!(
         "WITH m AS MATERIALIZED ( \
@@ -448,9 +538,15 @@ async fn run(
         Ok((tx.query(&sql, &refs).await?, Some(describe_plan(&plan[0]["Plan"]))))
     } else if !query.want_embedding {
         let statement = crate::db::pool::prepared(tx, &sql).await?;
-        Ok((tokio::try_join!(tx.batch_execute(&settings), tx.query(&statement, &refs))?.1, None))
+        Ok((
+            tokio::try_join!(tx.batch_execute(&settings), tx.query(&statement, &refs))?.1,
+            None,
+        ))
     } else {
-        Ok((tokio::try_join!(tx.batch_execute(&settings), tx.query(&sql, &refs))?.1, None))
+        Ok((
+            tokio::try_join!(tx.batch_execute(&settings), tx.query(&sql, &refs))?.1,
+            None,
+        ))
     }
 }
 
@@ -479,10 +575,17 @@ fn describe_plan(node: &serde_json::Value) -> String {
     parts.join(" > ")
 }
 
-async fn document_texts(tx: &Transaction<'_>, loaded: &Loaded, hits: &[(Found, f64, Scores)]) -> Result<HashMap<String, String>, ApiError> {
+async fn document_texts(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    hits: &[(Found, f64, Scores)],
+) -> Result<HashMap<String, String>, ApiError> {
     let ids: Vec<String> = hits.iter().map(|(f, _, _)| f.document_id.clone()).collect();
     let rows = tx
-        .query(&format!("SELECT id, text FROM {} WHERE id = ANY($1)", loaded.tables.docs), &[&ids])
+        .query(
+            &format!("SELECT id, text FROM {} WHERE id = ANY($1)", loaded.tables.docs),
+            &[&ids],
+        )
         .await?;
     rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }

@@ -59,21 +59,34 @@ pub(super) async fn text_search(tx: &Transaction<'_>, query: &TextQuery) -> Resu
 }
 
 /// Orders the hits by their final score: the vector score, the text rank, or both fused.
-pub(super) fn fuse(distance: Distance, vector: Option<Vec<Found>>, text: Option<Vec<Found>>, fusion: Option<&Fusion>) -> Vec<(Found, f64, Scores)> {
+pub(super) fn fuse(
+    distance: Distance,
+    vector: Option<Vec<Found>>,
+    text: Option<Vec<Found>>,
+    fusion: Option<&Fusion>,
+) -> Vec<(Found, f64, Scores)> {
     let key = |f: &Found| (f.document_id.clone(), f.chunk_index);
     match (vector, text) {
         (Some(v), None) => v
             .into_iter()
             .map(|f| {
                 let score = distance.score(f.value);
-                let scores = Scores { vector: Some(score), distance: Some(f.value), text: None };
+                let scores = Scores {
+                    vector: Some(score),
+                    distance: Some(f.value),
+                    text: None,
+                };
                 (f, score, scores)
             })
             .collect(),
         (None, Some(t)) => t
             .into_iter()
             .map(|f| {
-                let scores = Scores { vector: None, distance: None, text: Some(f.value) };
+                let scores = Scores {
+                    vector: None,
+                    distance: None,
+                    text: Some(f.value),
+                };
                 let score = f.value;
                 (f, score, scores)
             })
@@ -81,13 +94,26 @@ pub(super) fn fuse(distance: Distance, vector: Option<Vec<Found>>, text: Option<
         (Some(v), Some(t)) => {
             let mut merged: HashMap<(String, i32), (Found, Scores, usize, usize)> = HashMap::new();
             for (rank, f) in v.into_iter().enumerate() {
-                let scores = Scores { vector: Some(distance.score(f.value)), distance: Some(f.value), text: None };
+                let scores = Scores {
+                    vector: Some(distance.score(f.value)),
+                    distance: Some(f.value),
+                    text: None,
+                };
                 merged.insert(key(&f), (f, scores, rank + 1, 0));
             }
             for (rank, f) in t.into_iter().enumerate() {
-                let entry = merged
-                    .entry(key(&f))
-                    .or_insert_with(|| (f.clone(), Scores { vector: None, distance: None, text: None }, 0, 0));
+                let entry = merged.entry(key(&f)).or_insert_with(|| {
+                    (
+                        f.clone(),
+                        Scores {
+                            vector: None,
+                            distance: None,
+                            text: None,
+                        },
+                        0,
+                        0,
+                    )
+                });
                 entry.1.text = Some(f.value);
                 entry.3 = rank + 1;
             }
@@ -96,12 +122,25 @@ pub(super) fn fuse(distance: Distance, vector: Option<Vec<Found>>, text: Option<
                 .into_values()
                 .map(|(f, scores, vrank, trank)| {
                     let rrf = |k: u32| {
-                        let part = |rank: usize| if rank == 0 { 0.0 } else { 1.0 / (f64::from(k) + rank as f64) };
+                        let part = |rank: usize| {
+                            if rank == 0 {
+                                0.0
+                            } else {
+                                1.0 / (f64::from(k) + rank as f64)
+                            }
+                        };
                         part(vrank) + part(trank)
                     };
                     let score = match fusion {
-                        Some(Fusion::Weighted { vector_weight, text_weight }) => {
-                            let text = if best_rank > 0.0 { scores.text.unwrap_or(0.0) / best_rank } else { 0.0 };
+                        Some(Fusion::Weighted {
+                            vector_weight,
+                            text_weight,
+                        }) => {
+                            let text = if best_rank > 0.0 {
+                                scores.text.unwrap_or(0.0) / best_rank
+                            } else {
+                                0.0
+                            };
                             vector_weight * scores.vector.unwrap_or(0.0) + text_weight * text
                         }
                         Some(Fusion::Rrf { k }) => rrf(k.unwrap_or(60)),

@@ -44,7 +44,8 @@ pub async fn run(pool: &Pool) -> anyhow::Result<()> {
         }
         let tx = client.transaction().await?;
         tx.batch_execute(&sql).await?;
-        tx.execute("UPDATE collections SET layout = 2 WHERE id = $1", &[&id]).await?;
+        tx.execute("UPDATE collections SET layout = 2 WHERE id = $1", &[&id])
+            .await?;
         tx.commit().await?;
         tracing::info!(collection = %id, "collection converted to the partitioned chunk layout");
     }

@@ -4,10 +4,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
 use super::model::{
-    AppendMessages, AppendedMessages, MessagesBody, Conversation, ConversationFilter, ConversationList, CreateConversation, Message,
-    MessageHits, MessageList, MessagePage, MessageSearch, UpdateConversation, UpdateMessage,
+    AppendMessages, AppendedMessages, Conversation, ConversationFilter, ConversationList, CreateConversation, Message,
+    MessageHits, MessageList, MessagePage, MessageSearch, MessagesBody, UpdateConversation, UpdateMessage,
 };
-use super::state::{self as states, AgentState, Erased, HistoryPage, PutAgentState, PutWorkflow, Workflow, WorkflowHistory};
+use super::state::{
+    self as states, AgentState, Erased, HistoryPage, PutAgentState, PutWorkflow, Workflow, WorkflowHistory,
+};
 use super::{conversations, messages};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody};
@@ -68,7 +70,11 @@ pub async fn list_conversations(
         (status = 404, description = "`not_found`: no such conversation in this tenant", body = ErrorBody),
     )
 )]
-pub async fn get_conversation(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_conversation(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(HttpResponse::Ok().json(conversations::get(&state, tenant, &id).await?))
 }
@@ -105,7 +111,11 @@ pub async fn update_conversation(
         (status = 404, description = "`not_found`: no such conversation in this tenant", body = ErrorBody),
     )
 )]
-pub async fn delete_conversation(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_conversation(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
     conversations::delete(&state, tenant, &principal, &id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -177,7 +187,10 @@ pub async fn update_message(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
     let (id, mid) = path.into_inner();
-    let mid = Uuid::parse_str(&mid).map_err(|_| ApiError::NotFound { resource: "message", id: mid.clone() })?;
+    let mid = Uuid::parse_str(&mid).map_err(|_| ApiError::NotFound {
+        resource: "message",
+        id: mid.clone(),
+    })?;
     Ok(HttpResponse::Ok().json(messages::update(&state, tenant, &principal, &id, mid, body.into_inner()).await?))
 }
 
@@ -224,7 +237,11 @@ pub async fn search_messages(
 }
 
 fn saved<T: serde::Serialize>(value: &T, version: i64, created: bool) -> HttpResponse {
-    let mut builder = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
+    let mut builder = if created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
     builder.insert_header(("ETag", format!("\"{version}\""))).json(value)
 }
 
@@ -327,7 +344,11 @@ pub async fn put_workflow(
         (status = 404, description = "`not_found`: no such conversation, or it has no workflow", body = ErrorBody),
     )
 )]
-pub async fn get_workflow(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_workflow(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     let w = states::get_workflow(&state, tenant, &id).await?;
     Ok(saved(&w, w.version, false))
@@ -368,7 +389,11 @@ pub async fn workflow_history(
         (status = 404, description = "`not_found`: the user id breaks the naming rules, so no user has it", body = ErrorBody),
     )
 )]
-pub async fn erase_user(state: web::Data<AppState>, principal: Principal, user: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn erase_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Owner)?;
     Ok(HttpResponse::Ok().json(states::erase_user(&state, tenant, &principal, &user).await?))
 }

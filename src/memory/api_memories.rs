@@ -5,7 +5,10 @@ use uuid::Uuid;
 
 use super::context::{self, Context, ContextRequest};
 use super::memories;
-use super::memory_model::{AddMemory, Memory, MemoryFilter, MemoryHistory, MemoryHits, MemoryList, MemorySearch, MemoryWrite, UpdateMemory, MemoryEvent};
+use super::memory_model::{
+    AddMemory, Memory, MemoryEvent, MemoryFilter, MemoryHistory, MemoryHits, MemoryList, MemorySearch, MemoryWrite,
+    UpdateMemory,
+};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::body::JsonObject;
@@ -13,7 +16,10 @@ use crate::state::AppState;
 
 /// A memory id from a path: one that is not a UUID names no memory (404).
 fn memory_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::NotFound { resource: "memory", id: id.to_string() })
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound {
+        resource: "memory",
+        id: id.to_string(),
+    })
 }
 
 /// Adds a memory to a scope (user, agent and/or run); a near-duplicate in the scope (the same
@@ -32,7 +38,11 @@ fn memory_id(id: &str) -> Result<Uuid, ApiError> {
         (status = 403, description = "`forbidden`: needs a writer of a tenant (not the admin key)", body = ErrorBody),
     )
 )]
-pub async fn add_memory(state: web::Data<AppState>, principal: Principal, body: JsonObject<AddMemory>) -> Result<HttpResponse, ApiError> {
+pub async fn add_memory(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonObject<AddMemory>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
     let written = memories::add(&state, tenant, &principal, body.into_inner()).await?;
     Ok(match written.event {
@@ -51,7 +61,11 @@ pub async fn add_memory(state: web::Data<AppState>, principal: Principal, body: 
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
     )
 )]
-pub async fn list_memories(state: web::Data<AppState>, principal: Principal, query: web::Query<MemoryFilter>) -> Result<HttpResponse, ApiError> {
+pub async fn list_memories(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<MemoryFilter>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(HttpResponse::Ok().json(memories::list(&state, tenant, &query).await?))
 }
@@ -66,7 +80,11 @@ pub async fn list_memories(state: web::Data<AppState>, principal: Principal, que
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
     )
 )]
-pub async fn search_memories(state: web::Data<AppState>, principal: Principal, body: JsonObject<MemorySearch>) -> Result<HttpResponse, ApiError> {
+pub async fn search_memories(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: JsonObject<MemorySearch>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(HttpResponse::Ok().json(memories::search(&state, tenant, body.into_inner()).await?))
 }
@@ -81,7 +99,11 @@ pub async fn search_memories(state: web::Data<AppState>, principal: Principal, b
         (status = 404, description = "`not_found`: no such memory (or the id is not a UUID), or it has expired", body = ErrorBody),
     )
 )]
-pub async fn get_memory(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_memory(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(HttpResponse::Ok().json(memories::get(&state, tenant, memory_id(&id)?).await?))
 }
@@ -105,7 +127,10 @@ pub async fn update_memory(
     body: JsonObject<UpdateMemory>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
-    Ok(HttpResponse::Ok().json(memories::update(&state, tenant, &principal, memory_id(&id)?, body.into_inner()).await?))
+    Ok(
+        HttpResponse::Ok()
+            .json(memories::update(&state, tenant, &principal, memory_id(&id)?, body.into_inner()).await?),
+    )
 }
 
 /// Deletes a memory and its vector; the deletion is kept in its history (writer).
@@ -118,7 +143,11 @@ pub async fn update_memory(
         (status = 404, description = "`not_found`: no such memory (or the id is not a UUID), or it has expired", body = ErrorBody),
     )
 )]
-pub async fn delete_memory(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_memory(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
     memories::delete(&state, tenant, &principal, memory_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -135,7 +164,11 @@ pub async fn delete_memory(state: web::Data<AppState>, principal: Principal, id:
         (status = 404, description = "`not_found`: no memory ever had this id", body = ErrorBody),
     )
 )]
-pub async fn memory_history(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn memory_history(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(HttpResponse::Ok().json(memories::history(&state, tenant, memory_id(&id)?).await?))
 }

@@ -9,11 +9,11 @@ use uuid::Uuid;
 
 use super::conversations;
 use super::memory_model::{MemoryHit, Scope};
-use crate::knowledge::search::embed_query;
 use super::model::Message;
 use crate::db::tenant_scope;
 use crate::error::ApiError;
 use crate::filter::Filter;
+use crate::knowledge::search::embed_query;
 use crate::knowledge::search::{search_in, QueryVector};
 use crate::knowledge::search_model::{Hit, SearchRequest};
 use crate::routes::body::integer;
@@ -94,7 +94,9 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
             if m.min_score.is_some_and(|s| !(-1.0..=1.0).contains(&s)) {
                 return Err(ApiError::validation("memories.min_score", "-1 to 1"));
             }
-            Some(m.k.unwrap_or(5)).filter(|k| (1..=100).contains(k)).ok_or_else(|| ApiError::validation("memories.k", "1 to 100"))?
+            Some(m.k.unwrap_or(5))
+                .filter(|k| (1..=100).contains(k))
+                .ok_or_else(|| ApiError::validation("memories.k", "1 to 100"))?
         }
         None => 0,
     };
@@ -109,7 +111,11 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
         if !(1..=100).contains(&c.k.unwrap_or(5)) {
             return Err(ApiError::validation("collections.k", "1 to 100"));
         }
-        filter = c.filter.as_ref().map(|f| Filter::parse(f, "collections.filter")).transpose()?;
+        filter = c
+            .filter
+            .as_ref()
+            .map(|f| Filter::parse(f, "collections.filter"))
+            .transpose()?;
     }
     // One embedding of the query serves the memories and every collection.
     let vector = embed_query(state, &req.query).await?;
@@ -123,10 +129,18 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
         .await?;
     tx.batch_execute(&tenant_scope(tenant)).await?;
     let conversation = conversations::load(&tx, id, false).await?;
-    let messages = if last > 0 { super::messages::last_in(&tx, id, last).await? } else { vec![] };
+    let messages = if last > 0 {
+        super::messages::last_in(&tx, id, last).await?
+    } else {
+        vec![]
+    };
     let memories = match &req.memories {
         Some(m) => {
-            let scope = Scope { user_id: Some(conversation.user_id.clone()), agent_id: None, run_id: None };
+            let scope = Scope {
+                user_id: Some(conversation.user_id.clone()),
+                agent_id: None,
+                run_id: None,
+            };
             super::memories::nearest(&tx, &scope, &vector, None, memory_k, m.min_score).await?
         }
         None => vec![],
@@ -139,11 +153,23 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
                 k: Some(c.k.unwrap_or(5) as u32),
                 ..SearchRequest::default()
             };
-            let query = QueryVector { vector: vector.clone(), embedded: true };
+            let query = QueryVector {
+                vector: vector.clone(),
+                embedded: true,
+            };
             let found = search_in(&tx, tenant, name, &search, filter.as_ref(), Some(query)).await?;
-            collections.push(CollectionHits { collection: name.clone(), hits: found.hits });
+            collections.push(CollectionHits {
+                collection: name.clone(),
+                hits: found.hits,
+            });
         }
     }
     tx.commit().await?;
-    Ok(Context { conversation_id: conversation.id, user_id: conversation.user_id, messages, memories, collections })
+    Ok(Context {
+        conversation_id: conversation.id,
+        user_id: conversation.user_id,
+        messages,
+        memories,
+        collections,
+    })
 }

@@ -5,7 +5,9 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::model::{check_ref, Conversation, ConversationFilter, ConversationList, CreateConversation, UpdateConversation};
+use super::model::{
+    check_ref, Conversation, ConversationFilter, ConversationList, CreateConversation, UpdateConversation,
+};
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;
@@ -35,7 +37,10 @@ fn from_row(row: &Row) -> Result<Conversation, ApiError> {
 }
 
 pub fn not_found(id: &str) -> ApiError {
-    ApiError::NotFound { resource: "conversation", id: id.to_string() }
+    ApiError::NotFound {
+        resource: "conversation",
+        id: id.to_string(),
+    }
 }
 
 /// Checks a conversation id from a path.
@@ -48,7 +53,10 @@ pub async fn load(tx: &Transaction<'_>, id: &str, lock: bool) -> Result<Conversa
     check_id(id)?;
     let lock = if lock { " FOR UPDATE" } else { "" };
     let row = tx
-        .query_opt(&format!("SELECT {COLUMNS} FROM conversations WHERE id = $1{lock}"), &[&id])
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM conversations WHERE id = $1{lock}"),
+            &[&id],
+        )
         .await?
         .ok_or_else(|| not_found(id))?;
     from_row(&row)
@@ -58,14 +66,21 @@ pub async fn load(tx: &Transaction<'_>, id: &str, lock: bool) -> Result<Conversa
 /// rest of `tx`; 404 when there is none.
 pub async fn touch(tx: &Transaction<'_>, id: &str) -> Result<(), ApiError> {
     check_id(id)?;
-    let n = tx.execute("UPDATE conversations SET updated_at = now() WHERE id = $1", &[&id]).await?;
+    let n = tx
+        .execute("UPDATE conversations SET updated_at = now() WHERE id = $1", &[&id])
+        .await?;
     if n == 0 {
         return Err(not_found(id));
     }
     Ok(())
 }
 
-pub async fn create(state: &AppState, tenant: Uuid, principal: &Principal, req: CreateConversation) -> Result<Conversation, ApiError> {
+pub async fn create(
+    state: &AppState,
+    tenant: Uuid,
+    principal: &Principal,
+    req: CreateConversation,
+) -> Result<Conversation, ApiError> {
     req.validate()?;
     let id = req.id.clone().unwrap_or_else(|| Uuid::now_v7().to_string());
     let mut client = state.pool.get().await?;
@@ -92,7 +107,13 @@ pub async fn create(state: &AppState, tenant: Uuid, principal: &Principal, req: 
             false => err.into(),
         })?;
     let conversation = from_row(&row)?;
-    audit::record(&tx, tenant, principal, Event::new("conversation.create", "conversation", &id)).await?;
+    audit::record(
+        &tx,
+        tenant,
+        principal,
+        Event::new("conversation.create", "conversation", &id),
+    )
+    .await?;
     tx.commit().await?;
     Ok(conversation)
 }
@@ -112,7 +133,11 @@ fn encode_cursor(c: &Conversation) -> String {
 fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
     let invalid = || ApiError::validation("cursor", "not a cursor returned by this endpoint");
     let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
-    let at = micros.parse().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
+    let at = micros
+        .parse()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(invalid)?;
     check_ref("cursor", id, 128).map_err(|_| invalid())?;
     Ok((at, id.to_string()))
 }
@@ -178,12 +203,25 @@ pub async fn update(
                    embed_messages = coalesce($6, embed_messages), updated_at = now() \
                  WHERE id = $1 RETURNING {COLUMNS}"
             ),
-            &[&id, &req.title, &req.channel, &req.assistant, &metadata, &req.embed_messages],
+            &[
+                &id,
+                &req.title,
+                &req.channel,
+                &req.assistant,
+                &metadata,
+                &req.embed_messages,
+            ],
         )
         .await?
         .ok_or_else(|| not_found(id))?;
     let conversation = from_row(&row)?;
-    audit::record(&tx, tenant, principal, Event::new("conversation.update", "conversation", id)).await?;
+    audit::record(
+        &tx,
+        tenant,
+        principal,
+        Event::new("conversation.update", "conversation", id),
+    )
+    .await?;
     tx.commit().await?;
     Ok(conversation)
 }
@@ -197,7 +235,13 @@ pub async fn delete(state: &AppState, tenant: Uuid, principal: &Principal, id: &
     if n == 0 {
         return Err(not_found(id));
     }
-    audit::record(&tx, tenant, principal, Event::new("conversation.delete", "conversation", id)).await?;
+    audit::record(
+        &tx,
+        tenant,
+        principal,
+        Event::new("conversation.delete", "conversation", id),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

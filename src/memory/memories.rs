@@ -11,16 +11,16 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::memory_model::{
-    check_content, expiry, AddMemory, Memory, MemoryChange, MemoryEvent, MemoryFilter, MemoryHistory, MemoryHit, MemoryHits,
-    MemoryList, MemorySearch, MemoryWrite, Scope, UpdateMemory,
+    check_content, expiry, AddMemory, Memory, MemoryChange, MemoryEvent, MemoryFilter, MemoryHistory, MemoryHit,
+    MemoryHits, MemoryList, MemorySearch, MemoryWrite, Scope, UpdateMemory,
 };
-use crate::knowledge::search::embed_query;
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
+use crate::knowledge::search::embed_query;
 use crate::routes::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::state::AppState;
 
@@ -43,7 +43,10 @@ fn from_row(row: &Row) -> Result<Memory, ApiError> {
 }
 
 fn not_found(id: Uuid) -> ApiError {
-    ApiError::NotFound { resource: "memory", id: id.to_string() }
+    ApiError::NotFound {
+        resource: "memory",
+        id: id.to_string(),
+    }
 }
 
 fn content_hash(content: &str) -> Vec<u8> {
@@ -79,7 +82,12 @@ async fn record_change(
     Ok(())
 }
 
-pub async fn add(state: &AppState, tenant: Uuid, principal: &Principal, req: AddMemory) -> Result<MemoryWrite, ApiError> {
+pub async fn add(
+    state: &AppState,
+    tenant: Uuid,
+    principal: &Principal,
+    req: AddMemory,
+) -> Result<MemoryWrite, ApiError> {
     check_content(&req.content)?;
     let scope = Scope::new(req.user_id, req.agent_id, req.run_id)?;
     let metadata = validate_metadata("metadata", req.metadata)?;
@@ -92,7 +100,8 @@ pub async fn add(state: &AppState, tenant: Uuid, principal: &Principal, req: Add
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let scope_key = format!("{:?}/{:?}/{:?}", scope.user_id, scope.agent_id, scope.run_id);
-    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&scope_key]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&scope_key])
+        .await?;
     // The same content, or else the nearest live memory of the scope.
     let mut params = SqlParams::new();
     let in_scope = scope_sql(&scope, &mut params);
@@ -138,15 +147,34 @@ pub async fn add(state: &AppState, tenant: Uuid, principal: &Principal, req: Add
                 )
                 .await?;
             let memory = from_row(&row)?;
-            record_change(&tx, memory.id, scope.user_id.as_ref(), "add", (None, None), (Some(&memory.content), Some(&memory.metadata)), "request")
-                .await?;
-            MemoryWrite { event: MemoryEvent::Added, memory, previous_content: None, similarity: None }
+            record_change(
+                &tx,
+                memory.id,
+                scope.user_id.as_ref(),
+                "add",
+                (None, None),
+                (Some(&memory.content), Some(&memory.metadata)),
+                "request",
+            )
+            .await?;
+            MemoryWrite {
+                event: MemoryEvent::Added,
+                memory,
+                previous_content: None,
+                similarity: None,
+            }
         }
         Some((old, same, similarity)) => {
             let new_metadata = metadata.clone().unwrap_or_else(|| old.metadata.clone());
-            let unchanged = same && new_metadata == old.metadata && expires_at.is_none_or(|e| Some(e) == old.expires_at);
+            let unchanged =
+                same && new_metadata == old.metadata && expires_at.is_none_or(|e| Some(e) == old.expires_at);
             if unchanged {
-                MemoryWrite { event: MemoryEvent::Unchanged, memory: old, previous_content: None, similarity: None }
+                MemoryWrite {
+                    event: MemoryEvent::Unchanged,
+                    memory: old,
+                    previous_content: None,
+                    similarity: None,
+                }
             } else {
                 let row = tx
                     .query_one(
@@ -179,7 +207,11 @@ pub async fn add(state: &AppState, tenant: Uuid, principal: &Principal, req: Add
         }
     };
     if result.event != MemoryEvent::Unchanged {
-        let action = if result.event == MemoryEvent::Added { "memory.add" } else { "memory.update" };
+        let action = if result.event == MemoryEvent::Added {
+            "memory.add"
+        } else {
+            "memory.update"
+        };
         audit::record(&tx, tenant, principal, Event::new(action, "memory", result.memory.id)).await?;
     }
     tx.commit().await?;
@@ -190,7 +222,10 @@ pub async fn get(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Memory, Api
     let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
-        .query_opt(&format!("SELECT {COLUMNS} FROM memories WHERE id = $1 AND {LIVE}"), &[&id])
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM memories WHERE id = $1 AND {LIVE}"),
+            &[&id],
+        )
         .await?
         .ok_or_else(|| not_found(id))?;
     tx.commit().await?;
@@ -202,7 +237,11 @@ pub async fn list(state: &AppState, tenant: Uuid, query: &MemoryFilter) -> Resul
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
     let mut params = SqlParams::new();
     let mut conditions = vec![LIVE.to_string()];
-    for (field, column, value) in [("user_id", "user_id", &query.user_id), ("agent_id", "agent_id", &query.agent_id), ("run_id", "run_id", &query.run_id)] {
+    for (field, column, value) in [
+        ("user_id", "user_id", &query.user_id),
+        ("agent_id", "agent_id", &query.agent_id),
+        ("run_id", "run_id", &query.run_id),
+    ] {
         if let Some(v) = value {
             super::model::check_ref(field, v, 256)?;
             conditions.push(format!("{column} = {}", params.push(v.clone())));
@@ -218,7 +257,13 @@ pub async fn list(state: &AppState, tenant: Uuid, query: &MemoryFilter) -> Resul
     Ok(MemoryList { data, next_cursor })
 }
 
-pub async fn update(state: &AppState, tenant: Uuid, principal: &Principal, id: Uuid, req: UpdateMemory) -> Result<Memory, ApiError> {
+pub async fn update(
+    state: &AppState,
+    tenant: Uuid,
+    principal: &Principal,
+    id: Uuid,
+    req: UpdateMemory,
+) -> Result<Memory, ApiError> {
     if let Some(c) = &req.content {
         check_content(c)?;
     }
@@ -232,7 +277,10 @@ pub async fn update(state: &AppState, tenant: Uuid, principal: &Principal, id: U
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let old = tx
-        .query_opt(&format!("SELECT {COLUMNS} FROM memories WHERE id = $1 AND {LIVE} FOR UPDATE"), &[&id])
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM memories WHERE id = $1 AND {LIVE} FOR UPDATE"),
+            &[&id],
+        )
         .await?
         .ok_or_else(|| not_found(id))?;
     let old = from_row(&old)?;
@@ -266,11 +314,23 @@ pub async fn delete(state: &AppState, tenant: Uuid, principal: &Principal, id: U
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
-        .query_opt(&format!("DELETE FROM memories WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}"), &[&id])
+        .query_opt(
+            &format!("DELETE FROM memories WHERE id = $1 AND {LIVE} RETURNING {COLUMNS}"),
+            &[&id],
+        )
         .await?
         .ok_or_else(|| not_found(id))?;
     let old = from_row(&row)?;
-    record_change(&tx, id, old.user_id.as_ref(), "delete", (Some(&old.content), Some(&old.metadata)), (None, None), "request").await?;
+    record_change(
+        &tx,
+        id,
+        old.user_id.as_ref(),
+        "delete",
+        (Some(&old.content), Some(&old.metadata)),
+        (None, None),
+        "request",
+    )
+    .await?;
     audit::record(&tx, tenant, principal, Event::new("memory.delete", "memory", id)).await?;
     tx.commit().await?;
     Ok(())
@@ -319,7 +379,11 @@ pub async fn nearest(
     let mut params = SqlParams::new();
     let mut conditions = vec![LIVE.to_string()];
     // Only the scope ids given narrow the search (a user's memories across agents, say).
-    for (column, value) in [("user_id", &scope.user_id), ("agent_id", &scope.agent_id), ("run_id", &scope.run_id)] {
+    for (column, value) in [
+        ("user_id", &scope.user_id),
+        ("agent_id", &scope.agent_id),
+        ("run_id", &scope.run_id),
+    ] {
         if let Some(v) = value {
             conditions.push(format!("{column} = {}", params.push(v.clone())));
         }
@@ -347,7 +411,12 @@ pub async fn nearest(
     );
     let rows = tx.query(&sql, &params.as_refs()).await?;
     rows.iter()
-        .map(|row| Ok(MemoryHit { memory: from_row(row)?, score: row.try_get(9)? }))
+        .map(|row| {
+            Ok(MemoryHit {
+                memory: from_row(row)?,
+                score: row.try_get(9)?,
+            })
+        })
         .collect()
 }
 

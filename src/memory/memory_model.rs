@@ -28,9 +28,16 @@ impl Scope {
             }
         }
         if user_id.is_none() && agent_id.is_none() && run_id.is_none() {
-            return Err(ApiError::validation("user_id", "a memory needs a scope: at least one of user_id, agent_id, run_id"));
+            return Err(ApiError::validation(
+                "user_id",
+                "a memory needs a scope: at least one of user_id, agent_id, run_id",
+            ));
         }
-        Ok(Scope { user_id, agent_id, run_id })
+        Ok(Scope {
+            user_id,
+            agent_id,
+            run_id,
+        })
     }
 }
 
@@ -77,7 +84,10 @@ pub struct UpdateMemory {
 /// The expiry a request asks for: `expires_at`, or `ttl_seconds` from now (not both).
 pub fn expiry(expires_at: Option<DateTime<Utc>>, ttl_seconds: Option<i64>) -> Result<Option<DateTime<Utc>>, ApiError> {
     match (expires_at, ttl_seconds) {
-        (Some(_), Some(_)) => Err(ApiError::validation("ttl_seconds", "give expires_at or ttl_seconds, not both")),
+        (Some(_), Some(_)) => Err(ApiError::validation(
+            "ttl_seconds",
+            "give expires_at or ttl_seconds, not both",
+        )),
         (Some(at), None) if at <= Utc::now() => Err(ApiError::validation("expires_at", "is not in the future")),
         (Some(at), None) => Ok(Some(at)),
         (None, Some(ttl)) if (1..=315_360_000).contains(&ttl) => Ok(Some(Utc::now() + chrono::Duration::seconds(ttl))),
@@ -88,7 +98,10 @@ pub fn expiry(expires_at: Option<DateTime<Utc>>, ttl_seconds: Option<i64>) -> Re
 
 pub fn check_content(content: &str) -> Result<(), ApiError> {
     if content.trim().is_empty() || content.chars().count() > MAX_MEMORY {
-        return Err(ApiError::validation("content", format!("1 to {MAX_MEMORY} characters, not blank")));
+        return Err(ApiError::validation(
+            "content",
+            format!("1 to {MAX_MEMORY} characters, not blank"),
+        ));
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::conversations::{self, check_id};
 use super::model::{
     check_rating, check_ref, validate_messages, AppendMessages, Message, MessageHit, MessageHits, MessageList,
-    MessagePage, MessageSearch, MessageRole, UpdateMessage,
+    MessagePage, MessageRole, MessageSearch, UpdateMessage,
 };
 use crate::audit::{self, Event};
 use crate::auth::Principal;
@@ -31,7 +31,8 @@ fn from_row(row: &Row) -> Result<Message, ApiError> {
         id: row.try_get(0)?,
         conversation_id: row.try_get(1)?,
         seq: row.try_get(2)?,
-        role: MessageRole::parse(&role).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a message with role {role}")))?,
+        role: MessageRole::parse(&role)
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a message with role {role}")))?,
         content: row.try_get(4)?,
         agent_name: row.try_get(5)?,
         metadata: row.try_get(6)?,
@@ -72,7 +73,10 @@ pub async fn append(
     let vectors: Vec<Option<Vector>> = if embedding_on(state, tenant, id).await? {
         let mut out = Vec::with_capacity(messages.len());
         for slice in messages.chunks(state.embed_limits.max_inputs.max(1)) {
-            let embedded = state.embedder.embed(slice.iter().map(|m| m.content.clone()).collect()).await?;
+            let embedded = state
+                .embedder
+                .embed(slice.iter().map(|m| m.content.clone()).collect())
+                .await?;
             out.extend(embedded.vectors.into_iter().map(|v| Some(Vector::from(v))));
         }
         out
@@ -134,7 +138,10 @@ pub async fn list(state: &AppState, tenant: Uuid, id: &str, page: &MessagePage) 
         _ => return Err(ApiError::validation("limit", "1 to 500")),
     };
     if page.before.is_some_and(|b| b < 0) || page.after.is_some_and(|a| a < 0) {
-        return Err(ApiError::validation("before", "`before` and `after` are message seq numbers (0 or more)"));
+        return Err(ApiError::validation(
+            "before",
+            "`before` and `after` are message seq numbers (0 or more)",
+        ));
     }
     let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
@@ -161,7 +168,10 @@ pub async fn list(state: &AppState, tenant: Uuid, id: &str, page: &MessagePage) 
 /// The last `n` messages of a conversation in `tx`, ascending.
 pub async fn last_in(tx: &deadpool_postgres::Transaction<'_>, id: &str, n: i64) -> Result<Vec<Message>, ApiError> {
     let rows = tx
-        .query(&format!("SELECT {COLUMNS} FROM messages m WHERE m.conversation_id = $1 ORDER BY m.seq DESC LIMIT $2"), &[&id, &n])
+        .query(
+            &format!("SELECT {COLUMNS} FROM messages m WHERE m.conversation_id = $1 ORDER BY m.seq DESC LIMIT $2"),
+            &[&id, &n],
+        )
         .await?;
     let mut data = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
     data.reverse();
@@ -190,7 +200,10 @@ pub async fn update(
             &[&id, &message, &metadata, &rating],
         )
         .await?
-        .ok_or_else(|| ApiError::NotFound { resource: "message", id: message.to_string() })?;
+        .ok_or_else(|| ApiError::NotFound {
+            resource: "message",
+            id: message.to_string(),
+        })?;
     let updated = from_row(&row)?;
     audit::record(&tx, tenant, principal, Event::new("message.update", "message", message)).await?;
     tx.commit().await?;
@@ -198,7 +211,12 @@ pub async fn update(
 }
 
 /// Searches one conversation's messages (`conversation`) or, tenant-wide, one user's.
-pub async fn search(state: &AppState, tenant: Uuid, conversation: Option<&str>, req: MessageSearch) -> Result<MessageHits, ApiError> {
+pub async fn search(
+    state: &AppState,
+    tenant: Uuid,
+    conversation: Option<&str>,
+    req: MessageSearch,
+) -> Result<MessageHits, ApiError> {
     if req.query.trim().is_empty() || req.query.chars().count() > 10_000 {
         return Err(ApiError::validation("query", "1 to 10000 characters, not blank"));
     }
@@ -223,8 +241,18 @@ pub async fn search(state: &AppState, tenant: Uuid, conversation: Option<&str>, 
             check_ref("user_id", user, 256)?;
             conditions.push(format!("m.user_id = {}", params.push(user.clone())));
         }
-        (Some(_), Some(_)) => return Err(ApiError::validation("user_id", "only for the tenant-wide search, POST /v1/messages/search")),
-        (None, None) => return Err(ApiError::validation("user_id", "the tenant-wide search needs the user whose messages to search")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "user_id",
+                "only for the tenant-wide search, POST /v1/messages/search",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::validation(
+                "user_id",
+                "the tenant-wide search needs the user whose messages to search",
+            ))
+        }
     }
     if let Some(role) = req.role {
         conditions.push(format!("m.role = {}", params.push(role.as_str())));
@@ -254,7 +282,10 @@ pub async fn search(state: &AppState, tenant: Uuid, conversation: Option<&str>, 
     let dims = vector.len() as i32;
     conditions.push(format!("vector_dims(m.embedding) = {}", params.push(dims)));
     let q = params.push(Vector::from(vector));
-    let min = req.min_score.map(|s| format!(" AND 1 - (m.embedding <=> {q}) >= {}", params.push(s))).unwrap_or_default();
+    let min = req
+        .min_score
+        .map(|s| format!(" AND 1 - (m.embedding <=> {q}) >= {}", params.push(s)))
+        .unwrap_or_default();
     let sql = format!(
         "SELECT {COLUMNS}, 1 - (m.embedding <=> {q}) FROM messages m WHERE {}{min} ORDER BY m.embedding <=> {q} LIMIT {}",
         conditions.join(" AND "),
@@ -269,7 +300,12 @@ pub async fn search(state: &AppState, tenant: Uuid, conversation: Option<&str>, 
     tx.commit().await?;
     let data = rows
         .iter()
-        .map(|row| Ok(MessageHit { message: from_row(row)?, score: row.try_get(12)? }))
+        .map(|row| {
+            Ok(MessageHit {
+                message: from_row(row)?,
+                score: row.try_get(12)?,
+            })
+        })
         .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(MessageHits { data })
 }

@@ -8,7 +8,7 @@ pub mod context;
 pub mod conversations;
 pub mod memories;
 pub mod memory_model;
-pub mod sweep;
 pub mod messages;
 pub mod model;
 pub mod state;
+pub mod sweep;

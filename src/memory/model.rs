@@ -240,18 +240,29 @@ pub struct NewMessage {
 
 pub fn validate_messages(inputs: Vec<MessageInput>) -> Result<Vec<NewMessage>, ApiError> {
     if inputs.is_empty() || inputs.len() > MAX_APPEND {
-        return Err(ApiError::validation("messages", format!("1 to {MAX_APPEND} messages per request")));
+        return Err(ApiError::validation(
+            "messages",
+            format!("1 to {MAX_APPEND} messages per request"),
+        ));
     }
     inputs
         .into_iter()
         .map(|m| {
             if m.content.is_empty() || m.content.chars().count() > MAX_CONTENT {
-                return Err(ApiError::validation("content", format!("1 to {MAX_CONTENT} characters")));
+                return Err(ApiError::validation(
+                    "content",
+                    format!("1 to {MAX_CONTENT} characters"),
+                ));
             }
             check_len("agent_name", m.agent_name.as_ref(), 256)?;
             let token_count = m
                 .token_count
-                .map(|t| i32::try_from(t).ok().filter(|t| *t >= 0).ok_or_else(|| ApiError::validation("token_count", "0 to 2147483647")))
+                .map(|t| {
+                    i32::try_from(t)
+                        .ok()
+                        .filter(|t| *t >= 0)
+                        .ok_or_else(|| ApiError::validation("token_count", "0 to 2147483647"))
+                })
                 .transpose()?;
             let rating = m.rating.map(check_rating).transpose()?;
             let cost_usd = m.cost_usd.as_ref().map(crate::runs::model::parse_cost).transpose()?;

@@ -17,8 +17,15 @@ use crate::state::AppState;
 
 /// The version an `If-Match` header asks for: `3`, `"3"` or `W/"3"`. None without the header.
 pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    let Some(value) = headers.get("if-match") else { return Ok(None) };
-    let bad = || ApiError::validation("If-Match", "a version number, as the ETag of the state gives it (e.g. \"3\")");
+    let Some(value) = headers.get("if-match") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::validation(
+            "If-Match",
+            "a version number, as the ETag of the state gives it (e.g. \"3\")",
+        )
+    };
     let text = value.to_str().map_err(|_| bad())?.trim();
     let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
     text.parse::<i64>().ok().filter(|v| *v >= 1).map(Some).ok_or_else(bad)
@@ -28,8 +35,12 @@ fn check_version(current: Option<i64>, wanted: Option<i64>, what: &str) -> Resul
     match (wanted, current) {
         (None, _) => Ok(()),
         (Some(w), Some(c)) if w == c => Ok(()),
-        (Some(w), Some(c)) => Err(ApiError::VersionConflict(format!("{what} is at version {c}, not {w}; read it again and retry"))),
-        (Some(w), None) => Err(ApiError::VersionConflict(format!("{what} does not exist yet (If-Match asked for version {w})"))),
+        (Some(w), Some(c)) => Err(ApiError::VersionConflict(format!(
+            "{what} is at version {c}, not {w}; read it again and retry"
+        ))),
+        (Some(w), None) => Err(ApiError::VersionConflict(format!(
+            "{what} does not exist yet (If-Match asked for version {w})"
+        ))),
     }
 }
 
@@ -93,7 +104,10 @@ pub async fn put_agent_state(
     // The conversation's lock serializes saves of its states, so a version check holds.
     conversations::touch(&tx, id).await?;
     let current: Option<i64> = tx
-        .query_opt("SELECT version FROM agent_states WHERE conversation_id = $1 AND agent_name = $2", &[&id, &agent])
+        .query_opt(
+            "SELECT version FROM agent_states WHERE conversation_id = $1 AND agent_name = $2",
+            &[&id, &agent],
+        )
         .await?
         .map(|r| r.try_get(0))
         .transpose()?;
@@ -121,17 +135,23 @@ pub async fn put_agent_state(
         &tx,
         tenant,
         principal,
-        Event::new("agent_state.put", "conversation", id).details(serde_json::json!({"agent": agent, "version": saved.version})),
+        Event::new("agent_state.put", "conversation", id)
+            .details(serde_json::json!({"agent": agent, "version": saved.version})),
     )
     .await?;
     tx.commit().await?;
-    Ok(Saved { value: saved, created: current.is_none() })
+    Ok(Saved {
+        value: saved,
+        created: current.is_none(),
+    })
 }
 
 pub async fn get_agent_state(state: &AppState, tenant: Uuid, id: &str, agent: &str) -> Result<AgentState, ApiError> {
     check_id(id)?;
-    check_ref("agent_name", agent, 256)
-        .map_err(|_| ApiError::NotFound { resource: "agent state", id: format!("{id}/{agent}") })?;
+    check_ref("agent_name", agent, 256).map_err(|_| ApiError::NotFound {
+        resource: "agent state",
+        id: format!("{id}/{agent}"),
+    })?;
     let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     conversations::load(&tx, id, false).await?;
@@ -142,7 +162,10 @@ pub async fn get_agent_state(state: &AppState, tenant: Uuid, id: &str, agent: &s
             &[&id, &agent],
         )
         .await?
-        .ok_or_else(|| ApiError::NotFound { resource: "agent state", id: format!("{id}/{agent}") })?;
+        .ok_or_else(|| ApiError::NotFound {
+            resource: "agent state",
+            id: format!("{id}/{agent}"),
+        })?;
     tx.commit().await?;
     Ok(AgentState {
         conversation_id: id.to_string(),
@@ -295,7 +318,12 @@ pub async fn get_workflow(state: &AppState, tenant: Uuid, id: &str) -> Result<Wo
     })
 }
 
-pub async fn workflow_history(state: &AppState, tenant: Uuid, id: &str, page: &HistoryPage) -> Result<WorkflowHistory, ApiError> {
+pub async fn workflow_history(
+    state: &AppState,
+    tenant: Uuid,
+    id: &str,
+    page: &HistoryPage,
+) -> Result<WorkflowHistory, ApiError> {
     check_id(id)?;
     let limit = crate::routes::pagination::Limit::parse(page.limit)?;
     if page.after.is_some_and(|a| a < 0) {
@@ -345,7 +373,10 @@ pub struct Erased {
 /// the counts, not the content.
 pub async fn erase_user(state: &AppState, tenant: Uuid, principal: &Principal, user: &str) -> Result<Erased, ApiError> {
     // An id that breaks the naming rules is no user's.
-    check_ref("user_id", user, 256).map_err(|_| ApiError::NotFound { resource: "user", id: user.to_string() })?;
+    check_ref("user_id", user, 256).map_err(|_| ApiError::NotFound {
+        resource: "user",
+        id: user.to_string(),
+    })?;
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
@@ -360,9 +391,12 @@ pub async fn erase_user(state: &AppState, tenant: Uuid, principal: &Principal, u
         )
         .await?;
     // The foreign keys cascade from the conversations to everything hanging off them.
-    tx.execute("DELETE FROM conversations WHERE user_id = $1", &[&user]).await?;
+    tx.execute("DELETE FROM conversations WHERE user_id = $1", &[&user])
+        .await?;
     let memories = tx.execute("DELETE FROM memories WHERE user_id = $1", &[&user]).await? as i64;
-    let memory_history = tx.execute("DELETE FROM memory_history WHERE user_id = $1", &[&user]).await? as i64;
+    let memory_history = tx
+        .execute("DELETE FROM memory_history WHERE user_id = $1", &[&user])
+        .await? as i64;
     let erased = Erased {
         user_id: user.to_string(),
         conversations: row.try_get(0)?,

@@ -40,7 +40,11 @@ impl Target {
             .ok()
             .and_then(|c| c.get_dbname().map(str::to_string))
             .unwrap_or_else(|| "onebase".into());
-        Target { args: vec![format!("--dbname={url}")], describe, db_name }
+        Target {
+            args: vec![format!("--dbname={url}")],
+            describe,
+            db_name,
+        }
     }
 
     /// A database reached like `config` (the embedded cluster's unix socket).
@@ -60,7 +64,11 @@ impl Target {
         let db = config.get_dbname().context("the database config names no database")?;
         let describe = format!("database {db} ({})", args.join(" "));
         args.push(format!("--dbname={db}"));
-        Ok(Target { args, describe, db_name: db.to_string() })
+        Ok(Target {
+            args,
+            describe,
+            db_name: db.to_string(),
+        })
     }
 }
 
@@ -97,11 +105,19 @@ pub fn dump(bin_dir: &Path, target: &Target, out: &Path) -> anyhow::Result<Backu
         .with_context(|| format!("running {}", bin_dir.join("pg_dump").display()))?;
     if !output.status.success() {
         let _ = std::fs::remove_file(&partial);
-        bail!("pg_dump failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "pg_dump failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     std::fs::rename(&partial, out).with_context(|| format!("moving the backup to {}", out.display()))?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    Ok(BackupReport { file: out.to_path_buf(), bytes, duration: started.elapsed() })
+    Ok(BackupReport {
+        file: out.to_path_buf(),
+        bytes,
+        duration: started.elapsed(),
+    })
 }
 
 /// What a checked backup file holds.
@@ -145,8 +161,12 @@ pub fn check(bin_dir: &Path, file: &Path) -> anyhow::Result<BackupInfo> {
         .output()
         .with_context(|| format!("running {}", restore.display()))?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let schema_version = schema_version(&text)
-        .with_context(|| format!("{} holds no onebase schema (no migration history): not an onebase backup", file.display()))?;
+    let schema_version = schema_version(&text).with_context(|| {
+        format!(
+            "{} holds no onebase schema (no migration history): not an onebase backup",
+            file.display()
+        )
+    })?;
     let newest = crate::pg::migrations::latest_version().unwrap_or(0);
     if schema_version > newest {
         bail!(
@@ -196,7 +216,12 @@ pub async fn ensure_empty(client: &tokio_postgres::Client, describe: &str) -> an
 /// Restores a checked backup into the empty database `target`: creates the role the server
 /// switches to, then runs pg_restore (objects owned by the restoring user, as the server's own
 /// migrations would make them).
-pub async fn restore(bin_dir: &Path, file: &Path, target: &Target, client: &tokio_postgres::Client) -> anyhow::Result<Duration> {
+pub async fn restore(
+    bin_dir: &Path,
+    file: &Path,
+    target: &Target,
+    client: &tokio_postgres::Client,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     client
         .batch_execute(
@@ -218,7 +243,11 @@ pub async fn restore(bin_dir: &Path, file: &Path, target: &Target, client: &toki
         .context("pg_restore's thread")?
         .with_context(|| format!("running {}", bin_dir.join("pg_restore").display()))?;
     if !output.status.success() {
-        bail!("pg_restore failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "pg_restore failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(started.elapsed())
 }
@@ -232,7 +261,11 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", units[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
 #[cfg(test)]

@@ -23,9 +23,17 @@ pub fn base_backup(bin_dir: &Path, target: &Target, dir: &Path) -> anyhow::Resul
         .output()
         .with_context(|| format!("running {}", bin_dir.join("pg_basebackup").display()))?;
     if !output.status.success() {
-        bail!("pg_basebackup failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "pg_basebackup failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
-    Ok(BackupReport { file: dir.to_path_buf(), bytes: dir_size(dir), duration: started.elapsed() })
+    Ok(BackupReport {
+        file: dir.to_path_buf(),
+        bytes: dir_size(dir),
+        duration: started.elapsed(),
+    })
 }
 
 /// Parses `--to-time`: RFC 3339 (`2026-11-23T10:15:00Z`, `2026-11-23 10:15:00+01:00`).
@@ -46,7 +54,10 @@ pub fn restore_base(
     to_time: Option<DateTime<Utc>>,
 ) -> anyhow::Result<(EmbeddedPostgres, Duration)> {
     if !base.join("PG_VERSION").exists() {
-        bail!("{} is not a base backup (no PG_VERSION); take one with `onebase backup --base DIR`", base.display());
+        bail!(
+            "{} is not a base backup (no PG_VERSION); take one with `onebase backup --base DIR`",
+            base.display()
+        );
     }
     if !archive.is_dir() {
         bail!("the WAL archive {} does not exist", archive.display());
@@ -67,12 +78,18 @@ pub fn restore_base(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))?;
         crate::pg::embedded::give_to_postgres_user(&data_dir, &opts.os_user)?;
-        let archive = std::fs::canonicalize(archive)?.display().to_string().replace('\'', "''");
+        let archive = std::fs::canonicalize(archive)?
+            .display()
+            .to_string()
+            .replace('\'', "''");
         let mut conf = format!(
             "\n# onebase restore --base\nrestore_command = 'cp \"{archive}/%f\" \"%p\"'\nrecovery_target_action = 'promote'\n"
         );
         if let Some(t) = to_time {
-            conf.push_str(&format!("recovery_target_time = '{}'\n", t.format("%Y-%m-%d %H:%M:%S%.6f+00")));
+            conf.push_str(&format!(
+                "recovery_target_time = '{}'\n",
+                t.format("%Y-%m-%d %H:%M:%S%.6f+00")
+            ));
         }
         use std::io::Write;
         std::fs::OpenOptions::new()
@@ -100,7 +117,10 @@ pub fn restore_base(
 pub fn ensure_empty_dir(dir: &Path) -> anyhow::Result<()> {
     if let Ok(mut entries) = std::fs::read_dir(dir) {
         if entries.next().is_some() {
-            bail!("{} is not empty; refusing to overwrite it (choose a new directory)", dir.display());
+            bail!(
+                "{} is not empty; refusing to overwrite it (choose a new directory)",
+                dir.display()
+            );
         }
     }
     Ok(())
@@ -127,8 +147,14 @@ mod tests {
 
     #[test]
     fn times_parse_as_rfc3339() {
-        assert_eq!(parse_time("2026-11-23T10:15:00Z").unwrap().to_rfc3339(), "2026-11-23T10:15:00+00:00");
-        assert_eq!(parse_time("2026-11-23 11:15:00+01:00").unwrap().to_rfc3339(), "2026-11-23T10:15:00+00:00");
+        assert_eq!(
+            parse_time("2026-11-23T10:15:00Z").unwrap().to_rfc3339(),
+            "2026-11-23T10:15:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2026-11-23 11:15:00+01:00").unwrap().to_rfc3339(),
+            "2026-11-23T10:15:00+00:00"
+        );
         assert!(parse_time("yesterday").is_err());
     }
 }

@@ -45,8 +45,14 @@ pub enum Rule {
     JobsFinished,
 }
 
-pub const RULES: [Rule; 6] =
-    [Rule::AuditLog, Rule::CacheExpired, Rule::CacheHistory, Rule::MemoriesExpired, Rule::Conversations, Rule::JobsFinished];
+pub const RULES: [Rule; 6] = [
+    Rule::AuditLog,
+    Rule::CacheExpired,
+    Rule::CacheHistory,
+    Rule::MemoriesExpired,
+    Rule::Conversations,
+    Rule::JobsFinished,
+];
 
 impl Rule {
     pub fn name(self) -> &'static str {
@@ -122,15 +128,27 @@ const MAX_DAYS: f64 = 36_500.0;
 /// Checks a tenant's `settings.retention` (when present): an object of the known keys, each a
 /// number from 0 to a century (`null` falls back to the server's value).
 pub fn validate_tenant_settings(settings: &serde_json::Value) -> Result<(), ApiError> {
-    let Some(retention) = settings.get("retention") else { return Ok(()) };
-    let known = RULES.iter().filter_map(|r| r.tenant_key()).collect::<Vec<_>>().join(", ");
+    let Some(retention) = settings.get("retention") else {
+        return Ok(());
+    };
+    let known = RULES
+        .iter()
+        .filter_map(|r| r.tenant_key())
+        .collect::<Vec<_>>()
+        .join(", ");
     let Some(map) = retention.as_object() else {
-        return Err(ApiError::validation("settings.retention", format!("must be an object with any of: {known}")));
+        return Err(ApiError::validation(
+            "settings.retention",
+            format!("must be an object with any of: {known}"),
+        ));
     };
     for (key, value) in map {
         let field = "settings.retention";
         let Some(rule) = Rule::from_key(key) else {
-            return Err(ApiError::validation(field, format!("`{key}` is not a retention setting (known: {known})")));
+            return Err(ApiError::validation(
+                field,
+                format!("`{key}` is not a retention setting (known: {known})"),
+            ));
         };
         if value.is_null() {
             continue;
@@ -139,7 +157,12 @@ pub fn validate_tenant_settings(settings: &serde_json::Value) -> Result<(), ApiE
         let max = MAX_DAYS * 86_400.0 / scale;
         match value.as_f64() {
             Some(v) if (0.0..=max).contains(&v) => {}
-            _ => return Err(ApiError::validation(field, format!("`{key}` must be a number of {unit} from 0 to {max} (or null)"))),
+            _ => {
+                return Err(ApiError::validation(
+                    field,
+                    format!("`{key}` must be a number of {unit} from 0 to {max} (or null)"),
+                ))
+            }
         }
     }
     Ok(())
@@ -162,7 +185,12 @@ fn server_secs(rule: Rule, r: &Retention) -> f64 {
 }
 
 /// Runs `sql` until it deletes fewer than `batch` rows; each run is its own statement.
-async fn batched(state: &AppState, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)], batch: i64) -> Result<u64, ApiError> {
+async fn batched(
+    state: &AppState,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    batch: i64,
+) -> Result<u64, ApiError> {
     let mut total = 0;
     loop {
         let client = state.pool.get().await?;
@@ -176,7 +204,14 @@ async fn batched(state: &AppState, sql: &str, params: &[&(dyn tokio_postgres::ty
 
 /// Deletes the rows of a tenant table whose `column` is older than the tenant's value of `rule`
 /// (a value of 0 keeps them), in batches.
-async fn by_age(state: &AppState, rule: Rule, table: &str, column: &str, extra: &str, batch: i64) -> Result<u64, ApiError> {
+async fn by_age(
+    state: &AppState,
+    rule: Rule,
+    table: &str,
+    column: &str,
+    extra: &str,
+    batch: i64,
+) -> Result<u64, ApiError> {
     let secs = effective_secs(rule);
     let sql = format!(
         "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT x.ctid FROM {table} x LEFT JOIN tenants t ON t.id = x.tenant_id \
@@ -207,7 +242,15 @@ async fn apply(state: &AppState, rule: Rule) -> Result<u64, ApiError> {
         Rule::MemoriesExpired => crate::memory::sweep::expired_memories(state, BATCH).await,
         Rule::Conversations => by_age(state, rule, "conversations", "updated_at", "", CONVERSATION_BATCH).await,
         Rule::JobsFinished => {
-            let old = by_age(state, rule, "jobs", "finished_at", "AND x.state IN ('completed', 'failed', 'cancelled')", BATCH).await?;
+            let old = by_age(
+                state,
+                rule,
+                "jobs",
+                "finished_at",
+                "AND x.state IN ('completed', 'failed', 'cancelled')",
+                BATCH,
+            )
+            .await?;
             let client = state.pool.get().await?;
             let runs = client
                 .execute(
@@ -238,7 +281,11 @@ pub async fn sweep(state: &AppState) -> SweepReport {
     for rule in RULES {
         match apply(state, rule).await {
             Ok(n) => {
-                state.metrics.retention_deleted.with_label_values(&[rule.name()]).inc_by(n);
+                state
+                    .metrics
+                    .retention_deleted
+                    .with_label_values(&[rule.name()])
+                    .inc_by(n);
                 report.deleted.insert(rule.name().into(), n);
             }
             Err(err) => {
@@ -356,7 +403,11 @@ pub async fn view(state: &AppState) -> Result<RetentionView, ApiError> {
             for row in &tenants {
                 let settings: serde_json::Value = row.try_get(2)?;
                 if let Some(value) = settings.get(key).and_then(|v| v.as_f64()) {
-                    tenant_overrides.push(TenantOverride { tenant_id: row.try_get(0)?, tenant: row.try_get(1)?, value });
+                    tenant_overrides.push(TenantOverride {
+                        tenant_id: row.try_get(0)?,
+                        tenant: row.try_get(1)?,
+                        value,
+                    });
                 }
             }
         }
@@ -368,8 +419,15 @@ pub async fn view(state: &AppState) -> Result<RetentionView, ApiError> {
             zero_means: rule.zero_means(),
             tenant_setting: rule.tenant_key().map(|k| format!("retention.{k}")),
             tenant_overrides,
-            last_deleted: last_run.as_ref().and_then(|l| l.report["deleted"][rule.name()].as_u64()),
+            last_deleted: last_run
+                .as_ref()
+                .and_then(|l| l.report["deleted"][rule.name()].as_u64()),
         });
     }
-    Ok(RetentionView { sweep_interval_secs: state.jobs.sweep_interval_secs, batch_rows: BATCH, rules, last_run })
+    Ok(RetentionView {
+        sweep_interval_secs: state.jobs.sweep_interval_secs,
+        batch_rows: BATCH,
+        rules,
+        last_run,
+    })
 }

@@ -15,8 +15,20 @@ use crate::state::AppState;
 
 /// The tenant tables shared by every tenant, reported by `GET /v1/stats`.
 pub const TENANT_TABLES: [&str; 14] = [
-    "conversations", "messages", "agent_states", "workflows", "workflow_history", "memories", "memory_history",
-    "runs", "run_steps", "run_artifacts", "llm_calls", "cache_entries", "cache_history", "audit_log",
+    "conversations",
+    "messages",
+    "agent_states",
+    "workflows",
+    "workflow_history",
+    "memories",
+    "memory_history",
+    "runs",
+    "run_steps",
+    "run_artifacts",
+    "llm_calls",
+    "cache_entries",
+    "cache_history",
+    "audit_log",
 ];
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,7 +73,10 @@ pub async fn tenant(state: &AppState, tenant: Uuid) -> Result<TenantStats, ApiEr
     let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let rows = tx
-        .query("SELECT id, name, document_count, chunk_count FROM collections ORDER BY name", &[])
+        .query(
+            "SELECT id, name, document_count, chunk_count FROM collections ORDER BY name",
+            &[],
+        )
         .await?;
     let mut collections = Vec::with_capacity(rows.len());
     for row in rows {
@@ -88,11 +103,23 @@ pub async fn tenant(state: &AppState, tenant: Uuid) -> Result<TenantStats, ApiEr
                 &[],
             )
             .await?;
-        tables.insert(table.to_string(), TableStats { rows: row.try_get(0)?, bytes: row.try_get(1)? });
+        tables.insert(
+            table.to_string(),
+            TableStats {
+                rows: row.try_get(0)?,
+                bytes: row.try_get(1)?,
+            },
+        );
     }
     tx.commit().await?;
-    let total_bytes = collections.iter().map(|c| c.table_bytes + c.index_bytes).sum::<i64>() + tables.values().map(|t| t.bytes).sum::<i64>();
-    Ok(TenantStats { tenant_id: tenant, collections, tables, total_bytes })
+    let total_bytes = collections.iter().map(|c| c.table_bytes + c.index_bytes).sum::<i64>()
+        + tables.values().map(|t| t.bytes).sum::<i64>();
+    Ok(TenantStats {
+        tenant_id: tenant,
+        collections,
+        tables,
+        total_bytes,
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -251,11 +278,15 @@ fn set_gauges(m: &crate::metrics::Metrics, stats: &DatabaseStats) {
     // per collection.
     for t in stats.tables.iter().filter(|t| t.name.starts_with("public.")) {
         let name = &t.name["public.".len()..];
-        m.db_table_bytes.with_label_values(&[name]).set(t.table_bytes + t.index_bytes);
+        m.db_table_bytes
+            .with_label_values(&[name])
+            .set(t.table_bytes + t.index_bytes);
         m.db_dead_tuples.with_label_values(&[name]).set(t.dead_tuples);
     }
     m.db_replica_lag_bytes.reset();
     for r in &stats.replicas {
-        m.db_replica_lag_bytes.with_label_values(&[&r.application_name]).set(r.replay_lag_bytes.unwrap_or(0));
+        m.db_replica_lag_bytes
+            .with_label_values(&[&r.application_name])
+            .set(r.replay_lag_bytes.unwrap_or(0));
     }
 }

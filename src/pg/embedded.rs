@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Gid, Pid, Uid, User};
 
-use super::supervisor::{supervise, Launch, Shared};
-pub use super::pidfile::{running_socket, write_fake_postmaster_pid};
 use super::pidfile::recover_stale_postmaster;
+pub use super::pidfile::{running_socket, write_fake_postmaster_pid};
+use super::supervisor::{supervise, Launch, Shared};
 
 /// The database superuser created by `initdb`.
 pub const SUPERUSER: &str = "postgres";
@@ -133,7 +133,10 @@ fn archive_settings(dir: &Path, run_as: Option<&RunAs>) -> Result<Vec<(String, S
     Ok(vec![
         ("wal_level".into(), "replica".into()),
         ("archive_mode".into(), "on".into()),
-        ("archive_command".into(), format!("test ! -f '{quoted}/%f' && cp %p '{quoted}/%f'")),
+        (
+            "archive_command".into(),
+            format!("test ! -f '{quoted}/%f' && cp %p '{quoted}/%f'"),
+        ),
         ("archive_timeout".into(), "60".into()),
     ])
 }
@@ -159,7 +162,6 @@ pub struct EmbeddedPostgres {
     shared: Arc<Shared>,
     settings: Vec<(String, String)>,
 }
-
 
 impl std::fmt::Debug for EmbeddedPostgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -516,7 +518,11 @@ pub(super) fn tail_from(path: &Path, from: u64, n: usize) -> String {
 /// A client config for `dbname` as the superuser, over the unix socket in `socket_dir`.
 pub fn socket_config(socket_dir: &Path, port: u16, dbname: &str) -> tokio_postgres::Config {
     let mut cfg = tokio_postgres::Config::new();
-    cfg.host_path(socket_dir).port(port).user(SUPERUSER).dbname(dbname).application_name("onebase");
+    cfg.host_path(socket_dir)
+        .port(port)
+        .user(SUPERUSER)
+        .dbname(dbname)
+        .application_name("onebase");
     cfg
 }
 

@@ -30,9 +30,16 @@ pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<i64>
         .await
         .context("taking the migration lock")?;
     let result = match super::update_extensions(client).await {
-        Ok(_) => embedded::migrations::runner().set_abort_divergent(true).run_async(client).await,
+        Ok(_) => {
+            embedded::migrations::runner()
+                .set_abort_divergent(true)
+                .run_async(client)
+                .await
+        }
         Err(err) => {
-            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await;
+            let _ = client
+                .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+                .await;
             return Err(err);
         }
     };

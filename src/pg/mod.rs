@@ -24,7 +24,11 @@ pub const EXTENSIONS: [&str; 3] = ["vector", "pg_trgm", "btree_gist"];
 /// libpq default, or `require`); certificates are verified against the Mozilla roots plus an
 /// optional PEM bundle (`ONEBASE_DB_CA_FILE`), so a private CA works without turning
 /// verification off.
-pub fn build_pool(config: tokio_postgres::Config, max_size: usize, ca_file: Option<&std::path::Path>) -> anyhow::Result<Pool> {
+pub fn build_pool(
+    config: tokio_postgres::Config,
+    max_size: usize,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<Pool> {
     build_pool_timed(config, max_size, ca_file, Duration::from_secs(10))
 }
 
@@ -150,7 +154,10 @@ pub struct ExtensionUpdate {
 
 /// The version of extension `name` this database has, and the one its server installs (`None`
 /// when the server no longer ships it); `None` when the database does not have it.
-pub async fn extension_versions(client: &tokio_postgres::Client, name: &str) -> anyhow::Result<Option<(String, Option<String>)>> {
+pub async fn extension_versions(
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> anyhow::Result<Option<(String, Option<String>)>> {
     let row = client
         .query_opt(
             "SELECT e.extversion, a.default_version FROM pg_extension e
@@ -178,7 +185,10 @@ pub async fn update_extensions(client: &tokio_postgres::Client) -> anyhow::Resul
             continue;
         }
         // The name is one of our constants, not input; no bind parameters in DDL.
-        if let Err(err) = client.batch_execute(&format!("ALTER EXTENSION {} UPDATE", quote_ident(name))).await {
+        if let Err(err) = client
+            .batch_execute(&format!("ALTER EXTENSION {} UPDATE", quote_ident(name)))
+            .await
+        {
             // An external database whose extensions belong to another role: serve on the old
             // version (the probe has just run its operators) and tell the operator what to run.
             tracing::warn!(
@@ -191,7 +201,11 @@ pub async fn update_extensions(client: &tokio_postgres::Client) -> anyhow::Resul
             continue;
         }
         tracing::info!(extension = name, from = %installed, to = %available, "updated extension");
-        updates.push(ExtensionUpdate { name, from: installed, to: available });
+        updates.push(ExtensionUpdate {
+            name,
+            from: installed,
+            to: available,
+        });
     }
     Ok(updates)
 }

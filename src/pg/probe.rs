@@ -120,24 +120,36 @@ pub async fn once_per_server(
     Ok(())
 }
 
-static PASSED: std::sync::Mutex<std::collections::BTreeSet<String>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+static PASSED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 /// The probe itself, every time (tests call it directly).
-pub async fn run(config: &tokio_postgres::Config, ca_file: Option<&Path>, server_log: Option<&Path>) -> anyhow::Result<()> {
+pub async fn run(
+    config: &tokio_postgres::Config,
+    ca_file: Option<&Path>,
+    server_log: Option<&Path>,
+) -> anyhow::Result<()> {
     // Only what the log says from here on is about this probe.
     let log_start = server_log.map(|log| std::fs::metadata(log).map_or(0, |m| m.len()));
     // A pool of one, dropped at the end: the same TLS handling as the server's connections.
     let pool = super::build_pool(config.clone(), 1, ca_file)?;
     let started = std::time::Instant::now();
     let result = {
-        let mut client = pool.get().await.context("connecting to PostgreSQL for the pgvector probe")?;
+        let mut client = pool
+            .get()
+            .await
+            .context("connecting to PostgreSQL for the pgvector probe")?;
         let tx = client.transaction().await.context("starting the pgvector probe")?;
         // Dropped without a commit: rolled back, the probe leaves nothing behind.
         steps(&tx).await
     };
     match result {
         Ok(()) => {
-            tracing::info!(took_ms = started.elapsed().as_millis() as u64, rows = ROWS, "pgvector probe passed");
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                rows = ROWS,
+                "pgvector probe passed"
+            );
             Ok(())
         }
         Err(err) => match err.downcast::<BackendDied>() {
@@ -167,14 +179,20 @@ async fn steps(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<()> {
         .await
         .map_err(|err| classify(err, &SETUP[1]))?;
     let query: Vector = row.try_get(0).context("reading a vector back (vector_send)")?;
-    anyhow::ensure!(query.as_slice().len() == DIM, "the pgvector probe read back a vector of the wrong size");
+    anyhow::ensure!(
+        query.as_slice().len() == DIM,
+        "the pgvector probe read back a vector of the wrong size"
+    );
     for step in SEARCHES {
         // Everything before the last statement is set-up; the last one returns the nearest id.
         let (setup, search) = step.sql.rsplit_once(';').unwrap_or(("", step.sql));
         if !setup.trim().is_empty() {
             tx.batch_execute(setup).await.map_err(|err| classify(err, step))?;
         }
-        let row = tx.query_one(search, &[&query]).await.map_err(|err| classify(err, step))?;
+        let row = tx
+            .query_one(search, &[&query])
+            .await
+            .map_err(|err| classify(err, step))?;
         let nearest: i32 = row.try_get(0).context("reading the pgvector probe's answer")?;
         anyhow::ensure!(
             nearest == 7,

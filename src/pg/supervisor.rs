@@ -105,7 +105,9 @@ pub(super) fn supervise(launch: Launch, shared: Arc<Shared>, first: std::sync::m
         cvar.notify_all();
     };
     loop {
-        let spawned = launch.command().and_then(|mut cmd| cmd.spawn().map_err(io_err("starting postgres")));
+        let spawned = launch
+            .command()
+            .and_then(|mut cmd| cmd.spawn().map_err(io_err("starting postgres")));
         let mut child = match spawned {
             Ok(child) => child,
             Err(err) => {

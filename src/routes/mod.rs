@@ -14,15 +14,15 @@ pub mod tenants;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::cache::api as cache;
 use crate::error::ApiError;
+use crate::jobs::api as jobs;
 use crate::knowledge::api_collections as collections;
 use crate::knowledge::api_documents as documents;
 use crate::knowledge::api_jobs as collection_jobs;
-use crate::jobs::api as jobs;
-use crate::runs::api as runs;
-use crate::cache::api as cache;
 use crate::memory::api as memory;
 use crate::memory::api_memories as memories;
+use crate::runs::api as runs;
 
 /// One registered route: its method and path (in OpenAPI's `{param}` syntax, which actix
 /// shares) and how to register it.
@@ -73,15 +73,39 @@ pub fn all() -> Vec<Route> {
         route!(post, "/v1/collections/{name}/documents", documents::create_documents),
         route!(put, "/v1/collections/{name}/documents", documents::upsert_documents),
         route!(get, "/v1/collections/{name}/documents", documents::list_documents),
-        route!(post, "/v1/collections/{name}/documents/delete", documents::delete_documents),
+        route!(
+            post,
+            "/v1/collections/{name}/documents/delete",
+            documents::delete_documents
+        ),
         route!(get, "/v1/collections/{name}/documents/{id}", documents::get_document),
-        route!(delete, "/v1/collections/{name}/documents/{id}", documents::delete_document),
-        route!(get, "/v1/collections/{name}/documents/{id}/chunks", documents::get_chunks),
+        route!(
+            delete,
+            "/v1/collections/{name}/documents/{id}",
+            documents::delete_document
+        ),
+        route!(
+            get,
+            "/v1/collections/{name}/documents/{id}/chunks",
+            documents::get_chunks
+        ),
         route!(post, "/v1/collections/{name}/search", documents::search_collection),
         route!(post, "/v1/search", documents::search_collections),
-        route!(post, "/v1/collections/{name}/import", collection_jobs::import_collection),
-        route!(post, "/v1/collections/{name}/reindex", collection_jobs::reindex_collection),
-        route!(post, "/v1/collections/{name}/reembed", collection_jobs::reembed_collection),
+        route!(
+            post,
+            "/v1/collections/{name}/import",
+            collection_jobs::import_collection
+        ),
+        route!(
+            post,
+            "/v1/collections/{name}/reindex",
+            collection_jobs::reindex_collection
+        ),
+        route!(
+            post,
+            "/v1/collections/{name}/reembed",
+            collection_jobs::reembed_collection
+        ),
         route!(get, "/v1/jobs", jobs::list_jobs),
         route!(get, "/v1/jobs/{id}", jobs::get_job),
         route!(delete, "/v1/jobs/{id}", jobs::cancel_job),
@@ -115,10 +139,22 @@ pub fn all() -> Vec<Route> {
         route!(post, "/v1/conversations/{id}/messages", memory::append_messages),
         route!(get, "/v1/conversations/{id}/messages", memory::list_messages),
         route!(patch, "/v1/conversations/{id}/messages/{mid}", memory::update_message),
-        route!(post, "/v1/conversations/{id}/messages/search", memory::search_conversation),
+        route!(
+            post,
+            "/v1/conversations/{id}/messages/search",
+            memory::search_conversation
+        ),
         route!(post, "/v1/messages/search", memory::search_messages),
-        route!(put, "/v1/conversations/{id}/agents/{agent_name}/state", memory::put_agent_state),
-        route!(get, "/v1/conversations/{id}/agents/{agent_name}/state", memory::get_agent_state),
+        route!(
+            put,
+            "/v1/conversations/{id}/agents/{agent_name}/state",
+            memory::put_agent_state
+        ),
+        route!(
+            get,
+            "/v1/conversations/{id}/agents/{agent_name}/state",
+            memory::get_agent_state
+        ),
         route!(put, "/v1/conversations/{id}/workflow", memory::put_workflow),
         route!(get, "/v1/conversations/{id}/workflow", memory::get_workflow),
         route!(get, "/v1/conversations/{id}/workflow/history", memory::workflow_history),

@@ -74,7 +74,10 @@ pub struct PageParams {
 
 impl PageParams {
     pub fn parse(&self) -> Result<(Limit, Option<Cursor>), ApiError> {
-        Ok((Limit::parse(self.limit)?, self.cursor.as_deref().map(Cursor::parse).transpose()?))
+        Ok((
+            Limit::parse(self.limit)?,
+            self.cursor.as_deref().map(Cursor::parse).transpose()?,
+        ))
     }
 }
 
@@ -89,7 +92,11 @@ pub fn newest_first_sql(
     cursor: Option<Cursor>,
 ) -> String {
     if let Some(c) = cursor {
-        conditions.push(format!("(created_at, id) < ({}, {})", params.push(c.created_at), params.push(c.id)));
+        conditions.push(format!(
+            "(created_at, id) < ({}, {})",
+            params.push(c.created_at),
+            params.push(c.id)
+        ));
     }
     if conditions.is_empty() {
         conditions.push("true".into());

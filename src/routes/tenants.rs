@@ -159,7 +159,6 @@ pub struct TenantList {
     pub next_cursor: Option<String>,
 }
 
-
 /// Lists all tenants (admin only), oldest first.
 #[utoipa::path(
     get, path = "/v1/tenants", tag = "tenants", params(PageParams),
@@ -368,8 +367,11 @@ pub async fn delete_tenant(
     };
     let name: String = row.get(0);
     // The tenant's collection tables live in its own schema, which the cascade does not reach.
-    tx.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", crate::knowledge::ddl::schema_name(id)))
-        .await?;
+    tx.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        crate::knowledge::ddl::schema_name(id)
+    ))
+    .await?;
     audit::record_admin(
         &tx,
         None,

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::children;
 use super::model::{
-    ArtifactList, CreateArtifact, CreateLlmCall, CreateRun, CreateStep, LlmCallList, Run, RunFilter, RunList, RunStats,
-    Step, StepList, UpdateRun, UsageParams, UsageReport, Artifact, LlmCall,
+    Artifact, ArtifactList, CreateArtifact, CreateLlmCall, CreateRun, CreateStep, LlmCall, LlmCallList, Run, RunFilter,
+    RunList, RunStats, Step, StepList, UpdateRun, UsageParams, UsageReport,
 };
 use super::service::{self, Created};
 use super::usage;
@@ -17,7 +17,10 @@ use crate::state::AppState;
 
 /// A run id from a path: one that is not a UUID names no run (404, as for any unknown run).
 fn run_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::NotFound { resource: "run", id: id.to_string() })
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound {
+        resource: "run",
+        id: id.to_string(),
+    })
 }
 
 /// The `Idempotency-Key` header, if sent.
@@ -59,10 +62,14 @@ pub async fn create_run(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
     let key = idempotency_header(&req)?;
-    Ok(match service::create(&state, tenant, &principal, key, body.into_inner()).await? {
-        Created::New(run) => HttpResponse::Created().json(run),
-        Created::Replayed(run) => HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(run),
-    })
+    Ok(
+        match service::create(&state, tenant, &principal, key, body.into_inner()).await? {
+            Created::New(run) => HttpResponse::Created().json(run),
+            Created::Replayed(run) => HttpResponse::Ok()
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(run),
+        },
+    )
 }
 
 /// Lists runs, newest first, by actor, status and creation time (reader).
@@ -75,7 +82,11 @@ pub async fn create_run(
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
     )
 )]
-pub async fn list_runs(state: web::Data<AppState>, principal: Principal, query: web::Query<RunFilter>) -> Result<HttpResponse, ApiError> {
+pub async fn list_runs(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<RunFilter>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(HttpResponse::Ok().json(service::list(&state, tenant, &query).await?))
 }
@@ -90,7 +101,11 @@ pub async fn list_runs(state: web::Data<AppState>, principal: Principal, query: 
         (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn get_run(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_run(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(HttpResponse::Ok().json(service::get(&state, tenant, run_id(&id)?).await?))
 }
@@ -130,7 +145,11 @@ pub async fn update_run(
         (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn delete_run(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete_run(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
     service::delete(&state, tenant, &principal, run_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -170,9 +189,15 @@ pub async fn create_step(
         (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn list_steps(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn list_steps(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(StepList { data: children::steps(&state, tenant, run_id(&id)?).await? }))
+    Ok(HttpResponse::Ok().json(StepList {
+        data: children::steps(&state, tenant, run_id(&id)?).await?,
+    }))
 }
 
 /// Records an artifact a run produced (writer).
@@ -208,9 +233,15 @@ pub async fn create_artifact(
         (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn list_artifacts(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn list_artifacts(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(ArtifactList { data: children::list_artifacts(&state, tenant, run_id(&id)?).await? }))
+    Ok(HttpResponse::Ok().json(ArtifactList {
+        data: children::list_artifacts(&state, tenant, run_id(&id)?).await?,
+    }))
 }
 
 /// Records an LLM call of a run: tokens, exact cost (a decimal string) and latency (writer).
@@ -246,9 +277,15 @@ pub async fn create_llm_call(
         (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn list_llm_calls(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn list_llm_calls(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
-    Ok(HttpResponse::Ok().json(LlmCallList { data: children::llm_calls(&state, tenant, run_id(&id)?).await? }))
+    Ok(HttpResponse::Ok().json(LlmCallList {
+        data: children::llm_calls(&state, tenant, run_id(&id)?).await?,
+    }))
 }
 
 /// A run's totals: steps, LLM calls, tokens, exact cost and duration (reader).
@@ -261,7 +298,11 @@ pub async fn list_llm_calls(state: web::Data<AppState>, principal: Principal, id
         (status = 404, description = "`not_found`: no such run in this tenant (or the id is not a UUID)", body = ErrorBody),
     )
 )]
-pub async fn run_stats(state: web::Data<AppState>, principal: Principal, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn run_stats(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(HttpResponse::Ok().json(usage::run_stats(&state, tenant, run_id(&id)?).await?))
 }
@@ -276,7 +317,11 @@ pub async fn run_stats(state: web::Data<AppState>, principal: Principal, id: web
         (status = 403, description = "`forbidden`: needs a tenant's credential (not the admin key)", body = ErrorBody),
     )
 )]
-pub async fn get_usage(state: web::Data<AppState>, principal: Principal, query: web::Query<UsageParams>) -> Result<HttpResponse, ApiError> {
+pub async fn get_usage(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<UsageParams>,
+) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Reader)?;
     Ok(HttpResponse::Ok().json(usage::usage(&state, tenant, &query).await?))
 }

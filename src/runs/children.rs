@@ -33,7 +33,8 @@ fn step_from_row(row: &Row) -> Result<Step, ApiError> {
         node_name: row.try_get(3)?,
         input_data: row.try_get(4)?,
         output_data: row.try_get(5)?,
-        status: StepStatus::parse(&status).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a step with status {status}")))?,
+        status: StepStatus::parse(&status)
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a step with status {status}")))?,
         started_at: row.try_get(7)?,
         completed_at: row.try_get(8)?,
         llm_call_id: row.try_get(9)?,
@@ -70,20 +71,43 @@ fn call_from_row(row: &Row) -> Result<LlmCall, ApiError> {
 }
 
 /// A tenant transaction in which the run exists (and cannot be deleted until it ends).
-async fn run_tx<'a>(client: &'a mut deadpool_postgres::Object, tenant: Uuid, run_id: Uuid) -> Result<Transaction<'a>, ApiError> {
+async fn run_tx<'a>(
+    client: &'a mut deadpool_postgres::Object,
+    tenant: Uuid,
+    run_id: Uuid,
+) -> Result<Transaction<'a>, ApiError> {
     let tx = tenant_tx(client, tenant).await?;
     require(&tx, run_id).await?;
     Ok(tx)
 }
 
 /// Records what was added to the run and commits.
-async fn commit_child(tx: Transaction<'_>, tenant: Uuid, principal: &Principal, action: &str, run_id: Uuid, id: Uuid) -> Result<(), ApiError> {
-    audit::record(&tx, tenant, principal, Event::new(action, "run", run_id).details(serde_json::json!({"id": id}))).await?;
+async fn commit_child(
+    tx: Transaction<'_>,
+    tenant: Uuid,
+    principal: &Principal,
+    action: &str,
+    run_id: Uuid,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    audit::record(
+        &tx,
+        tenant,
+        principal,
+        Event::new(action, "run", run_id).details(serde_json::json!({"id": id})),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
 
-pub async fn add_step(state: &AppState, tenant: Uuid, principal: &Principal, run_id: Uuid, req: CreateStep) -> Result<Step, ApiError> {
+pub async fn add_step(
+    state: &AppState,
+    tenant: Uuid,
+    principal: &Principal,
+    run_id: Uuid,
+    req: CreateStep,
+) -> Result<Step, ApiError> {
     let step_number = i32::try_from(req.step_number)
         .ok()
         .filter(|n| *n >= 0)
@@ -114,14 +138,22 @@ pub async fn add_step(state: &AppState, tenant: Uuid, principal: &Principal, run
                 )
                 .await;
     let step = match result {
-                Ok(row) => step_from_row(&row)?,
-                Err(err) if is_unique_violation(&err, "run_steps_step_number_key") => {
-                    return Err(ApiError::Conflict(format!("run {run_id} has a step {step_number} already")))
-                }
-                Err(err) if is_fk_violation(&err, "run_steps_llm_call_fkey") => {
-                    return Err(ApiError::validation("llm_call_id", format!("run {run_id} has no LLM call {}", req.llm_call_id.map(|i| i.to_string()).unwrap_or_default())))
-                }
-                Err(err) => return Err(err.into()),
+        Ok(row) => step_from_row(&row)?,
+        Err(err) if is_unique_violation(&err, "run_steps_step_number_key") => {
+            return Err(ApiError::Conflict(format!(
+                "run {run_id} has a step {step_number} already"
+            )))
+        }
+        Err(err) if is_fk_violation(&err, "run_steps_llm_call_fkey") => {
+            return Err(ApiError::validation(
+                "llm_call_id",
+                format!(
+                    "run {run_id} has no LLM call {}",
+                    req.llm_call_id.map(|i| i.to_string()).unwrap_or_default()
+                ),
+            ))
+        }
+        Err(err) => return Err(err.into()),
     };
     commit_child(tx, tenant, principal, "run.step", run_id, step.id).await?;
     Ok(step)
@@ -131,7 +163,10 @@ pub async fn steps(state: &AppState, tenant: Uuid, run_id: Uuid) -> Result<Vec<S
     let mut client = state.read_conn(tenant).await?;
     let tx = run_tx(&mut client, tenant, run_id).await?;
     let rows = tx
-        .query(&format!("SELECT {STEP_COLUMNS} FROM run_steps WHERE run_id = $1 ORDER BY step_number"), &[&run_id])
+        .query(
+            &format!("SELECT {STEP_COLUMNS} FROM run_steps WHERE run_id = $1 ORDER BY step_number"),
+            &[&run_id],
+        )
         .await?;
     tx.commit().await?;
     rows.iter().map(step_from_row).collect()
@@ -150,14 +185,14 @@ pub async fn add_artifact(
     let mut client = state.pool.get().await?;
     let tx = run_tx(&mut client, tenant, run_id).await?;
     let row = tx
-                .query_one(
-                    &format!(
-                        "INSERT INTO run_artifacts (tenant_id, run_id, artifact_type, url, metadata) \
+        .query_one(
+            &format!(
+                "INSERT INTO run_artifacts (tenant_id, run_id, artifact_type, url, metadata) \
                          VALUES (onebase_current_tenant(), $1, $2, $3, $4) RETURNING {ARTIFACT_COLUMNS}"
-                    ),
-                    &[&run_id, &req.artifact_type, &req.url, &metadata],
-                )
-                .await?;
+            ),
+            &[&run_id, &req.artifact_type, &req.url, &metadata],
+        )
+        .await?;
     let artifact = artifact_from_row(&row)?;
     commit_child(tx, tenant, principal, "run.artifact", run_id, artifact.id).await?;
     Ok(artifact)
@@ -212,32 +247,38 @@ pub async fn add_llm_call(
     let mut client = state.pool.get().await?;
     let tx = run_tx(&mut client, tenant, run_id).await?;
     let result = tx
-                .query_one(
-                    &format!(
-                        "INSERT INTO llm_calls (tenant_id, run_id, step_id, actor, model, provider, prompt_tokens, \
+        .query_one(
+            &format!(
+                "INSERT INTO llm_calls (tenant_id, run_id, step_id, actor, model, provider, prompt_tokens, \
                            completion_tokens, total_tokens, cost_usd, latency_ms) \
                          SELECT onebase_current_tenant(), $1, $2, r.actor, $3, $4, $5, $6, $7, $8::text::numeric, $9 \
                          FROM runs r WHERE r.id = $1 RETURNING {CALL_COLUMNS}"
-                    ),
-                    &[
-                        &run_id,
-                        &req.step_id,
-                        &req.model,
-                        &req.provider,
-                        &req.prompt_tokens,
-                        &req.completion_tokens,
-                        &total,
-                        &cost,
-                        &req.latency_ms,
-                    ],
-                )
-                .await;
+            ),
+            &[
+                &run_id,
+                &req.step_id,
+                &req.model,
+                &req.provider,
+                &req.prompt_tokens,
+                &req.completion_tokens,
+                &total,
+                &cost,
+                &req.latency_ms,
+            ],
+        )
+        .await;
     let call = match result {
-                Ok(row) => call_from_row(&row)?,
-                Err(err) if is_fk_violation(&err, "llm_calls_step_fkey") => {
-                    return Err(ApiError::validation("step_id", format!("run {run_id} has no step {}", req.step_id.map(|i| i.to_string()).unwrap_or_default())))
-                }
-                Err(err) => return Err(err.into()),
+        Ok(row) => call_from_row(&row)?,
+        Err(err) if is_fk_violation(&err, "llm_calls_step_fkey") => {
+            return Err(ApiError::validation(
+                "step_id",
+                format!(
+                    "run {run_id} has no step {}",
+                    req.step_id.map(|i| i.to_string()).unwrap_or_default()
+                ),
+            ))
+        }
+        Err(err) => return Err(err.into()),
     };
     commit_child(tx, tenant, principal, "run.llm_call", run_id, call.id).await?;
     Ok(call)
@@ -247,7 +288,10 @@ pub async fn llm_calls(state: &AppState, tenant: Uuid, run_id: Uuid) -> Result<V
     let mut client = state.read_conn(tenant).await?;
     let tx = run_tx(&mut client, tenant, run_id).await?;
     let rows = tx
-        .query(&format!("SELECT {CALL_COLUMNS} FROM llm_calls WHERE run_id = $1 ORDER BY created_at, id"), &[&run_id])
+        .query(
+            &format!("SELECT {CALL_COLUMNS} FROM llm_calls WHERE run_id = $1 ORDER BY created_at, id"),
+            &[&run_id],
+        )
         .await?;
     tx.commit().await?;
     rows.iter().map(call_from_row).collect()

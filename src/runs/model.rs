@@ -44,7 +44,11 @@ impl RunStatus {
     /// Whether a run in `self` may move to `next` (staying put is allowed).
     pub fn may_become(self, next: RunStatus) -> bool {
         use RunStatus::*;
-        self == next || matches!((self, next), (Queued, Running) | (Queued, Cancelled) | (Running, Completed | Failed | Cancelled))
+        self == next
+            || matches!(
+                (self, next),
+                (Queued, Running) | (Queued, Cancelled) | (Running, Completed | Failed | Cancelled)
+            )
     }
 }
 
@@ -109,7 +113,12 @@ impl CreateRun {
         match &self.autonomy_level {
             None | Some(serde_json::Value::Number(_)) => {}
             Some(serde_json::Value::String(s)) if s.chars().count() <= 64 => {}
-            Some(_) => return Err(ApiError::validation("autonomy_level", "a string of at most 64 characters or a number")),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "autonomy_level",
+                    "a string of at most 64 characters or a number",
+                ))
+            }
         }
         validate_metadata("metadata", self.metadata.clone())?;
         if let Some(index) = &self.index {
@@ -334,14 +343,14 @@ pub struct CreateLlmCall {
 
 /// `cost_usd` as the decimal text PostgreSQL's NUMERIC takes, or why not.
 pub fn parse_cost(value: &serde_json::Value) -> Result<String, ApiError> {
-    let bad = || ApiError::validation("cost_usd", "a decimal string such as \"0.000160\" (not a JSON number): up to 18 digits, a point and up to 12 decimals, not negative");
+    let bad = || {
+        ApiError::validation("cost_usd", "a decimal string such as \"0.000160\" (not a JSON number): up to 18 digits, a point and up to 12 decimals, not negative")
+    };
     let text = value.as_str().ok_or_else(bad)?;
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     let digits = |s: &str, max: usize| s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
-    let valid = !whole.is_empty()
-        && digits(whole, 18)
-        && digits(fraction, 12)
-        && (fraction.is_empty() != text.contains('.'));
+    let valid =
+        !whole.is_empty() && digits(whole, 18) && digits(fraction, 12) && (fraction.is_empty() != text.contains('.'));
     valid.then(|| text.to_string()).ok_or_else(bad)
 }
 
@@ -445,7 +454,16 @@ mod tests {
         for ok in ["0", "0.000160", "12.5", "123456789012345678.123456789012"] {
             assert_eq!(parse_cost(&json!(ok)).unwrap(), ok);
         }
-        for bad in [json!(0.5), json!("-1"), json!("1e-3"), json!("1."), json!(".5"), json!("abc"), json!(""), json!("0.1234567890123")] {
+        for bad in [
+            json!(0.5),
+            json!("-1"),
+            json!("1e-3"),
+            json!("1."),
+            json!(".5"),
+            json!("abc"),
+            json!(""),
+            json!("0.1234567890123"),
+        ] {
             assert!(parse_cost(&bad).is_err(), "{bad} accepted");
         }
     }

@@ -24,7 +24,8 @@ fn from_row(row: &Row) -> Result<Run, ApiError> {
     Ok(Run {
         id: row.try_get(0)?,
         actor: row.try_get(1)?,
-        status: RunStatus::parse(&status).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a run with status {status}")))?,
+        status: RunStatus::parse(&status)
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a run with status {status}")))?,
         request_payload: row.try_get(3)?,
         autonomy_level: row.try_get(4)?,
         trace_id: row.try_get(5)?,
@@ -41,7 +42,10 @@ fn from_row(row: &Row) -> Result<Run, ApiError> {
 }
 
 pub fn run_not_found(id: Uuid) -> ApiError {
-    ApiError::NotFound { resource: "run", id: id.to_string() }
+    ApiError::NotFound {
+        resource: "run",
+        id: id.to_string(),
+    }
 }
 
 /// How a create ended: a new run, or the original one of a replayed idempotency key.
@@ -61,7 +65,10 @@ pub async fn create(
 ) -> Result<Created, ApiError> {
     match (&header_key, &req.idempotency_key) {
         (Some(h), Some(b)) if h != b => {
-            return Err(ApiError::validation("idempotency_key", "the Idempotency-Key header and the body's idempotency_key differ"))
+            return Err(ApiError::validation(
+                "idempotency_key",
+                "the Idempotency-Key header and the body's idempotency_key differ",
+            ))
         }
         (Some(h), None) => req.idempotency_key = Some(h.clone()),
         _ => {}
@@ -122,7 +129,9 @@ pub async fn create(
             return replay(state, tenant, key, &request_hash)
                 .await?
                 .map(Created::Replayed)
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("an idempotency key conflicted but no run holds it")));
+                .ok_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!("an idempotency key conflicted but no run holds it"))
+                });
         }
         Err(err) if is_unique_violation(&err, "runs_pkey") => {
             return Err(ApiError::Conflict(format!("a run with id {id} exists already")))
@@ -159,7 +168,10 @@ async fn replay(state: &AppState, tenant: Uuid, key: &str, request_hash: &[u8]) 
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
-        .query_opt(&format!("SELECT {COLUMNS}, request_hash FROM runs WHERE idempotency_key = $1"), &[&key])
+        .query_opt(
+            &format!("SELECT {COLUMNS}, request_hash FROM runs WHERE idempotency_key = $1"),
+            &[&key],
+        )
         .await?;
     tx.commit().await?;
     let Some(row) = row else { return Ok(None) };
@@ -231,7 +243,13 @@ pub async fn list(state: &AppState, tenant: Uuid, filter: &RunFilter) -> Result<
 }
 
 /// Changes a run's status (validated against its lifecycle), end time, error or metadata.
-pub async fn update(state: &AppState, tenant: Uuid, principal: &Principal, id: Uuid, req: UpdateRun) -> Result<Run, ApiError> {
+pub async fn update(
+    state: &AppState,
+    tenant: Uuid,
+    principal: &Principal,
+    id: Uuid,
+    req: UpdateRun,
+) -> Result<Run, ApiError> {
     check_message("error_message", req.error_message.as_ref())?;
     let metadata = crate::knowledge::model::validate_metadata("metadata", req.metadata)?;
     let mut client = state.pool.get().await?;

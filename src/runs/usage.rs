@@ -47,7 +47,11 @@ pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Resu
         // Grouped by the day's timestamp; formatted once per group, not once per row.
         UsageGroup::Day => ("(c.created_at AT TIME ZONE 'UTC')::date", "key"),
     };
-    let label = if group_by == UsageGroup::Day { "to_char(key, 'YYYY-MM-DD')" } else { "key" };
+    let label = if group_by == UsageGroup::Day {
+        "to_char(key, 'YYYY-MM-DD')"
+    } else {
+        "key"
+    };
     // The groups (a plain GROUP BY, which PostgreSQL can split across parallel workers, unlike
     // grouping sets) and, over those few rows, the totals.
     let sql = format!(
@@ -66,7 +70,13 @@ pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Resu
     let rows = tx.query(&sql, &[&params.since, &params.until]).await?;
     tx.commit().await?;
     let mut data = Vec::with_capacity(rows.len());
-    let mut total = UsageTotals { llm_calls: 0, prompt_tokens: 0, completion_tokens: 0, total_tokens: 0, cost_usd: "0".into() };
+    let mut total = UsageTotals {
+        llm_calls: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        total_tokens: 0,
+        cost_usd: "0".into(),
+    };
     for row in &rows {
         data.push(UsageRow {
             key: row.try_get(0)?,
@@ -84,5 +94,11 @@ pub async fn usage(state: &AppState, tenant: Uuid, params: &UsageParams) -> Resu
             cost_usd: row.try_get(10)?,
         };
     }
-    Ok(UsageReport { group_by, since: params.since, until: params.until, data, total })
+    Ok(UsageReport {
+        group_by,
+        since: params.since,
+        until: params.until,
+        data,
+        total,
+    })
 }

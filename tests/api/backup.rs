@@ -20,24 +20,48 @@ fn bin() -> std::path::PathBuf {
 pub async fn start_cluster(data_dir: &Path, port: u16, archive: Option<&Path>) -> EmbeddedPostgres {
     let mut opts = cluster_options(data_dir.to_path_buf(), port);
     opts.wal_archive = archive.map(Path::to_path_buf);
-    let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts)).await.unwrap().unwrap();
+    let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts))
+        .await
+        .unwrap()
+        .unwrap();
     let admin = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
     pg::ensure_database(&admin, "onebase").await.unwrap();
     cluster
 }
 
 async fn search(app: &TestApp, query: &str) -> serde_json::Value {
-    let (status, res) = call(app, Method::POST, "/v1/collections/kb/search", Some(json!({"query": query, "k": 4}))).await;
+    let (status, res) = call(
+        app,
+        Method::POST,
+        "/v1/collections/kb/search",
+        Some(json!({"query": query, "k": 4})),
+    )
+    .await;
     assert_eq!(status, 200, "{res}");
     res["hits"].clone()
 }
 
 const NOTES: [(&str, &str); 5] = [
-    ("leave", "Employees get 25 days of paid leave a year, booked in the HR portal."),
-    ("parking", "Visitors park on level -2 of the garage; the barrier opens with the visitor code."),
-    ("printer", "The printer on floor 3 jams when the paper tray is overfilled."),
-    ("payroll", "Salaries are paid on the 25th; payslips appear in the HR portal."),
-    ("badge", "A lost badge is replaced at reception after a manager approves it."),
+    (
+        "leave",
+        "Employees get 25 days of paid leave a year, booked in the HR portal.",
+    ),
+    (
+        "parking",
+        "Visitors park on level -2 of the garage; the barrier opens with the visitor code.",
+    ),
+    (
+        "printer",
+        "The printer on floor 3 jams when the paper tray is overfilled.",
+    ),
+    (
+        "payroll",
+        "Salaries are paid on the 25th; payslips appear in the HR portal.",
+    ),
+    (
+        "badge",
+        "A lost badge is replaced at reception after a manager approves it.",
+    ),
 ];
 
 /// Ingest, back up while serving, ingest more, restore into a new data directory: the first
@@ -48,9 +72,19 @@ async fn a_backup_restores_into_a_new_cluster_without_the_later_writes() {
     let app = spawn_app().await;
     collection(&app, json!({"name": "kb"})).await;
     let docs: Vec<_> = NOTES.iter().map(|(id, text)| json!({"id": id, "text": text})).collect();
-    let (status, _) = call(&app, Method::POST, "/v1/collections/kb/documents", Some(json!({"documents": docs}))).await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/v1/collections/kb/documents",
+        Some(json!({"documents": docs})),
+    )
+    .await;
     assert_eq!(status, 201);
-    let queries = ["how many holidays do I get?", "where can guests leave their car?", "paper keeps getting stuck"];
+    let queries = [
+        "how many holidays do I get?",
+        "where can guests leave their car?",
+        "paper keeps getting stuck",
+    ];
     let mut before = Vec::new();
     for q in queries {
         before.push(search(&app, q).await);
@@ -61,8 +95,13 @@ async fn a_backup_restores_into_a_new_cluster_without_the_later_writes() {
     let source = backup::Target::from_config(&shared_cluster().client_config(&app.db_name)).unwrap();
     let report = backup::dump(&bin(), &source, &file).unwrap();
     assert!(report.bytes > 10_000, "{report:?}");
-    let (status, _) = call(&app, Method::POST, "/v1/collections/kb/documents",
-        Some(json!({"documents": [{"id": "later", "text": "Holidays carry over until March of the next year."}]}))).await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/v1/collections/kb/documents",
+        Some(json!({"documents": [{"id": "later", "text": "Holidays carry over until March of the next year."}]})),
+    )
+    .await;
     assert_eq!(status, 201);
 
     // Refused before anything is written: a truncated copy, another program's file, a target
@@ -78,15 +117,23 @@ async fn a_backup_restores_into_a_new_cluster_without_the_later_writes() {
     std::fs::write(&foreign, "just some text, not a backup").unwrap();
     let err = backup::check(&bin(), &foreign).unwrap_err().to_string();
     assert!(err.contains("not an onebase backup"), "{err}");
-    let err = backup::ensure_empty(&app.pool.get().await.unwrap(), "the test database").await.unwrap_err().to_string();
+    let err = backup::ensure_empty(&app.pool.get().await.unwrap(), "the test database")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not empty"), "{err}");
 
     let cluster = start_cluster(&dir.path().join("restored"), 54339, None).await;
     let client = pg::connect_once(&cluster.client_config("onebase")).await.unwrap();
     backup::ensure_empty(&client, "the new cluster").await.unwrap();
-    backup::restore(&bin(), &file, &backup::Target::from_config(&cluster.client_config("onebase")).unwrap(), &client)
-        .await
-        .unwrap();
+    backup::restore(
+        &bin(),
+        &file,
+        &backup::Target::from_config(&cluster.client_config("onebase")).unwrap(),
+        &client,
+    )
+    .await
+    .unwrap();
     let mut restored = spawn_app_on(cluster.client_config("onebase"), |_| {}).await;
     restored.owner_key = app.owner_key.clone();
     for (q, hits) in queries.iter().zip(&before) {
@@ -97,20 +144,40 @@ async fn a_backup_restores_into_a_new_cluster_without_the_later_writes() {
     let (_, coll) = call(&restored, Method::GET, "/v1/collections/kb", None).await;
     assert_eq!(coll["document_count"], 5, "{coll}");
     // Writes work on the restored database (roles, grants and row-level security came along).
-    let (status, res) = call(&restored, Method::POST, "/v1/collections/kb/documents",
-        Some(json!({"documents": [{"id": "new", "text": "The canteen opens at noon."}]}))).await;
+    let (status, res) = call(
+        &restored,
+        Method::POST,
+        "/v1/collections/kb/documents",
+        Some(json!({"documents": [{"id": "new", "text": "The canteen opens at noon."}]})),
+    )
+    .await;
     assert_eq!(status, 201, "{res}");
 
     // A backup of a newer schema is refused.
-    client.execute("INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (999, 'future', '', '0')", &[]).await.unwrap();
+    client
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (999, 'future', '', '0')",
+            &[],
+        )
+        .await
+        .unwrap();
     let future = dir.path().join("future.dump");
-    backup::dump(&bin(), &backup::Target::from_config(&cluster.client_config("onebase")).unwrap(), &future).unwrap();
+    backup::dump(
+        &bin(),
+        &backup::Target::from_config(&cluster.client_config("onebase")).unwrap(),
+        &future,
+    )
+    .unwrap();
     let err = backup::check(&bin(), &future).unwrap_err().to_string();
     assert!(err.contains("newer onebase") && err.contains("999"), "{err}");
 }
 
 async fn archived(client: &tokio_postgres::Client) -> i64 {
-    client.query_one("SELECT archived_count FROM pg_stat_archiver", &[]).await.unwrap().get(0)
+    client
+        .query_one("SELECT archived_count FROM pg_stat_archiver", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 /// Write A, note the time, write B; recovery of the base backup and the archived WAL to that
@@ -125,14 +192,23 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     let source = backup::Target::from_config(&cluster.client_config("onebase")).unwrap();
     let report = {
         let (base, source) = (base.clone(), source.clone());
-        tokio::task::spawn_blocking(move || pitr::base_backup(&bin(), &source, &base)).await.unwrap().unwrap()
+        tokio::task::spawn_blocking(move || pitr::base_backup(&bin(), &source, &base))
+            .await
+            .unwrap()
+            .unwrap()
     };
     assert!(report.bytes > 1_000_000, "{report:?}");
 
     let run = |actor: &'static str| {
         let app = &app;
         async move {
-            let (status, res) = call(app, Method::POST, "/v1/runs", Some(json!({"actor": actor, "request_payload": {}, "status": "queued"}))).await;
+            let (status, res) = call(
+                app,
+                Method::POST,
+                "/v1/runs",
+                Some(json!({"actor": actor, "request_payload": {}, "status": "queued"})),
+            )
+            .await;
             assert_eq!(status, 201, "{res}");
         }
     };
@@ -155,7 +231,10 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     opts.wal_archive = None;
     let (recovered, took) = {
         let (base, archive) = (base.clone(), archive.clone());
-        tokio::task::spawn_blocking(move || pitr::restore_base(opts, &base, &archive, Some(noted))).await.unwrap().unwrap()
+        tokio::task::spawn_blocking(move || pitr::restore_base(opts, &base, &archive, Some(noted)))
+            .await
+            .unwrap()
+            .unwrap()
     };
     let client = pg::connect_once(&recovered.client_config("onebase")).await.unwrap();
     let actors: Vec<String> = client

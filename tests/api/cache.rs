@@ -33,7 +33,10 @@ async fn get(app: &TestApp, path: &str) -> (u16, Value) {
 
 fn sha256(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    format!("sha256:{}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 fn keys(list: &Value) -> Vec<String> {
@@ -47,13 +50,20 @@ fn keys(list: &Value) -> Vec<String> {
 
 async fn entry_rows(app: &TestApp) -> i64 {
     let client = app.pool.get().await.unwrap();
-    client.query_one("SELECT count(*) FROM cache_entries", &[]).await.unwrap().get(0)
+    client
+        .query_one("SELECT count(*) FROM cache_entries", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 async fn history_rows(app: &TestApp, namespace: &str, key: &str) -> i64 {
     let client = app.pool.get().await.unwrap();
     client
-        .query_one("SELECT count(*) FROM cache_history WHERE namespace = $1 AND key = $2", &[&namespace, &key])
+        .query_one(
+            "SELECT count(*) FROM cache_history WHERE namespace = $1 AND key = $2",
+            &[&namespace, &key],
+        )
         .await
         .unwrap()
         .get(0)
@@ -65,12 +75,22 @@ async fn put_detects_changes_on_canonical_json_and_keeps_the_history() {
     let data = json!({"b": 1, "a": [1, 2, {"y": true, "x": null}], "c": "text"});
     let canonical = r#"{"a":[1,2,{"x":null,"y":true}],"b":1,"c":"text"}"#;
 
-    let (s1, first) = put(&app, "tools/weather:paris", json!({"data": data, "metadata": {"source": "api"}})).await;
+    let (s1, first) = put(
+        &app,
+        "tools/weather:paris",
+        json!({"data": data, "metadata": {"source": "api"}}),
+    )
+    .await;
     let (_, read1) = get(&app, "tools/weather:paris").await;
     let (s2, same) = put_raw(&app, "tools/weather:paris",
         "{ \"metadata\": {\"source\":\"api\"},\n  \"data\" : {\"c\":\"text\",\n\t\"a\" : [ 1 , 2 , { \"x\" : null , \"y\" : true } ] , \"b\":1 } }").await;
     let (_, history_after_same) = get(&app, "tools/weather:paris/history").await;
-    let (s3, changed) = put(&app, "tools/weather:paris", json!({"data": {"a": 2}, "metadata": {"source": "api"}})).await;
+    let (s3, changed) = put(
+        &app,
+        "tools/weather:paris",
+        json!({"data": {"a": 2}, "metadata": {"source": "api"}}),
+    )
+    .await;
     let (_, history1) = get(&app, "tools/weather:paris/history").await;
     let (_, read2) = get(&app, "tools/weather:paris").await;
     let (s4, third) = put(&app, "tools/weather:paris", json!({"data": [3]})).await;
@@ -81,9 +101,16 @@ async fn put_detects_changes_on_canonical_json_and_keeps_the_history() {
     assert_eq!(first["key"], "weather:paris");
     assert_eq!(first["data"], data);
     assert_eq!(first["metadata"], json!({"source": "api"}));
-    assert_eq!((first["changed"].as_bool(), first["created"].as_bool()), (Some(true), Some(true)));
+    assert_eq!(
+        (first["changed"].as_bool(), first["created"].as_bool()),
+        (Some(true), Some(true))
+    );
     assert_eq!(first["version"], 1);
-    assert_eq!(first["content_hash"], sha256(canonical), "sha256 of sorted keys, no whitespace: {first}");
+    assert_eq!(
+        first["content_hash"],
+        sha256(canonical),
+        "sha256 of sorted keys, no whitespace: {first}"
+    );
     assert_eq!(first["stale"], false);
     assert_eq!(first["indexed_in"], Value::Null);
     let ttl = time(&first["expires_at"]) - time(&first["fetched_at"]);
@@ -95,19 +122,39 @@ async fn put_detects_changes_on_canonical_json_and_keeps_the_history() {
 
     assert_eq!(read1["data"], data);
     assert_eq!(read1["content_hash"], first["content_hash"]);
-    assert!(read1.get("changed").is_none() && read1.get("created").is_none(), "GET has no changed/created: {read1}");
+    assert!(
+        read1.get("changed").is_none() && read1.get("created").is_none(),
+        "GET has no changed/created: {read1}"
+    );
 
     assert_eq!(s2, 200, "{same}");
-    assert_eq!((same["changed"].as_bool(), same["created"].as_bool()), (Some(false), Some(false)), "{same}");
+    assert_eq!(
+        (same["changed"].as_bool(), same["created"].as_bool()),
+        (Some(false), Some(false)),
+        "{same}"
+    );
     assert_eq!(same["content_hash"], first["content_hash"]);
     assert_eq!(same["version"], 1);
     assert_eq!(same["changed_at"], first["changed_at"], "no change, same changed_at");
-    assert!(time(&same["fetched_at"]) > time(&first["fetched_at"]), "fetched_at is refreshed: {same}");
-    assert!(time(&same["expires_at"]) > time(&first["expires_at"]), "expires_at is refreshed");
-    assert_eq!(history_after_same["data"], json!([]), "an unchanged put adds no history: {history_after_same}");
+    assert!(
+        time(&same["fetched_at"]) > time(&first["fetched_at"]),
+        "fetched_at is refreshed: {same}"
+    );
+    assert!(
+        time(&same["expires_at"]) > time(&first["expires_at"]),
+        "expires_at is refreshed"
+    );
+    assert_eq!(
+        history_after_same["data"],
+        json!([]),
+        "an unchanged put adds no history: {history_after_same}"
+    );
 
     assert_eq!(s3, 200, "{changed}");
-    assert_eq!((changed["changed"].as_bool(), changed["created"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(
+        (changed["changed"].as_bool(), changed["created"].as_bool()),
+        (Some(true), Some(false))
+    );
     assert_eq!(changed["version"], 2);
     assert_eq!(changed["content_hash"], sha256(r#"{"a":2}"#));
     assert!(time(&changed["changed_at"]) > time(&first["changed_at"]));
@@ -119,12 +166,21 @@ async fn put_detects_changes_on_canonical_json_and_keeps_the_history() {
     assert_eq!(rows[0]["data"], data, "the history keeps the old data");
     assert_eq!(rows[0]["content_hash"], first["content_hash"]);
     assert_eq!(rows[0]["metadata"], json!({"source": "api"}));
-    assert_eq!(time(&rows[0]["fetched_at"]), time(&same["fetched_at"]), "the replaced version as last fetched");
+    assert_eq!(
+        time(&rows[0]["fetched_at"]),
+        time(&same["fetched_at"]),
+        "the replaced version as last fetched"
+    );
     assert!(time(&rows[0]["replaced_at"]) >= time(&same["fetched_at"]));
 
     assert_eq!(s4, 200, "{third}");
     assert_eq!(third["version"], 3);
-    let versions: Vec<_> = history2["data"].as_array().unwrap().iter().map(|r| r["version"].as_i64().unwrap()).collect();
+    let versions: Vec<_> = history2["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_i64().unwrap())
+        .collect();
     assert_eq!(versions, [2, 1], "newest first: {history2}");
     assert_eq!(history2["data"][0]["data"], json!({"a": 2}));
     assert_eq!(entry_rows(&app).await, 1);
@@ -136,21 +192,41 @@ async fn max_age_and_ttl_decide_freshness_and_allow_stale_returns_stale_entries(
     let (s1, long) = put(&app, "api/long", json!({"data": {"v": 1}})).await;
     let (s2, short) = put(&app, "api/short", json!({"data": {"v": 2}, "ttl_seconds": 1})).await;
     assert_eq!((s1, s2), (201, 201), "{long} {short}");
-    assert_eq!((time(&short["expires_at"]) - time(&short["fetched_at"])).num_seconds(), 1, "{short}");
+    assert_eq!(
+        (time(&short["expires_at"]) - time(&short["fetched_at"])).num_seconds(),
+        1,
+        "{short}"
+    );
     let (fresh_status, fresh) = get(&app, "api/long?max_age_seconds=1").await;
     assert_eq!(fresh_status, 200, "young enough: {fresh}");
     assert_eq!(fresh["stale"], false);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let too_old = app.with(Method::GET, "/v1/cache/api/long?max_age_seconds=1", &app.owner_key).send().await.unwrap();
+    let too_old = app
+        .with(Method::GET, "/v1/cache/api/long?max_age_seconds=1", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
     let (stale_status, stale) = get(&app, "api/long?max_age_seconds=1&allow_stale=true").await;
     let (young_status, young) = get(&app, "api/long?max_age_seconds=60").await;
     let (plain_status, plain) = get(&app, "api/long").await;
-    let expired = app.with(Method::GET, "/v1/cache/api/short", &app.owner_key).send().await.unwrap();
+    let expired = app
+        .with(Method::GET, "/v1/cache/api/short", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
     let (expired_stale_status, expired_stale) = get(&app, "api/short?allow_stale=true").await;
-    let missing = app.with(Method::GET, "/v1/cache/api/nothing", &app.owner_key).send().await.unwrap();
-    let missing_stale = app.with(Method::GET, "/v1/cache/api/nothing?allow_stale=true", &app.owner_key).send().await.unwrap();
+    let missing = app
+        .with(Method::GET, "/v1/cache/api/nothing", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
+    let missing_stale = app
+        .with(Method::GET, "/v1/cache/api/nothing?allow_stale=true", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
 
     assert_error(too_old, 404, "not_found").await;
     assert_eq!(stale_status, 200, "{stale}");
@@ -158,7 +234,11 @@ async fn max_age_and_ttl_decide_freshness_and_allow_stale_returns_stale_entries(
     assert_eq!(stale["data"], json!({"v": 1}));
     assert!(stale["age_seconds"].as_f64().unwrap() >= 1.4, "{stale}");
     assert_eq!((young_status, &young["stale"]), (200, &json!(false)), "{young}");
-    assert_eq!((plain_status, &plain["stale"]), (200, &json!(false)), "no max age, not expired: {plain}");
+    assert_eq!(
+        (plain_status, &plain["stale"]),
+        (200, &json!(false)),
+        "no max age, not expired: {plain}"
+    );
     assert_error(expired, 404, "not_found").await;
     assert_eq!(expired_stale_status, 200, "{expired_stale}");
     assert_eq!(expired_stale["stale"], true);
@@ -175,10 +255,18 @@ async fn max_age_and_ttl_decide_freshness_and_allow_stale_returns_stale_entries(
 
     // TTL bounds.
     for ttl in [json!(0), json!(315_360_001), json!(-5)] {
-        let res = app.with(Method::PUT, "/v1/cache/api/ttl", &app.owner_key).json(&json!({"data": 1, "ttl_seconds": ttl})).send().await.unwrap();
+        let res = app
+            .with(Method::PUT, "/v1/cache/api/ttl", &app.owner_key)
+            .json(&json!({"data": 1, "ttl_seconds": ttl}))
+            .send()
+            .await
+            .unwrap();
         let (status, err) = json(res).await;
         assert_eq!(status, 400, "ttl {ttl}: {err}");
-        assert!(["validation_failed", "invalid_request"].contains(&err["code"].as_str().unwrap_or("")), "{err}");
+        assert!(
+            ["validation_failed", "invalid_request"].contains(&err["code"].as_str().unwrap_or("")),
+            "{err}"
+        );
     }
     let (max_status, max) = put(&app, "api/ttl", json!({"data": 1, "ttl_seconds": 315_360_000})).await;
     assert_eq!(max_status, 201, "the largest TTL: {max}");
@@ -196,7 +284,10 @@ async fn the_namespace_lists_by_change_time_since_a_time_and_in_pages() {
     assert_eq!(other["created"], true);
     let (_, unchanged) = put(&app, "ns/k2", json!({"data": {"key": "k2"}})).await; // refreshes, no change
     let (_, changed) = put(&app, "ns/k1", json!({"data": {"key": "k1", "v": 2}})).await;
-    assert_eq!((unchanged["changed"].as_bool(), changed["changed"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (unchanged["changed"].as_bool(), changed["changed"].as_bool()),
+        (Some(false), Some(true))
+    );
 
     let (status, all) = get(&app, "ns").await;
     let (_, k2) = get(&app, "ns/k2").await;
@@ -206,7 +297,11 @@ async fn the_namespace_lists_by_change_time_since_a_time_and_in_pages() {
         crate::api::runs::rfc3339(a + (b - a) / 2)
     };
     let (_, since) = get(&app, &format!("ns?changed_since={}", q(&cut))).await;
-    let (_, since_now) = get(&app, &format!("ns?changed_since={}", q(changed["changed_at"].as_str().unwrap()))).await;
+    let (_, since_now) = get(
+        &app,
+        &format!("ns?changed_since={}", q(changed["changed_at"].as_str().unwrap())),
+    )
+    .await;
 
     let mut paged = vec![];
     let mut cursor: Option<String> = None;
@@ -227,12 +322,24 @@ async fn the_namespace_lists_by_change_time_since_a_time_and_in_pages() {
     }
     let (_, since_paged) = get(&app, &format!("ns?changed_since={}&limit=1", q(&cut))).await;
     let next = since_paged["next_cursor"].as_str().expect("a second page").to_string();
-    let (_, since_rest) = get(&app, &format!("ns?changed_since={}&limit=1&cursor={}", q(&cut), q(&next))).await;
+    let (_, since_rest) = get(
+        &app,
+        &format!("ns?changed_since={}&limit=1&cursor={}", q(&cut), q(&next)),
+    )
+    .await;
     let (_, empty) = get(&app, "nobody").await;
-    let bad_limit = app.with(Method::GET, "/v1/cache/ns?limit=0", &app.owner_key).send().await.unwrap();
+    let bad_limit = app
+        .with(Method::GET, "/v1/cache/ns?limit=0", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(status, 200, "{all}");
-    assert_eq!(keys(&all), ["k2", "k3", "k1"], "changed_at ascending; an unchanged put does not move an entry: {all}");
+    assert_eq!(
+        keys(&all),
+        ["k2", "k3", "k1"],
+        "changed_at ascending; an unchanged put does not move an entry: {all}"
+    );
     assert_eq!(all["next_cursor"], Value::Null);
     let entry = &all["data"][2];
     assert_eq!(entry["namespace"], "ns");
@@ -258,15 +365,27 @@ async fn delete_removes_a_key_with_its_history_or_a_whole_namespace() {
     assert_eq!(history_rows(&app, "ns", "a").await, 1);
 
     let (del_status, _) = call(&app, Method::DELETE, "/v1/cache/ns/a", None).await;
-    let gone = app.with(Method::GET, "/v1/cache/ns/a?allow_stale=true", &app.owner_key).send().await.unwrap();
-    let again = app.with(Method::DELETE, "/v1/cache/ns/a", &app.owner_key).send().await.unwrap();
+    let gone = app
+        .with(Method::GET, "/v1/cache/ns/a?allow_stale=true", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
+    let again = app
+        .with(Method::DELETE, "/v1/cache/ns/a", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del_status, 204);
     assert_error(gone, 404, "not_found").await;
     assert_error(again, 404, "not_found").await;
     assert_eq!(history_rows(&app, "ns", "a").await, 0, "the key's history goes with it");
     let (recreated_status, recreated) = put(&app, "ns/a", json!({"data": 3})).await;
     assert_eq!(recreated_status, 201, "{recreated}");
-    assert_eq!((recreated["version"].as_i64(), recreated["created"].as_bool()), (Some(1), Some(true)), "a new entry: {recreated}");
+    assert_eq!(
+        (recreated["version"].as_i64(), recreated["created"].as_bool()),
+        (Some(1), Some(true)),
+        "a new entry: {recreated}"
+    );
 
     let (ns_status, deleted) = call(&app, Method::DELETE, "/v1/cache/ns", None).await;
     let (_, listed) = get(&app, "ns").await;
@@ -296,20 +415,46 @@ async fn bad_names_and_bodies_are_refused_and_write_nothing() {
         "tools/semi;colon".to_string(),
         "tools/%C3%A9t%C3%A9".to_string(),
     ] {
-        let put_res = app.with(Method::PUT, &format!("/v1/cache/{path}"), &app.owner_key).json(&body).send().await.unwrap();
+        let put_res = app
+            .with(Method::PUT, &format!("/v1/cache/{path}"), &app.owner_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_error(put_res, 400, "validation_failed").await;
         // A name no store can make names no entry: reads find nothing.
-        let get_res = app.with(Method::GET, &format!("/v1/cache/{path}"), &app.owner_key).send().await.unwrap();
+        let get_res = app
+            .with(Method::GET, &format!("/v1/cache/{path}"), &app.owner_key)
+            .send()
+            .await
+            .unwrap();
         assert_error(get_res, 404, "not_found").await;
     }
-    let list_res = app.with(Method::GET, &format!("/v1/cache/{long_ns}"), &app.owner_key).send().await.unwrap();
+    let list_res = app
+        .with(Method::GET, &format!("/v1/cache/{long_ns}"), &app.owner_key)
+        .send()
+        .await
+        .unwrap();
     assert_error(list_res, 404, "not_found").await;
-    let malformed = app.with(Method::PUT, "/v1/cache/tools/ok", &app.owner_key).header("content-type", "application/json")
-        .body("{\"data\": {\"x\": ").send().await.unwrap();
+    let malformed = app
+        .with(Method::PUT, "/v1/cache/tools/ok", &app.owner_key)
+        .header("content-type", "application/json")
+        .body("{\"data\": {\"x\": ")
+        .send()
+        .await
+        .unwrap();
     assert_error(malformed, 400, "invalid_json").await;
-    let bad_index = app.with(Method::PUT, "/v1/cache/tools/ok", &app.owner_key)
-        .json(&json!({"data": {"x": 1}, "index": {"collection": "does-not-exist"}})).send().await.unwrap();
-    assert!(bad_index.status().is_client_error(), "an index into a missing collection: {}", bad_index.status());
+    let bad_index = app
+        .with(Method::PUT, "/v1/cache/tools/ok", &app.owner_key)
+        .json(&json!({"data": {"x": 1}, "index": {"collection": "does-not-exist"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        bad_index.status().is_client_error(),
+        "an index into a missing collection: {}",
+        bad_index.status()
+    );
     assert_eq!(entry_rows(&app).await, 0, "nothing was written");
 
     // The limits themselves are allowed, as is every allowed character.
@@ -358,7 +503,10 @@ async fn the_sweep_removes_expired_entries_and_old_history_only() {
         let old_history = {
             let client = app.pool.get().await.unwrap();
             let n: i64 = client
-                .query_one("SELECT count(*) FROM cache_history WHERE namespace = 's' AND key = 'fresh' AND version = 1", &[])
+                .query_one(
+                    "SELECT count(*) FROM cache_history WHERE namespace = 's' AND key = 'fresh' AND version = 1",
+                    &[],
+                )
                 .await
                 .unwrap()
                 .get(0);
@@ -367,7 +515,10 @@ async fn the_sweep_removes_expired_entries_and_old_history_only() {
         if short_status == 404 && old_history == 0 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "the sweep did not remove the expired entry ({short_status}) or the old history ({old_history})");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the sweep did not remove the expired entry ({short_status}) or the old history ({old_history})"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
@@ -375,8 +526,17 @@ async fn the_sweep_removes_expired_entries_and_old_history_only() {
     let (_, history) = get(&app, "s/fresh/history").await;
     assert_eq!(fresh_status, 200, "the fresh entry stays: {fresh}");
     assert_eq!(fresh["data"], "v3");
-    let versions: Vec<_> = history["data"].as_array().unwrap().iter().map(|r| r["version"].as_i64().unwrap()).collect();
-    assert_eq!(versions, [2], "the recent history row stays, the old one is gone: {history}");
+    let versions: Vec<_> = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        [2],
+        "the recent history row stays, the old one is gone: {history}"
+    );
     assert_eq!(entry_rows(&app).await, 1);
 
     let metrics = app.get("/metrics").await.text().await.unwrap();
@@ -399,63 +559,160 @@ async fn the_sweep_removes_expired_entries_and_old_history_only() {
 async fn an_indexed_entry_keeps_one_document_with_the_latest_text() {
     let app = spawn_app().await;
     collection(&app, json!({"name": "rulings"})).await;
-    let (status, _) = call(&app, Method::POST, "/v1/collections/rulings/documents", Some(json!({"documents": [
-        {"id": "f1", "text": "The cafeteria serves lunch from noon until two in the afternoon."},
-        {"id": "f2", "text": "Lock your laptop screen whenever you step away from your desk."},
-        {"id": "f3", "text": "Staff may park their cars in the underground garage."},
-    ]}))).await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/v1/collections/rulings/documents",
+        Some(json!({"documents": [
+            {"id": "f1", "text": "The cafeteria serves lunch from noon until two in the afternoon."},
+            {"id": "f2", "text": "Lock your laptop screen whenever you step away from your desk."},
+            {"id": "f3", "text": "Staff may park their cars in the underground garage."},
+        ]})),
+    )
+    .await;
     assert_eq!(status, 201);
     let first_summary = "A tenant may withhold rent when the landlord fails to repair the heating.";
     let latest_summary = "Employers must pay overtime for every hour worked beyond forty in a week.";
     let index = json!({"collection": "rulings", "text_field": "summary"});
 
-    let (s1, v1) = put(&app, "court/case-17", json!({"data": {"summary": first_summary, "n": 1}, "metadata": {"court": "high"}, "index": index})).await;
-    let (s2, v2) = put(&app, "court/case-17", json!({"data": {"summary": latest_summary, "n": 2}, "metadata": {"court": "high"}, "index": index})).await;
-    let (s3, v3) = put(&app, "court/case-17", json!({"data": {"n": 2, "summary": latest_summary}, "metadata": {"court": "high"}, "index": index})).await;
+    let (s1, v1) = put(
+        &app,
+        "court/case-17",
+        json!({"data": {"summary": first_summary, "n": 1}, "metadata": {"court": "high"}, "index": index}),
+    )
+    .await;
+    let (s2, v2) = put(
+        &app,
+        "court/case-17",
+        json!({"data": {"summary": latest_summary, "n": 2}, "metadata": {"court": "high"}, "index": index}),
+    )
+    .await;
+    let (s3, v3) = put(
+        &app,
+        "court/case-17",
+        json!({"data": {"n": 2, "summary": latest_summary}, "metadata": {"court": "high"}, "index": index}),
+    )
+    .await;
     let (_, docs) = call(&app, Method::GET, "/v1/collections/rulings/documents?limit=100", None).await;
-    let (_, doc) = call(&app, Method::GET, "/v1/collections/rulings/documents/court:case-17", None).await;
-    let (search_status, found) = call(&app, Method::POST, "/v1/collections/rulings/search",
-        Some(json!({"query": "overtime pay for extra working hours", "k": 5}))).await;
-    let (_, old_text) = call(&app, Method::POST, "/v1/collections/rulings/search",
-        Some(json!({"query": "heating repair rent", "k": 5, "mode": "text"}))).await;
+    let (_, doc) = call(
+        &app,
+        Method::GET,
+        "/v1/collections/rulings/documents/court:case-17",
+        None,
+    )
+    .await;
+    let (search_status, found) = call(
+        &app,
+        Method::POST,
+        "/v1/collections/rulings/search",
+        Some(json!({"query": "overtime pay for extra working hours", "k": 5})),
+    )
+    .await;
+    let (_, old_text) = call(
+        &app,
+        Method::POST,
+        "/v1/collections/rulings/search",
+        Some(json!({"query": "heating repair rent", "k": 5, "mode": "text"})),
+    )
+    .await;
 
     assert_eq!((s1, s2, s3), (201, 200, 200), "{v1} {v2} {v3}");
     assert_eq!(v1["indexed_in"], "rulings");
     assert_eq!((v2["changed"].as_bool(), v2["version"].as_i64()), (Some(true), Some(2)));
-    assert_eq!((v3["changed"].as_bool(), v3["version"].as_i64()), (Some(false), Some(2)), "the same data: {v3}");
+    assert_eq!(
+        (v3["changed"].as_bool(), v3["version"].as_i64()),
+        (Some(false), Some(2)),
+        "the same data: {v3}"
+    );
     assert_eq!(v3["indexed_in"], "rulings");
-    let cached: Vec<_> = docs["data"].as_array().unwrap_or_else(|| panic!("{docs}")).iter()
-        .filter(|d| !["f1", "f2", "f3"].contains(&d["id"].as_str().unwrap())).collect();
+    let cached: Vec<_> = docs["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{docs}"))
+        .iter()
+        .filter(|d| !["f1", "f2", "f3"].contains(&d["id"].as_str().unwrap()))
+        .collect();
     assert_eq!(cached.len(), 1, "exactly one document for the key: {docs}");
     assert_eq!(cached[0]["id"], "court:case-17");
     assert_eq!(cached[0]["text"], latest_summary, "the latest summary");
     assert_eq!(doc["text"], latest_summary, "{doc}");
-    assert_eq!(doc["metadata"], json!({"court": "high", "source": "cache", "namespace": "court", "key": "case-17"}));
+    assert_eq!(
+        doc["metadata"],
+        json!({"court": "high", "source": "cache", "namespace": "court", "key": "case-17"})
+    );
     assert_eq!(search_status, 200, "{found}");
     assert_eq!(found["hits"][0]["document_id"], "court:case-17", "{found}");
-    assert!(old_text["hits"].as_array().unwrap().iter().all(|h| h["document_id"] != "court:case-17"), "the old text is gone: {old_text}");
+    assert!(
+        old_text["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["document_id"] != "court:case-17"),
+        "the old text is gone: {old_text}"
+    );
 
     // A JSON pointer picks the text; the whole data is the default text.
-    let (_, pointed) = put(&app, "court/case-18", json!({"data": {"doc": {"abstract": "Noise complaints after ten at night."}},
-        "index": {"collection": "rulings", "text_field": "/doc/abstract"}})).await;
-    let (_, whole) = put(&app, "court/case-19", json!({"data": {"verdict": "dismissed"}, "index": {"collection": "rulings"}})).await;
-    let (_, pointed_doc) = call(&app, Method::GET, "/v1/collections/rulings/documents/court:case-18", None).await;
-    let (_, whole_doc) = call(&app, Method::GET, "/v1/collections/rulings/documents/court:case-19", None).await;
+    let (_, pointed) = put(
+        &app,
+        "court/case-18",
+        json!({"data": {"doc": {"abstract": "Noise complaints after ten at night."}},
+        "index": {"collection": "rulings", "text_field": "/doc/abstract"}}),
+    )
+    .await;
+    let (_, whole) = put(
+        &app,
+        "court/case-19",
+        json!({"data": {"verdict": "dismissed"}, "index": {"collection": "rulings"}}),
+    )
+    .await;
+    let (_, pointed_doc) = call(
+        &app,
+        Method::GET,
+        "/v1/collections/rulings/documents/court:case-18",
+        None,
+    )
+    .await;
+    let (_, whole_doc) = call(
+        &app,
+        Method::GET,
+        "/v1/collections/rulings/documents/court:case-19",
+        None,
+    )
+    .await;
     assert_eq!(pointed["indexed_in"], "rulings", "{pointed}");
     assert_eq!(whole["indexed_in"], "rulings", "{whole}");
-    assert_eq!(pointed_doc["text"], "Noise complaints after ten at night.", "{pointed_doc}");
+    assert_eq!(
+        pointed_doc["text"], "Noise complaints after ten at night.",
+        "{pointed_doc}"
+    );
     let whole_text = whole_doc["text"].as_str().unwrap_or_else(|| panic!("{whole_doc}"));
-    assert_eq!(serde_json::from_str::<Value>(whole_text).unwrap(), json!({"verdict": "dismissed"}), "the data as JSON text");
+    assert_eq!(
+        serde_json::from_str::<Value>(whole_text).unwrap(),
+        json!({"verdict": "dismissed"}),
+        "the data as JSON text"
+    );
 
     // Deleting the key removes its document; deleting the namespace removes the rest.
     let (del_status, _) = call(&app, Method::DELETE, "/v1/cache/court/case-17", None).await;
-    let gone = app.with(Method::GET, "/v1/collections/rulings/documents/court:case-17", &app.owner_key).send().await.unwrap();
+    let gone = app
+        .with(
+            Method::GET,
+            "/v1/collections/rulings/documents/court:case-17",
+            &app.owner_key,
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del_status, 204);
     assert_error(gone, 404, "not_found").await;
     let (_, deleted) = call(&app, Method::DELETE, "/v1/cache/court", None).await;
     assert_eq!(deleted, json!({"deleted": 2}));
     let (_, left) = call(&app, Method::GET, "/v1/collections/rulings/documents?limit=100", None).await;
-    let mut left: Vec<_> = left["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect();
+    let mut left: Vec<_> = left["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
     left.sort();
     assert_eq!(left, ["f1", "f2", "f3"], "only the collection's own documents remain");
 }
@@ -477,7 +734,11 @@ async fn tenant_b_cannot_read_list_or_delete_tenant_a_cache() {
     ] {
         let res = app.with(method.clone(), path, &b_key).send().await.unwrap();
         let (status, err) = json(res).await;
-        assert_eq!((status, err["code"].as_str()), (404, Some("not_found")), "{method} {path}: {err}");
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (404, Some("not_found")),
+            "{method} {path}: {err}"
+        );
     }
     let (_, b_list) = call_as(&app, &b_key, Method::GET, "/v1/cache/shared", None).await;
     let (_, b_deleted) = call_as(&app, &b_key, Method::DELETE, "/v1/cache/shared", None).await;
@@ -485,9 +746,19 @@ async fn tenant_b_cannot_read_list_or_delete_tenant_a_cache() {
     assert_eq!(b_deleted, json!({"deleted": 0}));
 
     // B's own entry under the same name is B's alone.
-    let (b_status, b_entry) = call_as(&app, &b_key, Method::PUT, "/v1/cache/shared/k", Some(json!({"data": {"owner": "b"}}))).await;
+    let (b_status, b_entry) = call_as(
+        &app,
+        &b_key,
+        Method::PUT,
+        "/v1/cache/shared/k",
+        Some(json!({"data": {"owner": "b"}})),
+    )
+    .await;
     assert_eq!(b_status, 201, "{b_entry}");
-    assert_eq!((b_entry["version"].as_i64(), b_entry["created"].as_bool()), (Some(1), Some(true)));
+    assert_eq!(
+        (b_entry["version"].as_i64(), b_entry["created"].as_bool()),
+        (Some(1), Some(true))
+    );
     let (_, a_read) = get(&app, "shared/k").await;
     let (_, a_history) = get(&app, "shared/k/history").await;
     let (_, b_read) = call_as(&app, &b_key, Method::GET, "/v1/cache/shared/k", None).await;
@@ -505,13 +776,30 @@ async fn tenant_b_cannot_read_list_or_delete_tenant_a_cache() {
     // Roles: readers read, writers write; the admin key is not a tenant credential.
     let (_, reader) = app.create_key(app.default_tenant, "reader").await;
     let (read_status, _) = call_as(&app, &reader, Method::GET, "/v1/cache/shared/k", None).await;
-    let as_reader = app.with(Method::PUT, "/v1/cache/shared/k", &reader).json(&json!({"data": 1})).send().await.unwrap();
-    let reader_delete = app.with(Method::DELETE, "/v1/cache/shared", &reader).send().await.unwrap();
-    let as_admin = app.with(Method::GET, "/v1/cache/shared/k", ADMIN_KEY).send().await.unwrap();
+    let as_reader = app
+        .with(Method::PUT, "/v1/cache/shared/k", &reader)
+        .json(&json!({"data": 1}))
+        .send()
+        .await
+        .unwrap();
+    let reader_delete = app
+        .with(Method::DELETE, "/v1/cache/shared", &reader)
+        .send()
+        .await
+        .unwrap();
+    let as_admin = app
+        .with(Method::GET, "/v1/cache/shared/k", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read_status, 200);
     assert_error(as_reader, 403, "forbidden").await;
     assert_error(reader_delete, 403, "forbidden").await;
     assert_error(as_admin, 403, "forbidden").await;
     let (_, still) = get(&app, "shared/k").await;
-    assert_eq!(still["data"], json!({"owner": "a", "v": 2}), "the refused writes changed nothing");
+    assert_eq!(
+        still["data"],
+        json!({"owner": "a", "v": 2}),
+        "the refused writes changed nothing"
+    );
 }

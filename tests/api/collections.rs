@@ -7,7 +7,14 @@ use serde_json::json;
 use crate::api::helpers::{assert_error, json, spawn_app, TestApp, ADMIN_KEY};
 
 async fn create(app: &TestApp, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    json(app.with(Method::POST, "/v1/collections", key).json(&body).send().await.unwrap()).await
+    json(
+        app.with(Method::POST, "/v1/collections", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 /// Tables whose name holds the collection id (hex), in any schema.
@@ -32,11 +39,26 @@ async fn create_read_list_update_delete() {
     let app = spawn_app().await;
     let key = app.owner_key.clone();
 
-    let (status, created) = create(&app, &key, json!({"name": "handbook", "description": "HR", "metadata": {"team": "people"}})).await;
+    let (status, created) = create(
+        &app,
+        &key,
+        json!({"name": "handbook", "description": "HR", "metadata": {"team": "people"}}),
+    )
+    .await;
     let (dup_status, dup) = create(&app, &key, json!({"name": "handbook"})).await;
-    let got = app.with(Method::GET, "/v1/collections/handbook", &key).send().await.unwrap();
+    let got = app
+        .with(Method::GET, "/v1/collections/handbook", &key)
+        .send()
+        .await
+        .unwrap();
     let (_, got) = json(got).await;
-    let (_, listed) = json(app.with(Method::GET, "/v1/collections?limit=10", &key).send().await.unwrap()).await;
+    let (_, listed) = json(
+        app.with(Method::GET, "/v1/collections?limit=10", &key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let renamed = app
         .with(Method::PATCH, "/v1/collections/handbook", &key)
         .json(&json!({"description": "HR policies"}))
@@ -46,13 +68,27 @@ async fn create_read_list_update_delete() {
     let (renamed_status, renamed) = json(renamed).await;
     let id = created["id"].as_str().unwrap().to_string();
     let tables_before = tables_of(&app, &id).await;
-    let deleted = app.with(Method::DELETE, "/v1/collections/handbook", &key).send().await.unwrap();
-    let after = app.with(Method::GET, "/v1/collections/handbook", &key).send().await.unwrap();
+    let deleted = app
+        .with(Method::DELETE, "/v1/collections/handbook", &key)
+        .send()
+        .await
+        .unwrap();
+    let after = app
+        .with(Method::GET, "/v1/collections/handbook", &key)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(status, 201, "{created}");
-    assert_eq!(created["embedding"], json!({"model": "all-MiniLM-L6-v2", "dimension": 384}));
+    assert_eq!(
+        created["embedding"],
+        json!({"model": "all-MiniLM-L6-v2", "dimension": 384})
+    );
     assert_eq!(created["distance"], "cosine");
-    assert_eq!(created["index"], json!({"type": "hnsw", "m": 16, "ef_construction": 128}));
+    assert_eq!(
+        created["index"],
+        json!({"type": "hnsw", "m": 16, "ef_construction": 128})
+    );
     assert_eq!(created["text_search"]["language"], "english");
     assert_eq!(created["chunking"], json!({"max_tokens": 200, "overlap_tokens": 20}));
     assert_eq!(dup_status, 409, "{dup}");
@@ -66,7 +102,10 @@ async fn create_read_list_update_delete() {
     assert_eq!(tables_before.len(), 2, "docs and chunks tables: {tables_before:?}");
     assert_eq!(deleted.status().as_u16(), 204);
     assert_error(after, 404, "not_found").await;
-    assert!(tables_of(&app, &id).await.is_empty(), "the tables went with the collection");
+    assert!(
+        tables_of(&app, &id).await.is_empty(),
+        "the tables went with the collection"
+    );
 }
 
 #[tokio::test]
@@ -74,14 +113,39 @@ async fn index_distance_language_and_bring_your_own_vectors() {
     let app = spawn_app().await;
     let key = app.owner_key.clone();
 
-    let (_, ivf) = create(&app, &key, json!({"name": "ivf", "distance": "l2", "index": {"type": "ivfflat", "lists": 10},
-        "text_search": {"language": "simple"}, "chunking": {"max_tokens": 64, "overlap_tokens": 8}})).await;
-    let (_, byo) = create(&app, &key, json!({"name": "byo", "embedding": {"dimension": 8}, "index": {"type": "none"}})).await;
+    let (_, ivf) = create(
+        &app,
+        &key,
+        json!({"name": "ivf", "distance": "l2", "index": {"type": "ivfflat", "lists": 10},
+        "text_search": {"language": "simple"}, "chunking": {"max_tokens": 64, "overlap_tokens": 8}}),
+    )
+    .await;
+    let (_, byo) = create(
+        &app,
+        &key,
+        json!({"name": "byo", "embedding": {"dimension": 8}, "index": {"type": "none"}}),
+    )
+    .await;
     let (_, later) = create(&app, &key, json!({"name": "later", "embedding": {"dimension": null}})).await;
-    let (wrong_dim, _) = create(&app, &key, json!({"name": "x", "embedding": {"model": "all-MiniLM-L6-v2", "dimension": 8}})).await;
-    let (bad_model, model_err) = create(&app, &key, json!({"name": "y", "embedding": {"model": "text-embedding-3-small"}})).await;
+    let (wrong_dim, _) = create(
+        &app,
+        &key,
+        json!({"name": "x", "embedding": {"model": "all-MiniLM-L6-v2", "dimension": 8}}),
+    )
+    .await;
+    let (bad_model, model_err) = create(
+        &app,
+        &key,
+        json!({"name": "y", "embedding": {"model": "text-embedding-3-small"}}),
+    )
+    .await;
     let (bad_name, _) = create(&app, &key, json!({"name": "no spaces"})).await;
-    let (_, low_ef) = create(&app, &key, json!({"name": "z", "index": {"type": "hnsw", "m": 48, "ef_construction": 64}})).await;
+    let (_, low_ef) = create(
+        &app,
+        &key,
+        json!({"name": "z", "index": {"type": "hnsw", "m": 48, "ef_construction": 64}}),
+    )
+    .await;
     let (big_chunks, _) = create(&app, &key, json!({"name": "w", "chunking": {"max_tokens": 1000}})).await;
 
     assert_eq!(ivf["index"], json!({"type": "ivfflat", "lists": 10}), "{ivf}");
@@ -92,7 +156,10 @@ async fn index_distance_language_and_bring_your_own_vectors() {
     assert_eq!(wrong_dim, 400);
     assert_eq!((bad_model, model_err["code"].as_str()), (404, Some("model_not_found")));
     assert_eq!(bad_name, 400);
-    assert_eq!(low_ef["index"]["ef_construction"], 96, "raised to pgvector's floor, 2 * m: {low_ef}");
+    assert_eq!(
+        low_ef["index"]["ef_construction"], 96,
+        "raised to pgvector's floor, 2 * m: {low_ef}"
+    );
     assert_eq!(big_chunks, 400, "chunks longer than the model's input");
     let client = app.pool.get().await.unwrap();
     let index: String = client
@@ -103,7 +170,10 @@ async fn index_distance_language_and_bring_your_own_vectors() {
         .await
         .unwrap()
         .get(0);
-    assert!(index.contains("ivfflat (embedding)") && index.contains("lists='10'"), "{index}"); // vector_l2_ops is ivfflat's default
+    assert!(
+        index.contains("ivfflat (embedding)") && index.contains("lists='10'"),
+        "{index}"
+    ); // vector_l2_ops is ivfflat's default
 }
 
 #[tokio::test]
@@ -115,12 +185,35 @@ async fn collections_are_tenant_scoped_and_need_a_tenant_writer() {
     let (status, _) = create(&app, &other_owner, json!({"name": "secret"})).await;
     assert_eq!(status, 201);
 
-    let peek = app.with(Method::GET, "/v1/collections/secret", &app.owner_key).send().await.unwrap();
-    let drop = app.with(Method::DELETE, "/v1/collections/secret", &app.owner_key).send().await.unwrap();
-    let (_, mine) = json(app.with(Method::GET, "/v1/collections", &app.owner_key).send().await.unwrap()).await;
+    let peek = app
+        .with(Method::GET, "/v1/collections/secret", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
+    let drop = app
+        .with(Method::DELETE, "/v1/collections/secret", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
+    let (_, mine) = json(
+        app.with(Method::GET, "/v1/collections", &app.owner_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let (same_name, _) = create(&app, &app.owner_key, json!({"name": "secret"})).await;
-    let as_reader = app.with(Method::POST, "/v1/collections", &reader).json(&json!({"name": "r"})).send().await.unwrap();
-    let as_admin = app.with(Method::GET, "/v1/collections", ADMIN_KEY).send().await.unwrap();
+    let as_reader = app
+        .with(Method::POST, "/v1/collections", &reader)
+        .json(&json!({"name": "r"}))
+        .send()
+        .await
+        .unwrap();
+    let as_admin = app
+        .with(Method::GET, "/v1/collections", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
 
     assert_error(peek, 404, "not_found").await;
     assert_error(drop, 404, "not_found").await;
@@ -150,7 +243,11 @@ async fn collection_tables_live_in_the_tenants_schema_and_go_with_the_tenant() {
         )
         .await
         .unwrap();
-    let deleted = app.with(Method::DELETE, &format!("/v1/tenants/{doomed}"), ADMIN_KEY).send().await.unwrap();
+    let deleted = app
+        .with(Method::DELETE, &format!("/v1/tenants/{doomed}"), ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
     let schema_left: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_' || replace($1::text, '-', '')",
@@ -163,7 +260,10 @@ async fn collection_tables_live_in_the_tenants_schema_and_go_with_the_tenant() {
     assert_eq!(rows.len(), 2);
     for row in rows {
         let (table, in_tenant_schema, fk): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
-        assert!(in_tenant_schema && fk, "{table}: in the tenant's schema {in_tenant_schema}, cascading fk {fk}");
+        assert!(
+            in_tenant_schema && fk,
+            "{table}: in the tenant's schema {in_tenant_schema}, cascading fk {fk}"
+        );
     }
     assert_eq!(deleted.status().as_u16(), 204);
     assert_eq!(schema_left, 0, "the tenant's schema is dropped with the tenant");

@@ -237,7 +237,10 @@ async fn the_supervisor_restarts_a_killed_postgres_and_no_acknowledged_write_is_
 
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let opts = cluster_options(dir.path().join("pg"), 54338);
-    let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts)).await.unwrap().unwrap();
+    let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts))
+        .await
+        .unwrap()
+        .unwrap();
     let admin = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
     pg::ensure_database(&admin, "onebase").await.unwrap();
     drop(admin);
@@ -288,7 +291,10 @@ async fn the_supervisor_restarts_a_killed_postgres_and_no_acknowledged_write_is_
             200 => {}
             s => panic!("/ready answered {s} while postgres restarted"),
         }
-        assert!(killed.elapsed() < Duration::from_secs(60), "/ready is not 200 again a minute after the kill");
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "/ready is not 200 again a minute after the kill"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -297,11 +303,18 @@ async fn the_supervisor_restarts_a_killed_postgres_and_no_acknowledged_write_is_
     let mut refused = 0;
     for w in writers {
         let (a, r, other) = w.await.unwrap();
-        assert!(other.is_empty(), "only 201 or 503 database_unavailable: {:?}", &other[..other.len().min(3)]);
+        assert!(
+            other.is_empty(),
+            "only 201 or 503 database_unavailable: {:?}",
+            &other[..other.len().min(3)]
+        );
         acked.extend(a);
         refused += r;
     }
-    eprintln!("postgres killed; /ready 200 again after {back:?}; {} writes acknowledged, {refused} refused with 503", acked.len());
+    eprintln!(
+        "postgres killed; /ready 200 again after {back:?}; {} writes acknowledged, {refused} refused with 503",
+        acked.len()
+    );
     assert!(saw_503, "/ready said 503 while the database was down");
     assert!(refused > 0, "some writes met the dead database");
     assert_eq!(cluster.restarts(), 1);

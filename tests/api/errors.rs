@@ -24,7 +24,11 @@ async fn wrong_method_is_a_json_405() {
         .await
         .unwrap();
 
-    assert_eq!(res.headers()["allow"], "GET", "RFC 9110: a 405 names the allowed methods");
+    assert_eq!(
+        res.headers()["allow"],
+        "GET",
+        "RFC 9110: a 405 names the allowed methods"
+    );
     assert_error(res, 405, "method_not_allowed").await;
     assert_eq!(trace.headers()["allow"], "GET, POST");
     assert_error(trace, 405, "method_not_allowed").await;

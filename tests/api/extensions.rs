@@ -11,15 +11,24 @@ use super::helpers::{shared_cluster, spawn_app_on};
 async fn fresh_database() -> (tokio_postgres::Config, tokio_postgres::Client) {
     let cluster = shared_cluster();
     let db_name = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let admin = pg::connect_once(&cluster.client_config("postgres")).await.expect("admin connection");
-    pg::ensure_database(&admin, &db_name).await.expect("create test database");
+    let admin = pg::connect_once(&cluster.client_config("postgres"))
+        .await
+        .expect("admin connection");
+    pg::ensure_database(&admin, &db_name)
+        .await
+        .expect("create test database");
     let config = cluster.client_config(&db_name);
-    let client = pg::connect_once(&config).await.expect("connection to the test database");
+    let client = pg::connect_once(&config)
+        .await
+        .expect("connection to the test database");
     (config, client)
 }
 
 async fn versions(client: &tokio_postgres::Client, name: &str) -> (String, String) {
-    let (installed, available) = pg::extension_versions(client, name).await.expect("extension versions").expect("the extension");
+    let (installed, available) = pg::extension_versions(client, name)
+        .await
+        .expect("extension versions")
+        .expect("the extension");
     (installed, available.expect("the server ships the extension"))
 }
 
@@ -66,7 +75,10 @@ async fn an_older_vector_extension_is_updated_once_at_startup() {
 #[tokio::test]
 async fn an_up_to_date_database_has_nothing_to_update() {
     let (_config, client) = fresh_database().await;
-    client.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_trgm; CREATE EXTENSION btree_gist").await.unwrap();
+    client
+        .batch_execute("CREATE EXTENSION vector; CREATE EXTENSION pg_trgm; CREATE EXTENSION btree_gist")
+        .await
+        .unwrap();
 
     let updates = pg::update_extensions(&client).await.expect("update pass");
 
@@ -76,7 +88,10 @@ async fn an_up_to_date_database_has_nothing_to_update() {
 #[tokio::test]
 async fn update_reports_each_extension_it_moved() {
     let (_config, client) = fresh_database().await;
-    client.batch_execute("CREATE EXTENSION vector; CREATE EXTENSION btree_gist VERSION '1.6'").await.unwrap();
+    client
+        .batch_execute("CREATE EXTENSION vector; CREATE EXTENSION btree_gist VERSION '1.6'")
+        .await
+        .unwrap();
 
     let updates = pg::update_extensions(&client).await.expect("update pass");
 
@@ -91,7 +106,9 @@ async fn the_pgvector_probe_passes_and_leaves_nothing_behind() {
     // A database with no extension yet: the probe creates pgvector inside its own transaction.
     let (config, client) = fresh_database().await;
 
-    pg::probe::run(&config, None, None).await.expect("the probe passes on this machine");
+    pg::probe::run(&config, None, None)
+        .await
+        .expect("the probe passes on this machine");
 
     let left: i64 = client
         .query_one(

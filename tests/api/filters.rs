@@ -69,12 +69,18 @@ async fn every_operator_means_what_it_means_in_chroma_and_mongodb() {
         (json!({"tags": ["db"]}), vec!["b"]), // $eq on an array is exact
         (json!({"info.pages": {"$gt": 20}}), vec!["b"]),
         (json!({"metadata.info.pages": 10}), vec!["a"]),
-        (json!({"$and": [{"tags": {"$contains": "db"}}, {"year": {"$gt": 2020}}]}), vec!["b"]),
+        (
+            json!({"$and": [{"tags": {"$contains": "db"}}, {"year": {"$gt": 2020}}]}),
+            vec!["b"],
+        ),
         (json!({"$or": [{"author": "ada"}, {"author": "cy"}]}), vec!["a", "c"]),
         (json!({"$not": {"author": "ada"}}), vec!["b", "c", "d"]),
         (json!({"id": {"$in": ["a", "d"]}}), vec!["a", "d"]),
         (json!({"id": {"$gt": "b"}}), vec!["c", "d"]),
-        (json!({"created_at": {"$gte": "2026-02-01T00:00:00Z"}}), vec!["b", "c", "d"]),
+        (
+            json!({"created_at": {"$gte": "2026-02-01T00:00:00Z"}}),
+            vec!["b", "c", "d"],
+        ),
         (json!({"updated_at": {"$lt": "2026-02-02T00:00:00+00:00"}}), vec!["a"]),
         (json!({"$text": {"$contains": "cat"}}), vec!["c"]),
         (json!({"$text": {"$contains": "Cat"}}), vec![]), // case-sensitive, as ChromaDB

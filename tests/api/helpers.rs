@@ -76,11 +76,18 @@ fn drop_earlier_databases(config: tokio_postgres::Config) {
             .expect("listing databases");
         for row in rows {
             let name: String = row.get(0);
-            client.execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"), &[]).await.expect("dropping a database");
+            client
+                .execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"), &[])
+                .await
+                .expect("dropping a database");
         }
     };
     std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(work)
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(work)
     })
     .join()
     .expect("dropping earlier test databases");

@@ -84,11 +84,21 @@ async fn the_spec_states_the_errors_and_bounds_the_handlers_enforce() {
         .find(|p| p["name"] == "limit")
         .expect("limit parameter")
         .clone();
-    assert_eq!((limit["schema"]["minimum"].as_u64(), limit["schema"]["maximum"].as_u64()), (Some(1), Some(500)));
+    assert_eq!(
+        (limit["schema"]["minimum"].as_u64(), limit["schema"]["maximum"].as_u64()),
+        (Some(1), Some(500))
+    );
     let name = &spec["components"]["schemas"]["CreateTenant"]["properties"]["name"];
-    assert_eq!((name["minLength"].as_u64(), name["maxLength"].as_u64()), (Some(1), Some(200)));
+    assert_eq!(
+        (name["minLength"].as_u64(), name["maxLength"].as_u64()),
+        (Some(1), Some(200))
+    );
     let input = &spec["components"]["schemas"]["EmbeddingInput"]["oneOf"][1];
-    assert_eq!(input["maxItems"].as_u64(), Some(256), "the configured --embed-max-inputs: {input}");
+    assert_eq!(
+        input["maxItems"].as_u64(),
+        Some(256),
+        "the configured --embed-max-inputs: {input}"
+    );
 }
 
 #[tokio::test]
@@ -115,7 +125,9 @@ async fn links_name_operations_that_exist() {
         .collect();
     assert!(links.len() >= 8, "create -> read -> delete chains are linked");
     for link in links {
-        let target = link["operationId"].as_str().unwrap_or_else(|| panic!("no operationId: {link}"));
+        let target = link["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no operationId: {link}"));
         assert!(operation_ids.contains(&target), "link to unknown operation {target}");
     }
 }

@@ -21,16 +21,28 @@ async fn start_replica(primary: &EmbeddedPostgres, dir: &Path, port: u16) -> Emb
     let output = Command::new(tools_dir().join("pg/bin/pg_basebackup"))
         .args(source.server_args())
         .arg(format!("--pgdata={}", dir.display()))
-        .args(["--write-recovery-conf", "--wal-method=stream", "--checkpoint=fast", "--no-password"])
+        .args([
+            "--write-recovery-conf",
+            "--wal-method=stream",
+            "--checkpoint=fast",
+            "--no-password",
+        ])
         .output()
         .unwrap();
-    assert!(output.status.success(), "pg_basebackup -R: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "pg_basebackup -R: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(dir.join("standby.signal").exists());
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let opts = cluster_options(dir.to_path_buf(), port);
     pg::embedded::give_to_postgres_user(dir, &opts.os_user).unwrap();
-    tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts)).await.unwrap().unwrap()
+    tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// `onebase_db_reads_total` by target.
@@ -49,7 +61,13 @@ async fn reads(app: &TestApp) -> (f64, f64) {
 /// One search, and where it read.
 async fn search(app: &TestApp, query: &str) -> (serde_json::Value, &'static str) {
     let before = reads(app).await;
-    let (status, res) = call(app, Method::POST, "/v1/collections/kb/search", Some(json!({"query": query, "k": 3}))).await;
+    let (status, res) = call(
+        app,
+        Method::POST,
+        "/v1/collections/kb/search",
+        Some(json!({"query": query, "k": 3})),
+    )
+    .await;
     assert_eq!(status, 200, "{res}");
     let after = reads(app).await;
     let target = match (after.0 - before.0, after.1 - before.1) {
@@ -74,7 +92,11 @@ async fn search_until(app: &TestApp, query: &str, target: &str, why: &str) -> se
 }
 
 fn ids(hits: &serde_json::Value) -> Vec<String> {
-    hits.as_array().unwrap().iter().map(|h| h["document_id"].as_str().unwrap_or_default().to_string()).collect()
+    hits.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["document_id"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 #[tokio::test]
@@ -82,14 +104,21 @@ async fn reads_use_a_fresh_replica_see_their_own_writes_and_fall_back_to_the_pri
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let primary = start_cluster(&dir.path().join("primary"), 54343, None).await;
     let replica = start_replica(&primary, &dir.path().join("replica"), 54344).await;
-    let replica_url = format!("host={} port=54344 user=postgres dbname=onebase", replica.socket_dir().display());
+    let replica_url = format!(
+        "host={} port=54344 user=postgres dbname=onebase",
+        replica.socket_dir().display()
+    );
     let app = spawn_app_on(primary.client_config("onebase"), |c| {
         c.read_database_url = vec![replica_url.clone()];
         c.replica_max_lag_secs = 1.0;
     })
     .await;
     let replica_client = pg::connect_once(&replica.client_config("onebase")).await.unwrap();
-    let in_recovery: bool = replica_client.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap().get(0);
+    let in_recovery: bool = replica_client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(in_recovery, "the second cluster is a standby");
 
     collection(&app, json!({"name": "kb"})).await;
@@ -106,13 +135,21 @@ async fn reads_use_a_fresh_replica_see_their_own_writes_and_fall_back_to_the_pri
     assert_eq!(ids(&first)[0], "leave");
     // Once the replica has replayed past the write, the same search is served there, the same.
     let on_replica = search_until(&app, "how many holidays do I get?", "replica", "replica caught up").await;
-    assert_eq!(on_replica, first, "the replica answers as the primary did (first read: {at})");
+    assert_eq!(
+        on_replica, first,
+        "the replica answers as the primary did (first read: {at})"
+    );
 
     // Read-your-writes: each write is seen by the next read, wherever it goes.
     for i in 0..5 {
         let id = format!("note-{i}");
-        let (status, _) = call(&app, Method::POST, "/v1/collections/kb/documents",
-            Some(json!({"documents": [{"id": id, "text": format!("Note number {i} about the canteen menu.")}]}))).await;
+        let (status, _) = call(
+            &app,
+            Method::POST,
+            "/v1/collections/kb/documents",
+            Some(json!({"documents": [{"id": id, "text": format!("Note number {i} about the canteen menu.")}]})),
+        )
+        .await;
         assert_eq!(status, 201);
         let (status, doc) = call(&app, Method::GET, &format!("/v1/collections/kb/documents/{id}"), None).await;
         assert_eq!(status, 200, "a read right after the write sees it: {doc}");
@@ -120,11 +157,17 @@ async fn reads_use_a_fresh_replica_see_their_own_writes_and_fall_back_to_the_pri
 
     // A replica lagging beyond the bound is skipped: pause its replay, let the primary move on.
     search_until(&app, "where do visitors park?", "replica", "caught up with the writes").await;
-    replica_client.execute("SELECT pg_wal_replay_pause()", &[]).await.unwrap();
+    replica_client
+        .execute("SELECT pg_wal_replay_pause()", &[])
+        .await
+        .unwrap();
     app.create_tenant("other").await; // WAL on the primary that the replica does not replay
     let hits = search_until(&app, "where do visitors park?", "primary", "replica paused").await;
     assert_eq!(ids(&hits)[0], "parking");
-    replica_client.execute("SELECT pg_wal_replay_resume()", &[]).await.unwrap();
+    replica_client
+        .execute("SELECT pg_wal_replay_resume()", &[])
+        .await
+        .unwrap();
     search_until(&app, "where do visitors park?", "replica", "replay resumed").await;
 
     // With the replica stopped, reads still succeed, from the primary.
@@ -140,10 +183,16 @@ async fn reads_use_a_fresh_replica_see_their_own_writes_and_fall_back_to_the_pri
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let metrics = app.get("/metrics").await.text().await.unwrap();
-        if metrics.lines().any(|l| l.starts_with("onebase_replica_up{") && l.ends_with(" 0")) {
+        if metrics
+            .lines()
+            .any(|l| l.starts_with("onebase_replica_up{") && l.ends_with(" 0"))
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "the stopped replica is not reported down: {metrics}");
+        assert!(
+            Instant::now() < deadline,
+            "the stopped replica is not reported down: {metrics}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -29,10 +29,14 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
 async fn seed(app: &TestApp, key: &str, tenant: uuid::Uuid, tag: &str, ages: [&str; 10]) {
     let [audit_due, audit_kept, hist_due, hist_kept, exp_due, exp_kept, conv_due, conv_kept, job_due, job_kept] = ages;
     for (actor, age) in [("due", audit_due), ("kept", audit_kept)] {
-        exec(app, &format!(
-            "INSERT INTO audit_log (tenant_id, actor_type, actor_id, action, resource_type, created_at) \
+        exec(
+            app,
+            &format!(
+                "INSERT INTO audit_log (tenant_id, actor_type, actor_id, action, resource_type, created_at) \
              VALUES ('{tenant}', 'system', '{tag}-{actor}', 'test.seed', 'test', now() - interval '{age}')"
-        )).await;
+            ),
+        )
+        .await;
     }
     for v in 1..=3 {
         let (s, body) = call_as(app, key, Method::PUT, "/v1/cache/ns/versions", Some(json!({"data": v}))).await;
@@ -41,27 +45,59 @@ async fn seed(app: &TestApp, key: &str, tenant: uuid::Uuid, tag: &str, ages: [&s
     exec(app, &format!("UPDATE cache_history SET replaced_at = now() - interval '{hist_due}' WHERE tenant_id = '{tenant}' AND version = 1")).await;
     exec(app, &format!("UPDATE cache_history SET replaced_at = now() - interval '{hist_kept}' WHERE tenant_id = '{tenant}' AND version = 2")).await;
     for (k, age) in [("expired-due", exp_due), ("expired-kept", exp_kept)] {
-        let (s, _) = call_as(app, key, Method::PUT, &format!("/v1/cache/ns/{k}"), Some(json!({"data": k}))).await;
+        let (s, _) = call_as(
+            app,
+            key,
+            Method::PUT,
+            &format!("/v1/cache/ns/{k}"),
+            Some(json!({"data": k})),
+        )
+        .await;
         assert_eq!(s, 201);
         exec(app, &format!("UPDATE cache_entries SET expires_at = now() - interval '{age}' WHERE tenant_id = '{tenant}' AND key = '{k}'")).await;
     }
     for (content, ttl) in [("I live in Lisbon", 3600), ("I am allergic to peanuts", 3600)] {
-        let (s, body) = call_as(app, key, Method::POST, "/v1/memories", Some(json!({"content": content, "user_id": "u1", "ttl_seconds": ttl}))).await;
+        let (s, body) = call_as(
+            app,
+            key,
+            Method::POST,
+            "/v1/memories",
+            Some(json!({"content": content, "user_id": "u1", "ttl_seconds": ttl})),
+        )
+        .await;
         assert_eq!(s, 201, "{body}");
     }
     exec(app, &format!("UPDATE memories SET expires_at = now() - interval '1 second' WHERE tenant_id = '{tenant}' AND content LIKE '%Lisbon%'")).await;
     for (id, age) in [("conv-due", conv_due), ("conv-kept", conv_kept)] {
-        let (s, body) = call_as(app, key, Method::POST, "/v1/conversations", Some(json!({"id": id, "user_id": "u1"}))).await;
+        let (s, body) = call_as(
+            app,
+            key,
+            Method::POST,
+            "/v1/conversations",
+            Some(json!({"id": id, "user_id": "u1"})),
+        )
+        .await;
         assert_eq!(s, 201, "{body}");
-        let (s, _) = call_as(app, key, Method::POST, &format!("/v1/conversations/{id}/messages"), Some(json!({"role": "user", "content": "hello"}))).await;
+        let (s, _) = call_as(
+            app,
+            key,
+            Method::POST,
+            &format!("/v1/conversations/{id}/messages"),
+            Some(json!({"role": "user", "content": "hello"})),
+        )
+        .await;
         assert_eq!(s, 201);
         exec(app, &format!("UPDATE conversations SET updated_at = now() - interval '{age}' WHERE tenant_id = '{tenant}' AND id = '{id}'")).await;
     }
     for (name, age) in [("job-due", job_due), ("job-kept", job_kept)] {
-        exec(app, &format!(
-            "INSERT INTO jobs (tenant_id, kind, state, collection_name, finished_at) \
+        exec(
+            app,
+            &format!(
+                "INSERT INTO jobs (tenant_id, kind, state, collection_name, finished_at) \
              VALUES ('{tenant}', 'reindex', 'completed', '{tag}-{name}', now() - interval '{age}')"
-        )).await;
+            ),
+        )
+        .await;
     }
 }
 
@@ -87,33 +123,104 @@ async fn each_rule_deletes_exactly_what_is_due_with_tenant_overrides() {
         (json!({"retention": 7}), "must be an object"),
         (json!({"retention": {"jobs_days": "ten"}}), "jobs_days"),
     ] {
-        let (status, body) = call_as(&app, ADMIN_KEY, Method::PATCH, &format!("/v1/tenants/{b}"), Some(json!({"settings": settings}))).await;
+        let (status, body) = call_as(
+            &app,
+            ADMIN_KEY,
+            Method::PATCH,
+            &format!("/v1/tenants/{b}"),
+            Some(json!({"settings": settings})),
+        )
+        .await;
         assert_eq!(status, 400, "{body}");
         assert!(body["message"].as_str().unwrap().contains(needle), "{body}");
     }
     let overrides = json!({"retention": {"audit_log_days": 10, "conversations_days": 5, "cache_history_days": 0,
         "cache_keep_expired_secs": 0, "jobs_days": 1}});
-    let (status, body) = call_as(&app, ADMIN_KEY, Method::PATCH, &format!("/v1/tenants/{b}"), Some(json!({"settings": overrides}))).await;
+    let (status, body) = call_as(
+        &app,
+        ADMIN_KEY,
+        Method::PATCH,
+        &format!("/v1/tenants/{b}"),
+        Some(json!({"settings": overrides})),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 
     // Tenant A on the server's values: audit 90 d, history 90 d, expired kept 1 h,
     // conversations forever, jobs 30 d.
-    seed(&app, &app.owner_key, a, "a", ["100 days", "50 days", "100 days", "10 days", "2 hours", "30 minutes", "1000 days", "1 day", "40 days", "20 days"]).await;
+    seed(
+        &app,
+        &app.owner_key,
+        a,
+        "a",
+        [
+            "100 days",
+            "50 days",
+            "100 days",
+            "10 days",
+            "2 hours",
+            "30 minutes",
+            "1000 days",
+            "1 day",
+            "40 days",
+            "20 days",
+        ],
+    )
+    .await;
     // Tenant B on its own: audit 10 d, history forever, expired at once, conversations 5 d,
     // jobs 1 d.
-    seed(&app, &key_b, b, "b", ["50 days", "5 days", "5000 days", "5000 days", "1 minute", "-1 hour", "6 days", "4 days", "2 days", "12 hours"]).await;
+    seed(
+        &app,
+        &key_b,
+        b,
+        "b",
+        [
+            "50 days",
+            "5 days",
+            "5000 days",
+            "5000 days",
+            "1 minute",
+            "-1 hour",
+            "6 days",
+            "4 days",
+            "2 days",
+            "12 hours",
+        ],
+    )
+    .await;
     exec(&app, "INSERT INTO admin_audit_log (actor_type, actor_id, action, resource_type, created_at) VALUES \
         ('admin', 'due', 'test.seed', 'test', now() - interval '100 days'), ('admin', 'kept', 'test.seed', 'test', now() - interval '10 days')").await;
     // Tenant B's history rows are all kept, so one of tenant A's is the only due one; B's
     // not-yet-expired entry (expires in an hour) stays.
-    let before_a_conversations = count(&app, &format!("SELECT count(*) FROM conversations WHERE tenant_id = '{a}'")).await;
+    let before_a_conversations = count(
+        &app,
+        &format!("SELECT count(*) FROM conversations WHERE tenant_id = '{a}'"),
+    )
+    .await;
     assert_eq!(before_a_conversations, 2);
 
     // Run the sweep now, on the jobs machinery.
-    let started = count(&app, "SELECT count(*) FROM jobs WHERE kind = 'sweep' AND state = 'completed'").await;
-    assert_eq!(exec(&app, "UPDATE jobs SET run_after = now() WHERE kind = 'sweep' AND state = 'queued'").await, 1);
+    let started = count(
+        &app,
+        "SELECT count(*) FROM jobs WHERE kind = 'sweep' AND state = 'completed'",
+    )
+    .await;
+    assert_eq!(
+        exec(
+            &app,
+            "UPDATE jobs SET run_after = now() WHERE kind = 'sweep' AND state = 'queued'"
+        )
+        .await,
+        1
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&app, "SELECT count(*) FROM jobs WHERE kind = 'sweep' AND state IN ('completed', 'failed')").await <= started {
+    while count(
+        &app,
+        "SELECT count(*) FROM jobs WHERE kind = 'sweep' AND state IN ('completed', 'failed')",
+    )
+    .await
+        <= started
+    {
         assert!(Instant::now() < deadline, "the sweep did not run");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -129,7 +236,11 @@ async fn each_rule_deletes_exactly_what_is_due_with_tenant_overrides() {
     let audit = rules.iter().find(|r| r["rule"] == "audit_log").unwrap();
     assert_eq!(audit["server_value"], 90.0);
     assert_eq!(audit["tenant_setting"], "retention.audit_log_days");
-    assert_eq!(audit["tenant_overrides"], json!([{"tenant_id": b, "tenant": "strict", "value": 10.0}]), "{audit}");
+    assert_eq!(
+        audit["tenant_overrides"],
+        json!([{"tenant_id": b, "tenant": "strict", "value": 10.0}]),
+        "{audit}"
+    );
     assert_eq!(audit["last_deleted"], 3);
     let (status, _) = call_as(&app, &app.owner_key, Method::GET, "/v1/admin/retention", None).await;
     assert_eq!(status, 403, "a tenant's owner does not read the server's rules");
@@ -143,8 +254,14 @@ async fn each_rule_deletes_exactly_what_is_due_with_tenant_overrides() {
             rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>()
         }
     };
-    assert_eq!(left("SELECT actor_id FROM audit_log WHERE action = 'test.seed' ORDER BY 1".into()).await, ["a-kept", "b-kept"]);
-    assert_eq!(left("SELECT actor_id FROM admin_audit_log WHERE action = 'test.seed' ORDER BY 1".into()).await, ["kept"]);
+    assert_eq!(
+        left("SELECT actor_id FROM audit_log WHERE action = 'test.seed' ORDER BY 1".into()).await,
+        ["a-kept", "b-kept"]
+    );
+    assert_eq!(
+        left("SELECT actor_id FROM admin_audit_log WHERE action = 'test.seed' ORDER BY 1".into()).await,
+        ["kept"]
+    );
     assert_eq!(
         left("SELECT (CASE WHEN tenant_id = (SELECT id FROM tenants WHERE name = 'strict') THEN 'b' ELSE 'a' END) || version FROM cache_history ORDER BY 1".into()).await,
         ["a2", "b1", "b2"]
@@ -153,15 +270,29 @@ async fn each_rule_deletes_exactly_what_is_due_with_tenant_overrides() {
         left("SELECT (CASE WHEN tenant_id = (SELECT id FROM tenants WHERE name = 'strict') THEN 'b-' ELSE 'a-' END) || key FROM cache_entries ORDER BY 1".into()).await,
         ["a-expired-kept", "a-versions", "b-expired-kept", "b-versions"]
     );
-    assert_eq!(left("SELECT content FROM memories ORDER BY 1".into()).await, ["I am allergic to peanuts", "I am allergic to peanuts"]);
-    assert_eq!(count(&app, "SELECT count(*) FROM memory_history WHERE reason = 'expired'").await, 2, "the purge is in the history");
+    assert_eq!(
+        left("SELECT content FROM memories ORDER BY 1".into()).await,
+        ["I am allergic to peanuts", "I am allergic to peanuts"]
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM memory_history WHERE reason = 'expired'").await,
+        2,
+        "the purge is in the history"
+    );
     assert_eq!(
         left("SELECT (CASE WHEN tenant_id = (SELECT id FROM tenants WHERE name = 'strict') THEN 'b-' ELSE 'a-' END) || id FROM conversations ORDER BY 1".into()).await,
         ["a-conv-due", "a-conv-kept", "b-conv-kept"],
         "tenant A keeps conversations forever (the server's 0), B for 5 days"
     );
-    assert_eq!(count(&app, &format!("SELECT count(*) FROM messages WHERE tenant_id = '{b}'")).await, 1, "the deleted conversation's messages went with it");
-    assert_eq!(left("SELECT collection_name FROM jobs WHERE kind = 'reindex' ORDER BY 1".into()).await, ["a-job-kept", "b-job-kept"]);
+    assert_eq!(
+        count(&app, &format!("SELECT count(*) FROM messages WHERE tenant_id = '{b}'")).await,
+        1,
+        "the deleted conversation's messages went with it"
+    );
+    assert_eq!(
+        left("SELECT collection_name FROM jobs WHERE kind = 'reindex' ORDER BY 1".into()).await,
+        ["a-job-kept", "b-job-kept"]
+    );
 
     // The same in /metrics.
     let metrics = app.get("/metrics").await.text().await.unwrap();
@@ -169,5 +300,10 @@ async fn each_rule_deletes_exactly_what_is_due_with_tenant_overrides() {
         let line = format!("onebase_retention_deleted_total{{rule=\"{rule}\"}} {n}");
         assert!(metrics.lines().any(|l| l == line), "no `{line}` in /metrics");
     }
-    assert!(metrics.lines().any(|l| l.starts_with("onebase_retention_last_run_timestamp_seconds ") && !l.ends_with(" 0")), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("onebase_retention_last_run_timestamp_seconds ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
 }
