@@ -4,15 +4,20 @@ TOOLS ?= $(or $(ONEBASE_TOOLS_DIR),.onebase)
 ONEBASE_BIND ?= 127.0.0.1:8080
 export ONEBASE_BIND
 
-.PHONY: run test test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest bench-runs bench-messages bench-memories bench-ops clean-data
+.PHONY: run test test-lint test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest bench-runs bench-messages bench-memories bench-ops clean-data
 
 run: bootstrap
 	$(CARGO) build --release
 	./target/release/onebase serve
 
-# The Rust suite, then the Python suite (real clients: Schemathesis against /openapi.json) driving
-# the debug binary that the Rust suite built.
-test: test-rust test-python
+# The formatting and lint checks, the Rust suite, then the Python suite (real clients: Schemathesis
+# against /openapi.json) driving the debug binary that the Rust suite built.
+test: test-lint test-rust test-python
+
+# rustfmt.toml's format and clippy's default lints, on every target (tests and benches too).
+test-lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --quiet -- -D warnings
 
 test-rust: bootstrap-tests
 	$(CARGO) test
