@@ -1,32 +1,20 @@
 //! Backup and restore, for real: pg_dump/pg_restore and pg_basebackup with WAL archiving, from
 //! the binaries bootstrap installs, into clusters of the test's own.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::json;
 
 use onebase::ops::{backup, pitr};
-use onebase::pg::{self, embedded::EmbeddedPostgres};
+use onebase::pg::{self};
 
-use crate::api::documents::{call, collection};
-use crate::api::helpers::{cluster_options, shared_cluster, spawn_app, spawn_app_on, tools_dir, TestApp};
+use crate::api::helpers::{
+    call, cluster_options, collection, shared_cluster, spawn_app, spawn_app_on, start_cluster, tools_dir, TestApp,
+};
 
 fn bin() -> std::path::PathBuf {
     tools_dir().join("pg").join("bin")
-}
-
-pub async fn start_cluster(data_dir: &Path, port: u16, archive: Option<&Path>) -> EmbeddedPostgres {
-    let mut opts = cluster_options(data_dir.to_path_buf(), port);
-    opts.wal_archive = archive.map(Path::to_path_buf);
-    let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts))
-        .await
-        .unwrap()
-        .unwrap();
-    let admin = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
-    pg::ensure_database(&admin, "onebase").await.unwrap();
-    cluster
 }
 
 async fn search(app: &TestApp, query: &str) -> serde_json::Value {

@@ -3,47 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::api::helpers::{assert_error, json, spawn_app, TestApp, ADMIN_KEY};
-
-pub async fn call(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut req = app.with(method, path, &app.owner_key);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let res = req.send().await.unwrap();
-    if res.status().as_u16() == 204 {
-        return (204, json!(null));
-    }
-    json(res).await
-}
-
-pub async fn collection(app: &TestApp, body: serde_json::Value) {
-    let (status, created) = call(app, Method::POST, "/v1/collections", Some(body)).await;
-    assert_eq!(status, 201, "{created}");
-}
-
-/// Rows of the collection's chunk table (every chunk carries its vector).
-pub async fn chunk_rows(app: &TestApp, name: &str) -> i64 {
-    let client = app.pool.get().await.unwrap();
-    let row = client
-        .query_one(
-            "SELECT 'tenant_' || replace(tenant_id::text, '-', '') || '.chunks_' || replace(id::text, '-', '') FROM collections WHERE name = $1",
-            &[&name],
-        )
-        .await
-        .unwrap();
-    let table: String = row.get(0);
-    client
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0)
-}
+use crate::api::helpers::{assert_error, call, chunk_rows, collection, spawn_app, ADMIN_KEY};
 
 const POLICY: &str = "Employees accrue two days of paid leave per month. Unused days carry over to the next year. \
     Requests go to your manager at least a week ahead.";

@@ -1,6 +1,6 @@
 //! Error responses: always JSON, with a stable code, a message and the request id.
 
-use crate::api::helpers::{assert_error, spawn_app};
+use crate::api::helpers::{assert_error, spawn_app, ADMIN_KEY};
 
 #[tokio::test]
 async fn unknown_route_is_a_json_404() {
@@ -34,7 +34,6 @@ async fn wrong_method_is_a_json_405() {
     assert_error(trace, 405, "method_not_allowed").await;
 }
 
-use crate::api::helpers::ADMIN_KEY;
 use reqwest::Method;
 
 #[tokio::test]

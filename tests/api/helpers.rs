@@ -2,13 +2,16 @@
 //! bound to port 0, and a `TestApp` with request helpers. Tests talk to the real Postgres (with
 //! pgvector) through the HTTP API; nothing is mocked.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use clap::Parser;
 use onebase::config::{Cli, Config};
 use onebase::pg::{self, embedded::EmbeddedOptions, embedded::EmbeddedPostgres};
 use onebase::startup::Application;
+use reqwest::Method;
+use serde_json::{json, Value};
 
 /// The tools directory written by scripts/bootstrap (make test runs it first).
 pub fn tools_dir() -> PathBuf {
@@ -254,4 +257,148 @@ pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> se
         "request id in body and header"
     );
     body
+}
+
+pub async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = app.with(method, path, &app.owner_key);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    if res.status().as_u16() == 204 {
+        return (204, json!(null));
+    }
+    json(res).await
+}
+
+pub async fn collection(app: &TestApp, body: serde_json::Value) {
+    let (status, created) = call(app, Method::POST, "/v1/collections", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+}
+
+/// Rows of the collection's chunk table (every chunk carries its vector).
+pub async fn chunk_rows(app: &TestApp, name: &str) -> i64 {
+    let client = app.pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT 'tenant_' || replace(tenant_id::text, '-', '') || '.chunks_' || replace(id::text, '-', '') FROM collections WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    let table: String = row.get(0);
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A request with `key`; a 204 comes back as `(204, null)`.
+pub async fn call_as(app: &TestApp, key: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = app.with(method, path, key);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    if res.status().as_u16() == 204 {
+        return (204, Value::Null);
+    }
+    json(res).await
+}
+
+/// Percent-encodes a query value (RFC 3339 offsets carry `+` and `:`).
+pub fn q(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn time(v: &Value) -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("an RFC 3339 time: {v}")))
+        .unwrap_or_else(|e| panic!("an RFC 3339 time ({e}): {v}"))
+}
+
+pub fn rfc3339(t: DateTime<FixedOffset>) -> String {
+    t.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// A money amount in canonical form: a plain decimal string (no sign, no exponent), leading
+/// zeros of the integer part and trailing zeros of the fraction dropped, so that "0.500" and
+/// "0.5" compare equal and nothing is rounded.
+pub fn decimal(v: &Value) -> String {
+    let s = v.as_str().unwrap_or_else(|| panic!("money is a JSON string: {v}"));
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    assert!(
+        !int.is_empty()
+            && int.bytes().all(|b| b.is_ascii_digit())
+            && frac.bytes().all(|b| b.is_ascii_digit())
+            && (!frac.is_empty() || !s.contains('.')),
+        "a plain decimal string: {s:?}"
+    );
+    let int = match int.trim_start_matches('0') {
+        "" => "0",
+        rest => rest,
+    };
+    match frac.trim_end_matches('0') {
+        "" => int.to_string(),
+        frac => format!("{int}.{frac}"),
+    }
+}
+
+/// Creates a conversation with the owner key; asserts 201.
+pub async fn conversation(app: &TestApp, body: Value) -> Value {
+    let (status, created) = call(app, Method::POST, "/v1/conversations", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+/// Appends one message or a batch; asserts 201 and returns the messages written.
+pub async fn append(app: &TestApp, conversation: &str, body: Value) -> Vec<Value> {
+    let (status, written) = call(
+        app,
+        Method::POST,
+        &format!("/v1/conversations/{conversation}/messages"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{written}");
+    written["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{{data: [...]}}: {written}"))
+        .clone()
+}
+
+/// Rows of `table` for one conversation of the default tenant, read as the table owner.
+pub async fn rows_of(app: &TestApp, table: &str, conversation: &str) -> i64 {
+    let client = app.pool.get().await.unwrap();
+    client
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE conversation_id = $1"),
+            &[&conversation],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+pub async fn start_cluster(data_dir: &Path, port: u16, archive: Option<&Path>) -> EmbeddedPostgres {
+    let mut opts = cluster_options(data_dir.to_path_buf(), port);
+    opts.wal_archive = archive.map(Path::to_path_buf);
+    let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts))
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
+    pg::ensure_database(&admin, "onebase").await.unwrap();
+    cluster
 }

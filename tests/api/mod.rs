@@ -1,11 +1,11 @@
 mod helpers;
 
 mod agent_state;
-pub mod backup;
+mod backup;
 mod cache;
 mod collections;
-pub mod conversations;
-pub mod documents;
+mod conversations;
+mod documents;
 mod embedded;
 mod embeddings;
 mod errors;

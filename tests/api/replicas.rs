@@ -11,9 +11,7 @@ use serde_json::json;
 use onebase::ops::backup;
 use onebase::pg::{self, embedded::EmbeddedPostgres};
 
-use crate::api::backup::start_cluster;
-use crate::api::documents::{call, collection};
-use crate::api::helpers::{cluster_options, spawn_app_on, tools_dir, TestApp};
+use crate::api::helpers::{call, cluster_options, collection, spawn_app_on, start_cluster, tools_dir, TestApp};
 
 /// A streaming replica of `primary` in `dir`, started on `port`.
 async fn start_replica(primary: &EmbeddedPostgres, dir: &Path, port: u16) -> EmbeddedPostgres {

@@ -3,8 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::api::documents::{call, collection};
-use crate::api::helpers::spawn_app;
+use crate::api::helpers::{call, collection, spawn_app};
 
 const TOPICS: [(&str, &str); 6] = [
     ("leave", "Employees accrue two days of paid vacation every month."),

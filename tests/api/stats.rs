@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::api::conversations::{append, conversation};
-use crate::api::documents::{call, collection};
-use crate::api::helpers::{assert_error, json, spawn_app_with, ADMIN_KEY};
-use crate::api::runs::call_as;
+use crate::api::helpers::{
+    append, assert_error, call, call_as, collection, conversation, json, spawn_app_with, ADMIN_KEY,
+};
 
 #[tokio::test]
 async fn stats_count_the_tenants_own_rows_and_the_admin_sees_the_database() {
@@ -143,7 +142,7 @@ async fn stats_count_the_tenants_own_rows_and_the_admin_sees_the_database() {
 #[tokio::test]
 async fn database_time_per_route_is_a_histogram() {
     let app = spawn_app_with(|c| c.slow_request_ms = 0.0).await; // every request logs as slow
-    let (status, _) = crate::api::documents::call(
+    let (status, _) = crate::api::helpers::call(
         &app,
         Method::POST,
         "/v1/runs",

@@ -8,10 +8,9 @@ use std::sync::OnceLock;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::api::conversations::{append, conversation, rows_of};
-use crate::api::documents::call;
-use crate::api::helpers::{assert_error, json, shared_cluster, spawn_app, test_config, TestApp};
-use crate::api::runs::time;
+use crate::api::helpers::{
+    append, assert_error, call, conversation, json, rows_of, shared_cluster, spawn_app, test_config, time, TestApp,
+};
 
 mod durability;
 mod versions;

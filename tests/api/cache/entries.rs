@@ -227,7 +227,7 @@ async fn the_namespace_lists_by_change_time_since_a_time_and_in_pages() {
     let (_, k3) = get(&app, "ns/k3").await;
     let cut = {
         let (a, b) = (time(&k2["changed_at"]), time(&k3["changed_at"]));
-        crate::api::runs::rfc3339(a + (b - a) / 2)
+        crate::api::helpers::rfc3339(a + (b - a) / 2)
     };
     let (_, since) = get(&app, &format!("ns?changed_since={}", q(&cut))).await;
     let (_, since_now) = get(

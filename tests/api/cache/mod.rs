@@ -8,9 +8,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::api::documents::{call, collection};
-use crate::api::helpers::{assert_error, json, spawn_app, spawn_app_with, TestApp, ADMIN_KEY};
-use crate::api::runs::{call_as, q, time};
+use crate::api::helpers::{
+    assert_error, call, call_as, collection, json, q, spawn_app, spawn_app_with, time, TestApp, ADMIN_KEY,
+};
 
 mod entries;
 mod upkeep;

@@ -1,6 +1,7 @@
 //! Who may read and write conversations: roles, the admin key, and other tenants.
 
 use super::*;
+use crate::api::helpers::{append, call, call_as, conversation, q};
 
 #[tokio::test]
 async fn readers_read_writers_write_and_the_admin_key_is_refused() {

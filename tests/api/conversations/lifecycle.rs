@@ -1,6 +1,7 @@
 //! A conversation from creation to deletion, and the list of a user's conversations.
 
 use super::*;
+use crate::api::helpers::{append, call, conversation, q, rows_of, time};
 
 #[tokio::test]
 async fn a_conversation_with_a_session_id_is_created_read_patched_and_deleted() {

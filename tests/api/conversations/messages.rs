@@ -1,6 +1,7 @@
 //! Messages: numbered in commit order, paged either way while others append, refused input, metadata and rating.
 
 use super::*;
+use crate::api::helpers::{append, call, conversation, decimal, rows_of, time};
 
 #[tokio::test]
 async fn messages_are_numbered_in_order_and_page_from_the_end_or_either_way() {

@@ -11,37 +11,12 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::api::documents::call;
-use crate::api::helpers::{assert_error, json, spawn_app, spawn_app_with, TestApp, ADMIN_KEY};
-use crate::api::runs::{call_as, decimal, q, rfc3339, time};
+use crate::api::helpers::{assert_error, call, json, rfc3339, spawn_app, spawn_app_with, time, TestApp, ADMIN_KEY};
 
 mod access;
 mod lifecycle;
 mod messages;
 mod search;
-
-/// Creates a conversation with the owner key; asserts 201.
-pub async fn conversation(app: &TestApp, body: Value) -> Value {
-    let (status, created) = call(app, Method::POST, "/v1/conversations", Some(body)).await;
-    assert_eq!(status, 201, "{created}");
-    created
-}
-
-/// Appends one message or a batch; asserts 201 and returns the messages written.
-pub async fn append(app: &TestApp, conversation: &str, body: Value) -> Vec<Value> {
-    let (status, written) = call(
-        app,
-        Method::POST,
-        &format!("/v1/conversations/{conversation}/messages"),
-        Some(body),
-    )
-    .await;
-    assert_eq!(status, 201, "{written}");
-    written["data"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{{data: [...]}}: {written}"))
-        .clone()
-}
 
 /// A page of messages (`query` starts with `?` or is empty); asserts 200.
 async fn page(app: &TestApp, conversation: &str, query: &str) -> Value {
@@ -99,19 +74,6 @@ async fn search(app: &TestApp, conversation: &str, body: Value) -> Value {
     .await;
     assert_eq!(status, 200, "{hits}");
     hits
-}
-
-/// Rows of `table` for one conversation of the default tenant, read as the table owner.
-pub async fn rows_of(app: &TestApp, table: &str, conversation: &str) -> i64 {
-    let client = app.pool.get().await.unwrap();
-    client
-        .query_one(
-            &format!("SELECT count(*) FROM {table} WHERE conversation_id = $1"),
-            &[&conversation],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// A time strictly between two RFC 3339 times.

@@ -1,6 +1,7 @@
 //! Embedded messages found by meaning: in a conversation, across a user's conversations, with the tenant setting.
 
 use super::*;
+use crate::api::helpers::{append, call, conversation};
 
 #[tokio::test]
 async fn embedded_messages_are_found_by_meaning_and_filtered() {

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::api::documents::{call, chunk_rows, collection};
-use crate::api::helpers::{assert_error, json, spawn_app, spawn_app_with, TestApp};
+use crate::api::helpers::{assert_error, call, chunk_rows, collection, json, spawn_app, spawn_app_with, TestApp};
 
 mod imports;
 mod maintenance;

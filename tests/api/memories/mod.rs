@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::api::conversations::{append, conversation};
-use crate::api::documents::{call, collection};
-use crate::api::helpers::{assert_error, json, spawn_app, spawn_app_with, TestApp};
-use crate::api::runs::{call_as, q, time};
+use crate::api::helpers::{
+    append, assert_error, call, call_as, collection, conversation, json, q, spawn_app, spawn_app_with, time, TestApp,
+};
 
 mod access;
 mod context;

@@ -1,6 +1,7 @@
 //! A run from creation to deletion: reads, lists, idempotent creation, status transitions.
 
 use super::*;
+use crate::api::helpers::{call, decimal, q, rfc3339, time};
 
 #[tokio::test]
 async fn a_run_is_created_read_listed_patched_and_deleted() {

@@ -1,6 +1,7 @@
 //! What a run records: steps, artifacts, LLM calls, and the stats and usage summed from them.
 
 use super::*;
+use crate::api::helpers::{call, collection, decimal, q, rfc3339, time};
 
 #[tokio::test]
 async fn steps_artifacts_and_llm_calls_are_recorded_and_listed_in_order() {

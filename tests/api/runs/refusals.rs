@@ -1,6 +1,7 @@
 //! Input the runs plane refuses, and what one tenant cannot see of another.
 
 use super::*;
+use crate::api::helpers::{call, call_as, decimal};
 
 #[tokio::test]
 async fn refused_input_writes_nothing() {
