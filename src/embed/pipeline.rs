@@ -106,7 +106,7 @@ pub(super) struct Pipeline {
     /// Whether a text's vector is independent of the other texts in its model call. False for
     /// dynamically quantized models: their activation scales are computed over the whole call
     /// (every text and the padding), so batching would make a text's vector depend on unrelated
-    /// requests that happened to be coalesced with it (cosine down to ~0.98 measured on
+    /// requests that happened to be coalesced with it (docs/benchmarks.md says by how much for
     /// all-MiniLM-L6-v2-int8). Such models get one call per text, which on CPU costs little
     /// because it also removes all padding.
     pub(super) batch_invariant: bool,

@@ -75,13 +75,13 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         }
     }
     // Moving a row out of the pending partition leaves a dead tuple there, and every search
-    // scans that partition: 100k merged rows left 160 MB of dead pages, read by each search
-    // (17 ms at 100k) until autovacuum came round and could truncate. Vacuumed now, the emptied
-    // partition shrinks to nothing (see [`vacuum_emptied`]).
+    // scans that partition: its dead pages were read by each search until autovacuum came round
+    // and could truncate. Vacuumed now, the emptied partition shrinks to nothing (see
+    // [`vacuum_emptied`]).
     // The moved rows' text and metadata entries went into the GIN indexes of `main` through
     // their pending lists (GIN's fast update), which every text search and filter then reads
-    // entry by entry until a vacuum merges them: 2,000 merged sentences made each hybrid search
-    // 2.6 ms slower (9 ms p50 against 2.2 ms once merged). Merged into the indexes now.
+    // entry by entry until a vacuum merges them. Merged into the indexes now. What both cost
+    // before is in docs/benchmarks.md (ingest and merges).
     if done > ctx.job.done {
         run_alone(
             &ctx.state,
@@ -110,8 +110,8 @@ pub(super) async fn run_alone(state: &AppState, statements: &[String]) -> Result
 /// emptied pages are cut off. `INDEX_CLEANUP ON`: when under 2% of the pages hold dead line
 /// pointers, PostgreSQL skips the index pass and leaves them (the "bypass"), and a page with one
 /// cannot be truncated. That happened when a merge's last batch was small: the rows of an earlier
-/// merge had been vacuumed off 24,750 pages, the last 1,000 rows' 250 pages kept their pointers,
-/// and the partition stayed 195 MB, seq-scanned by every search (10 ms a search at 100k).
+/// merge had been vacuumed off most pages, the last batch's few pages kept their pointers, and
+/// the whole partition stayed, seq-scanned by every search.
 pub fn vacuum_emptied(table: &str) -> String {
     format!("VACUUM (INDEX_CLEANUP ON) {table}")
 }

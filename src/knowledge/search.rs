@@ -21,9 +21,9 @@ use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::state::AppState;
 
-/// Filters of fewer matching chunks than this are searched exactly. An exact pass costs about
-/// 1.6 µs a matching chunk (384-d, warm): at a million chunks a 1% filter (10,000) takes 16 ms
-/// exactly, and 44 ms at recall 0.85 through the HNSW index with iterative scan.
+/// Filters of fewer matching chunks than this are searched exactly: below it an exact pass over
+/// the matching chunks is both faster and exact, where the HNSW index with iterative scan loses
+/// recall on a selective filter (the 1M figures are in docs/benchmarks.md).
 pub const EXACT_THRESHOLD: i64 = 20_000;
 pub const DEFAULT_K: u32 = 10;
 pub const DEFAULT_EF_SEARCH: u32 = 100;
@@ -409,8 +409,8 @@ async fn vector_search(
     }
     // The ANN index, with pgvector 0.8's iterative scan so that a filter still fills `k`. No seq
     // or bitmap scan of the indexed partition: pgvector prices an HNSW scan of a small table
-    // above a seq scan and sort of it, which reads every vector (2,000 chunks: 6 ms against
-    // 1.3 ms through the index). The pending partition has no ANN index and is scanned anyway.
+    // above a seq scan and sort of it, which reads every vector and is several times slower.
+    // The pending partition has no ANN index and is scanned anyway.
     let mut settings = String::from(
         "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
          SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL ivfflat.iterative_scan = relaxed_order; ",

@@ -108,7 +108,7 @@ pub async fn once_per_server(
     // What the probe tests is the server's binaries, which do not change while this process
     // runs: a server (hosts and ports) that passed once is not probed again. A server process
     // builds one application, so this only spares the test suite, which builds hundreds of
-    // applications on one cluster, a probe each (about 0.1 s in a debug build).
+    // applications on one cluster, a probe each.
     let server = format!("{:?} {:?}", config.get_hosts(), config.get_ports());
     if PASSED.lock().is_ok_and(|passed| passed.contains(&server)) {
         return Ok(());
