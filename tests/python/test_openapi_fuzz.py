@@ -119,8 +119,8 @@ def test_schemathesis_finds_no_failures(server: Server, role: str, record_proper
         # names a `text_field` that only the stored data can have, and a step's `llm_call_id` or a
         # call's `step_id` must be one of the same run. Conversation listings and message searches
         # take the same filter language as the collections (so does the context call, which also
-        # names collections); a memory needs one of three scope ids, and takes `expires_at` or
-        # `ttl_seconds` but not both: rules across fields that these schemas do not state.
+        # names collections); a memory needs one of three scope ids, a rule across fields that
+        # these schemas do not state (its "`expires_at` or `ttl_seconds`, not both" they do).
         key = server.owner_key
         operations = f"""
 [[operations]]

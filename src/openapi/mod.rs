@@ -1,5 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
+mod server_rules;
+
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -106,6 +108,7 @@ pub fn document(embed_limits: &EmbedLimits, model: &ModelInfo) -> anyhow::Result
     add_common_responses(&mut doc);
     camel_case_links(&mut doc);
     close_objects(&mut doc["components"]["schemas"]);
+    server_rules::state(&mut doc);
     Ok(doc)
 }
 
