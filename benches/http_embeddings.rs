@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use onebase::config::Cli;
-use onebase::{database, embed::Embedder, startup::Application};
+use onebase::{db, embed::Embedder, startup::Application};
 
 /// The part of the response the clients read; `data` is scanned but not materialized.
 #[derive(serde::Deserialize)]
@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
         let best = alone[0].1;
         let same_shape = alone.last().map_or(best, |a| a.1);
 
-        let db = database::resolve(&config).await?;
+        let db = db::resolve(&config).await?;
         let app = Application::build_with_embedder(&config, db.config.clone(), Some(embedder)).await?;
         let key = app
             .first_run()

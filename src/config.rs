@@ -298,8 +298,8 @@ impl Config {
         cfg
     }
 
-    pub fn embedded_options(&self) -> crate::pg::embedded::EmbeddedOptions {
-        crate::pg::embedded::EmbeddedOptions {
+    pub fn embedded_options(&self) -> crate::db::embedded::EmbeddedOptions {
+        crate::db::embedded::EmbeddedOptions {
             data_dir: self.embedded.data_dir.clone(),
             bin_dir: self.pg_bin_dir(),
             os_user: self.embedded.pg_user.clone(),

@@ -4,7 +4,7 @@ use clap::Parser;
 use onebase::config::{Cli, Command, Config};
 use std::path::PathBuf;
 
-use onebase::{database, ops, pg, startup::Application, telemetry};
+use onebase::{db, ops, startup::Application, telemetry};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -30,7 +30,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn backup(config: &Config, out: Option<PathBuf>, base: Option<PathBuf>) -> anyhow::Result<()> {
-    let db = database::attach(config).await?;
+    let db = db::attach(config).await?;
     let target = match &config.database_url {
         Some(url) => ops::backup::Target::url(url),
         None => ops::backup::Target::from_config(&db.config)?,
@@ -84,7 +84,7 @@ async fn restore(
         opts.wal_archive = None;
         let (cluster, took) =
             tokio::task::spawn_blocking(move || ops::pitr::restore_base(opts, &base, &archive, to_time)).await??;
-        let client = pg::connect_once(&cluster.client_config(&config.embedded.db_name)).await?;
+        let client = db::connect_once(&cluster.client_config(&config.embedded.db_name)).await?;
         let version: Option<i64> = client
             .query_one("SELECT max(version)::bigint FROM refinery_schema_history", &[])
             .await
@@ -108,15 +108,15 @@ async fn restore(
         tokio::task::spawn_blocking(move || ops::backup::check(&bin, &file)).await??
     };
     let (db, target, created_dir) = match &config.database_url {
-        Some(url) => (database::resolve(config).await?, ops::backup::Target::url(url), false),
+        Some(url) => (db::resolve(config).await?, ops::backup::Target::url(url), false),
         None => {
             ops::pitr::ensure_empty_dir(&config.embedded.data_dir)?;
-            let db = database::resolve(config).await?;
+            let db = db::resolve(config).await?;
             let target = ops::backup::Target::from_config(&db.config)?;
             (db, target, true)
         }
     };
-    let client = pg::connect_once(&db.config).await?;
+    let client = db::connect_once(&db.config).await?;
     ops::backup::ensure_empty(&client, &target.describe).await?;
     match ops::backup::restore(&bin, &file, &target, &client).await {
         Ok(took) => {
@@ -146,7 +146,7 @@ async fn restore(
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
-    let db = database::resolve(config).await?;
+    let db = db::resolve(config).await?;
     let app = Application::build(config, db.config.clone()).await?;
     let url = format!("http://{}:{}", config.bind.ip(), app.port());
     if let Some(first) = app.first_run() {
@@ -168,20 +168,20 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config, status: bool) -> anyhow::Result<()> {
-    let db = database::resolve(config).await?;
-    let pool = pg::build_pool(db.config.clone(), 1, config.db_ca_file.as_deref())?;
+    let db = db::resolve(config).await?;
+    let pool = db::build_pool(db.config.clone(), 1, config.db_ca_file.as_deref())?;
     let mut client = pool.get().await.context("connecting to PostgreSQL")?;
     if status {
-        let applied = pg::migrations::applied(&mut client).await.unwrap_or_default();
-        for (version, name) in pg::migrations::embedded_versions() {
+        let applied = db::migrations::applied(&mut client).await.unwrap_or_default();
+        for (version, name) in db::migrations::embedded_versions() {
             match applied.iter().find(|m| m.version == *version) {
                 Some(m) => println!("V{version}__{name}\tapplied {}", m.applied_on.as_deref().unwrap_or("")),
                 None => println!("V{version}__{name}\tpending"),
             }
         }
     } else {
-        pg::check_vector_available(&client).await?;
-        let applied = pg::migrations::run(&mut client).await?;
+        db::check_vector_available(&client).await?;
+        let applied = db::migrations::run(&mut client).await?;
         println!("applied {} migration(s): {applied:?}", applied.len());
     }
     drop(client);

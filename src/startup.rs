@@ -18,9 +18,9 @@ use deadpool_postgres::Pool;
 use crate::auth::setup::FirstRun;
 use crate::auth::{keys, AuthConfig};
 use crate::config::Config;
+use crate::db;
 use crate::embed::Embedder;
 use crate::metrics::Metrics;
-use crate::pg;
 use crate::state::{AppState, EmbedLimits};
 
 /// Search query embeddings kept (about 1.6 KB each for 384 dimensions).
@@ -49,12 +49,12 @@ impl Application {
         embedder: Option<Embedder>,
     ) -> anyhow::Result<Self> {
         // Before anything else touches a vector: a pgvector that dies on this CPU stops startup
-        // here, with the cause, instead of serving into a crash loop (src/pg/probe.rs).
+        // here, with the cause, instead of serving into a crash loop (src/db/probe.rs).
         let server_log = config
             .database_url
             .is_none()
             .then(|| config.embedded.data_dir.join("postgres.log"));
-        pg::probe::once_per_server(&db, config.db_ca_file.as_deref(), server_log.as_deref()).await?;
+        db::probe::once_per_server(&db, config.db_ca_file.as_deref(), server_log.as_deref()).await?;
         // The model loads while nothing else waits on it; inference never runs on the executor.
         let embedder = match embedder {
             Some(embedder) => embedder,
@@ -67,7 +67,7 @@ impl Application {
             }
         };
         tracing::info!(model = ?embedder.info(), "embedding model loaded");
-        let pool = pg::build_pool(db, config.pool_size(), config.db_ca_file.as_deref())?;
+        let pool = db::build_pool(db, config.pool_size(), config.db_ca_file.as_deref())?;
         prepare_database(&pool).await?;
         let replicas = read_replicas(config)?;
         let auth = auth_config(config, &pool).await?;
@@ -208,7 +208,7 @@ fn read_replicas(config: &Config) -> anyhow::Result<Option<Arc<crate::db::replic
             )
         })?;
         let name = describe(&pg_config);
-        let pool = pg::build_pool_timed(
+        let pool = db::build_pool_timed(
             pg_config,
             config.pool_size(),
             config.db_ca_file.as_deref(),
@@ -255,8 +255,8 @@ async fn auth_config(config: &Config, pool: &Pool) -> anyhow::Result<AuthConfig>
 /// Checks that pgvector is usable, then applies pending migrations.
 pub async fn prepare_database(pool: &Pool) -> anyhow::Result<()> {
     let mut client = pool.get().await.context("connecting to PostgreSQL")?;
-    pg::check_vector_available(&client).await?;
-    pg::migrations::run(&mut client).await?;
+    db::check_vector_available(&client).await?;
+    db::migrations::run(&mut client).await?;
     drop(client);
     crate::knowledge::upgrade::run(pool)
         .await

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::conversation_model::Message;
 use super::conversations;
 use super::memory_model::{MemoryHit, Scope};
-use super::model::Message;
 use crate::db::tenant_scope;
 use crate::error::ApiError;
 use crate::filter::Filter;

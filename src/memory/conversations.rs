@@ -5,7 +5,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::model::{
+use super::conversation_model::{
     check_ref, Conversation, ConversationFilter, ConversationList, CreateConversation, UpdateConversation,
 };
 use crate::audit::{self, Event};

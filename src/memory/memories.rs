@@ -243,7 +243,7 @@ pub async fn list(state: &AppState, tenant: Uuid, query: &MemoryFilter) -> Resul
         ("run_id", "run_id", &query.run_id),
     ] {
         if let Some(v) = value {
-            super::model::check_ref(field, v, 256)?;
+            super::conversation_model::check_ref(field, v, 256)?;
             conditions.push(format!("{column} = {}", params.push(v.clone())));
         }
     }

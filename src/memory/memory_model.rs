@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::model::check_ref;
+use super::conversation_model::check_ref;
 use crate::error::ApiError;
 use crate::routes::body::integer;
 

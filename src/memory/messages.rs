@@ -8,11 +8,11 @@ use pgvector::Vector;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::conversations::{self, check_id};
-use super::model::{
+use super::conversation_model::{
     check_rating, check_ref, validate_messages, AppendMessages, Message, MessageHit, MessageHits, MessageList,
     MessagePage, MessageRole, MessageSearch, UpdateMessage,
 };
+use super::conversations::{self, check_id};
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;

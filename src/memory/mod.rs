@@ -2,13 +2,13 @@
 //! on), per-agent state and resumable workflow state with optimistic concurrency, and the
 //! erasure of a user. Tables in migrations/V6, under row-level security.
 
-pub mod api;
+pub mod agent_state;
+pub mod api_conversations;
 pub mod api_memories;
 pub mod context;
+pub mod conversation_model;
 pub mod conversations;
 pub mod memories;
 pub mod memory_model;
 pub mod messages;
-pub mod model;
-pub mod state;
 pub mod sweep;

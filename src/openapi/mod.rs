@@ -12,7 +12,7 @@ use crate::jobs::api as jobs;
 use crate::knowledge::api_collections as collections;
 use crate::knowledge::api_documents as documents;
 use crate::knowledge::api_jobs as collection_jobs;
-use crate::memory::api as memory;
+use crate::memory::api_conversations as memory;
 use crate::memory::api_memories as memories;
 use crate::ops::api as ops;
 use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};

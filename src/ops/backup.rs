@@ -167,7 +167,7 @@ pub fn check(bin_dir: &Path, file: &Path) -> anyhow::Result<BackupInfo> {
             file.display()
         )
     })?;
-    let newest = crate::pg::migrations::latest_version().unwrap_or(0);
+    let newest = crate::db::migrations::latest_version().unwrap_or(0);
     if schema_version > newest {
         bail!(
             "{} is from a newer onebase (schema version {schema_version}; this binary runs up to {newest}): restore it with that release or newer",

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 
 use super::backup::{BackupReport, Target};
-use crate::pg::embedded::{EmbeddedOptions, EmbeddedPostgres};
+use crate::db::embedded::{EmbeddedOptions, EmbeddedPostgres};
 
 /// Takes a physical base backup of the whole cluster into `dir` (new or empty), with the WAL
 /// needed to make it consistent, while the server keeps serving.
@@ -77,7 +77,7 @@ pub fn restore_base(
         }
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))?;
-        crate::pg::embedded::give_to_postgres_user(&data_dir, &opts.os_user)?;
+        crate::db::embedded::give_to_postgres_user(&data_dir, &opts.os_user)?;
         let archive = std::fs::canonicalize(archive)?
             .display()
             .to_string()

@@ -125,7 +125,7 @@ async fn ready_report(state: &AppState) -> Result<web::Json<Ready>, ApiError> {
         extensions,
         migrations: MigrationInfo {
             applied_version,
-            latest_version: crate::pg::migrations::latest_version(),
+            latest_version: crate::db::migrations::latest_version(),
         },
         pool: PoolInfo {
             size: pool.size,

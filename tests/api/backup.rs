@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
+use onebase::db;
 use onebase::ops::{backup, pitr};
-use onebase::pg::{self};
 
 use crate::api::helpers::{
     call, cluster_options, collection, shared_cluster, spawn_app, spawn_app_on, start_cluster, tools_dir, TestApp,
@@ -95,7 +95,7 @@ async fn a_backup_restores_into_a_new_cluster_without_the_later_writes() {
     // Refused before anything is written: a truncated copy, another program's file, a target
     // that holds data.
     let info = backup::check(&bin(), &file).unwrap();
-    assert_eq!(Some(info.schema_version), onebase::pg::migrations::latest_version());
+    assert_eq!(Some(info.schema_version), onebase::db::migrations::latest_version());
     let bytes = std::fs::read(&file).unwrap();
     let truncated = dir.path().join("truncated.dump");
     std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
@@ -112,7 +112,7 @@ async fn a_backup_restores_into_a_new_cluster_without_the_later_writes() {
     assert!(err.contains("not empty"), "{err}");
 
     let cluster = start_cluster(&dir.path().join("restored"), 54339, None).await;
-    let client = pg::connect_once(&cluster.client_config("onebase")).await.unwrap();
+    let client = db::connect_once(&cluster.client_config("onebase")).await.unwrap();
     backup::ensure_empty(&client, "the new cluster").await.unwrap();
     backup::restore(
         &bin(),
@@ -202,7 +202,7 @@ async fn point_in_time_recovery_has_a_and_not_b() {
     };
     run("A").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let client = pg::connect_once(&cluster.client_config("onebase")).await.unwrap();
+    let client = db::connect_once(&cluster.client_config("onebase")).await.unwrap();
     let noted: chrono::DateTime<chrono::Utc> = client.query_one("SELECT now()", &[]).await.unwrap().get(0);
     tokio::time::sleep(Duration::from_millis(200)).await;
     run("B").await;
@@ -224,7 +224,7 @@ async fn point_in_time_recovery_has_a_and_not_b() {
             .unwrap()
             .unwrap()
     };
-    let client = pg::connect_once(&recovered.client_config("onebase")).await.unwrap();
+    let client = db::connect_once(&recovered.client_config("onebase")).await.unwrap();
     let actors: Vec<String> = client
         .query("SELECT actor FROM runs ORDER BY actor", &[])
         .await

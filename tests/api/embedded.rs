@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use onebase::pg::embedded::{write_fake_postmaster_pid, EmbeddedPostgres};
-use onebase::pg::{self};
+use onebase::db;
+use onebase::db::embedded::{write_fake_postmaster_pid, EmbeddedPostgres};
 
 use crate::api::helpers::{cluster_options, spawn_app_on, tools_dir};
 
@@ -41,7 +41,7 @@ async fn data_survives_a_restart_of_the_cluster() {
     let data_dir = dir.path().join("pg");
     {
         let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54331)).unwrap();
-        let client = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
+        let client = db::connect_once(&cluster.client_config("postgres")).await.unwrap();
         client
             .batch_execute("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')")
             .await
@@ -49,7 +49,7 @@ async fn data_survives_a_restart_of_the_cluster() {
     } // dropped: clean shutdown
 
     let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54331)).unwrap();
-    let client = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
+    let client = db::connect_once(&cluster.client_config("postgres")).await.unwrap();
     let v: String = client.query_one("SELECT v FROM kept", &[]).await.unwrap().get(0);
 
     assert_eq!(v, "still here");
@@ -65,7 +65,7 @@ async fn a_stale_postmaster_pid_is_recovered() {
 
     let cluster = EmbeddedPostgres::start(cluster_options(data_dir.clone(), 54332)).unwrap();
 
-    let client = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
+    let client = db::connect_once(&cluster.client_config("postgres")).await.unwrap();
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
     assert_eq!(postmaster_pid(&data_dir), Some(cluster.pid()));
@@ -203,7 +203,7 @@ fn after_kill_9_the_server_comes_back_with_its_data() {
         c
     };
     rt.block_on(async {
-        let client = pg::connect_once(&socket_config("onebase")).await.unwrap();
+        let client = db::connect_once(&socket_config("onebase")).await.unwrap();
         client
             .batch_execute("CREATE TABLE survivor (v int); INSERT INTO survivor VALUES (42)")
             .await
@@ -219,7 +219,7 @@ fn after_kill_9_the_server_comes_back_with_its_data() {
     let mut server = start_server(&data_dir, 54337, port);
 
     let v: i32 = rt.block_on(async {
-        let client = pg::connect_once(&socket_config("onebase")).await.unwrap();
+        let client = db::connect_once(&socket_config("onebase")).await.unwrap();
         client.query_one("SELECT v FROM survivor", &[]).await.unwrap().get(0)
     });
     assert_eq!(v, 42);
@@ -241,8 +241,8 @@ async fn the_supervisor_restarts_a_killed_postgres_and_no_acknowledged_write_is_
         .await
         .unwrap()
         .unwrap();
-    let admin = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
-    pg::ensure_database(&admin, "onebase").await.unwrap();
+    let admin = db::connect_once(&cluster.client_config("postgres")).await.unwrap();
+    db::ensure_database(&admin, "onebase").await.unwrap();
     drop(admin);
     let app = Arc::new(spawn_app_on(cluster.client_config("onebase"), |c| c.pool_size = Some(8)).await);
 

@@ -3,7 +3,7 @@
 //! behind. (The probe against a pgvector that crashes is tests/python/test_vector_probe.py: it
 //! needs a patched copy of the binaries and the real server process.)
 
-use onebase::pg;
+use onebase::db;
 
 use super::helpers::{shared_cluster, spawn_app_on};
 
@@ -11,21 +11,21 @@ use super::helpers::{shared_cluster, spawn_app_on};
 async fn fresh_database() -> (tokio_postgres::Config, tokio_postgres::Client) {
     let cluster = shared_cluster();
     let db_name = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let admin = pg::connect_once(&cluster.client_config("postgres"))
+    let admin = db::connect_once(&cluster.client_config("postgres"))
         .await
         .expect("admin connection");
-    pg::ensure_database(&admin, &db_name)
+    db::ensure_database(&admin, &db_name)
         .await
         .expect("create test database");
     let config = cluster.client_config(&db_name);
-    let client = pg::connect_once(&config)
+    let client = db::connect_once(&config)
         .await
         .expect("connection to the test database");
     (config, client)
 }
 
 async fn versions(client: &tokio_postgres::Client, name: &str) -> (String, String) {
-    let (installed, available) = pg::extension_versions(client, name)
+    let (installed, available) = db::extension_versions(client, name)
         .await
         .expect("extension versions")
         .expect("the extension");
@@ -68,7 +68,7 @@ async fn an_older_vector_extension_is_updated_once_at_startup() {
     let res = app.get("/ready").await;
     assert_eq!(res.status(), 200);
     // Once: a second pass finds nothing to update.
-    let again = pg::update_extensions(&client).await.expect("second pass");
+    let again = db::update_extensions(&client).await.expect("second pass");
     assert!(again.is_empty(), "{again:?}");
 }
 
@@ -80,7 +80,7 @@ async fn an_up_to_date_database_has_nothing_to_update() {
         .await
         .unwrap();
 
-    let updates = pg::update_extensions(&client).await.expect("update pass");
+    let updates = db::update_extensions(&client).await.expect("update pass");
 
     assert!(updates.is_empty(), "{updates:?}");
 }
@@ -93,7 +93,7 @@ async fn update_reports_each_extension_it_moved() {
         .await
         .unwrap();
 
-    let updates = pg::update_extensions(&client).await.expect("update pass");
+    let updates = db::update_extensions(&client).await.expect("update pass");
 
     assert_eq!(updates.len(), 1, "{updates:?}");
     assert_eq!(updates[0].name, "btree_gist");
@@ -106,7 +106,7 @@ async fn the_pgvector_probe_passes_and_leaves_nothing_behind() {
     // A database with no extension yet: the probe creates pgvector inside its own transaction.
     let (config, client) = fresh_database().await;
 
-    pg::probe::run(&config, None, None)
+    db::probe::run(&config, None, None)
         .await
         .expect("the probe passes on this machine");
 

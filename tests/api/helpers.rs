@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use clap::Parser;
 use onebase::config::{Cli, Config};
-use onebase::pg::{self, embedded::EmbeddedOptions, embedded::EmbeddedPostgres};
+use onebase::db::{self, embedded::EmbeddedOptions, embedded::EmbeddedPostgres};
 use onebase::startup::Application;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -72,7 +72,7 @@ pub fn shared_cluster() -> &'static EmbeddedPostgres {
 /// shared cluster does not grow run after run. Runs before this run's first test database.
 fn drop_earlier_databases(config: tokio_postgres::Config) {
     let work = async move {
-        let client = pg::connect_once(&config).await.expect("admin connection");
+        let client = db::connect_once(&config).await.expect("admin connection");
         let rows = client
             .query("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'", &[])
             .await
@@ -139,10 +139,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     }
     let cluster = shared_cluster();
     let db_name = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let admin = pg::connect_once(&cluster.client_config("postgres"))
+    let admin = db::connect_once(&cluster.client_config("postgres"))
         .await
         .expect("admin connection");
-    pg::ensure_database(&admin, &db_name)
+    db::ensure_database(&admin, &db_name)
         .await
         .expect("create test database");
     spawn_app_on(cluster.client_config(&db_name), customize).await
@@ -398,7 +398,7 @@ pub async fn start_cluster(data_dir: &Path, port: u16, archive: Option<&Path>) -
         .await
         .unwrap()
         .unwrap();
-    let admin = pg::connect_once(&cluster.client_config("postgres")).await.unwrap();
-    pg::ensure_database(&admin, "onebase").await.unwrap();
+    let admin = db::connect_once(&cluster.client_config("postgres")).await.unwrap();
+    db::ensure_database(&admin, "onebase").await.unwrap();
     cluster
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
+use onebase::db::{self, embedded::EmbeddedPostgres};
 use onebase::ops::backup;
-use onebase::pg::{self, embedded::EmbeddedPostgres};
 
 use crate::api::helpers::{call, cluster_options, collection, spawn_app_on, start_cluster, tools_dir, TestApp};
 
@@ -36,7 +36,7 @@ async fn start_replica(primary: &EmbeddedPostgres, dir: &Path, port: u16) -> Emb
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let opts = cluster_options(dir.to_path_buf(), port);
-    pg::embedded::give_to_postgres_user(dir, &opts.os_user).unwrap();
+    db::embedded::give_to_postgres_user(dir, &opts.os_user).unwrap();
     tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts))
         .await
         .unwrap()
@@ -111,7 +111,7 @@ async fn reads_use_a_fresh_replica_see_their_own_writes_and_fall_back_to_the_pri
         c.replica_max_lag_secs = 1.0;
     })
     .await;
-    let replica_client = pg::connect_once(&replica.client_config("onebase")).await.unwrap();
+    let replica_client = db::connect_once(&replica.client_config("onebase")).await.unwrap();
     let in_recovery: bool = replica_client
         .query_one("SELECT pg_is_in_recovery()", &[])
         .await

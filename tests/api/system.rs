@@ -63,7 +63,7 @@ async fn ready_reports_postgres_18_pgvector_08_and_migrations() {
     assert!(vector.starts_with("0.8."), "pgvector 0.8.x, got {vector}");
     assert!(body["extensions"]["pg_trgm"].is_string());
     assert!(body["extensions"]["btree_gist"].is_string());
-    let latest = onebase::pg::migrations::embedded_versions()
+    let latest = onebase::db::migrations::embedded_versions()
         .iter()
         .map(|(v, _)| *v)
         .max();
@@ -114,15 +114,15 @@ async fn migrations_are_idempotent_on_restart() {
     // A second server on the same database applies nothing and changes nothing.
     let applied = {
         let mut client = app.pool.get().await.unwrap();
-        onebase::pg::migrations::run(&mut client).await.unwrap()
+        onebase::db::migrations::run(&mut client).await.unwrap()
     };
     onebase::startup::prepare_database(&app.pool).await.unwrap();
 
     assert!(applied.is_empty(), "nothing applied on restart, got {applied:?}");
     assert_eq!(count_meta(&app.pool).await, before);
     let mut client = app.pool.get().await.unwrap();
-    let history = onebase::pg::migrations::applied(&mut client).await.unwrap();
-    assert_eq!(history.len(), onebase::pg::migrations::embedded_versions().len());
+    let history = onebase::db::migrations::applied(&mut client).await.unwrap();
+    assert_eq!(history.len(), onebase::db::migrations::embedded_versions().len());
 }
 
 async fn count_meta(pool: &deadpool_postgres::Pool) -> i64 {

@@ -6,10 +6,10 @@ use super::*;
 async fn a_workflow_resumes_after_a_server_restart() {
     let cluster = shared_cluster();
     let db_name = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let admin = onebase::pg::connect_once(&cluster.client_config("postgres"))
+    let admin = onebase::db::connect_once(&cluster.client_config("postgres"))
         .await
         .unwrap();
-    onebase::pg::ensure_database(&admin, &db_name).await.unwrap();
+    onebase::db::ensure_database(&admin, &db_name).await.unwrap();
     let client = reqwest::Client::new();
     let send = |address: &str, key: &str, method: Method, path: &str, if_match: Option<&str>, body: Option<Value>| {
         let mut req = client.request(method, format!("{address}{path}")).bearer_auth(key);

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::pg::{self, embedded::EmbeddedPostgres};
+use crate::db::{self, embedded::EmbeddedPostgres};
 
 /// Where the server's data lives. Holding the embedded cluster keeps it running; dropping it
 /// shuts Postgres down.
@@ -26,8 +26,8 @@ pub async fn resolve(config: &Config) -> anyhow::Result<Database> {
     let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts))
         .await
         .context("embedded postgres startup panicked")??;
-    let admin = pg::connect_once(&cluster.client_config("postgres")).await?;
-    pg::ensure_database(&admin, &config.embedded.db_name).await?;
+    let admin = db::connect_once(&cluster.client_config("postgres")).await?;
+    db::ensure_database(&admin, &config.embedded.db_name).await?;
     let pg_config = cluster.client_config(&config.embedded.db_name);
     Ok(Database {
         config: pg_config,
@@ -40,8 +40,8 @@ pub async fn resolve(config: &Config) -> anyhow::Result<Database> {
 /// alone), or else the embedded cluster, started for the command and stopped after it.
 pub async fn attach(config: &Config) -> anyhow::Result<Database> {
     if config.database_url.is_none() {
-        if let Some((socket, port)) = pg::embedded::running_socket(&config.embedded.data_dir) {
-            let pg_config = pg::embedded::socket_config(&socket, port, &config.embedded.db_name);
+        if let Some((socket, port)) = db::embedded::running_socket(&config.embedded.data_dir) {
+            let pg_config = db::embedded::socket_config(&socket, port, &config.embedded.db_name);
             return Ok(Database {
                 config: pg_config,
                 embedded: None,

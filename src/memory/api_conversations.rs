@@ -3,12 +3,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
-use super::model::{
+use super::agent_state::{
+    self as states, AgentState, Erased, HistoryPage, PutAgentState, PutWorkflow, Workflow, WorkflowHistory,
+};
+use super::conversation_model::{
     AppendMessages, AppendedMessages, Conversation, ConversationFilter, ConversationList, CreateConversation, Message,
     MessageHits, MessageList, MessagePage, MessageSearch, MessagesBody, UpdateConversation, UpdateMessage,
-};
-use super::state::{
-    self as states, AgentState, Erased, HistoryPage, PutAgentState, PutWorkflow, Workflow, WorkflowHistory,
 };
 use super::{conversations, messages};
 use crate::auth::{Principal, Role};

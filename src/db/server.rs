@@ -1,10 +1,5 @@
-//! PostgreSQL: the embedded cluster, the connection pool, startup checks and migrations.
-
-pub mod embedded;
-pub mod migrations;
-mod pidfile;
-pub mod probe;
-mod supervisor;
+//! The PostgreSQL server: pools and one-off connections to it (TLS when asked), the checks and
+//! updates of its extensions at startup, and creating the database.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::conversation_model::check_ref;
 use super::conversations::{self, check_id};
-use super::model::check_ref;
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;
