@@ -139,6 +139,9 @@ pub async fn run(
             .get()
             .await
             .context("connecting to PostgreSQL for the pgvector probe")?;
+        // A server without pgvector, or with one too old, is told as such rather than as a
+        // failed probe step.
+        super::check_vector_available(&client).await?;
         let tx = client.transaction().await.context("starting the pgvector probe")?;
         // Dropped without a commit: rolled back, the probe leaves nothing behind.
         steps(&tx).await
