@@ -53,7 +53,7 @@ impl Application {
         let server_log = config
             .database_url
             .is_none()
-            .then(|| config.embedded.data_dir.join("postgres.log"));
+            .then(|| db::embedded::log_path(&config.embedded.data_dir));
         db::probe::once_per_server(&db, config.db_ca_file.as_deref(), server_log.as_deref()).await?;
         // The model loads while nothing else waits on it; inference never runs on the executor.
         let embedder = match embedder {

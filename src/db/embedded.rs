@@ -95,6 +95,11 @@ pub struct EmbeddedOptions {
     pub wal_archive: Option<PathBuf>,
 }
 
+/// Postgres' own log in the cluster's data directory.
+pub fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("postgres.log")
+}
+
 /// Settings sized for this workload from the machine's memory and cores, replacing the stock
 /// defaults (128 MB `shared_buffers` is less than one 100k x 384 HNSW index).
 pub fn tuned_settings(total_memory_bytes: u64, cores: usize) -> Vec<(String, String)> {
@@ -224,7 +229,7 @@ impl EmbeddedPostgres {
             settings.retain(|(n, _)| n != name);
             settings.push((name.clone(), value.clone()));
         }
-        let log_path = opts.data_dir.join("postgres.log");
+        let log_path = log_path(&opts.data_dir);
         let log_start = fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
         let launch = Launch {
             postgres_bin: postgres_bin.clone(),

@@ -29,24 +29,19 @@ pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<Vec<i64>
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .context("taking the migration lock")?;
-    let result = match super::update_extensions(client).await {
-        Ok(_) => {
-            embedded::migrations::runner()
-                .set_abort_divergent(true)
-                .run_async(client)
-                .await
-        }
-        Err(err) => {
-            let _ = client
-                .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
-                .await;
-            return Err(err);
-        }
-    };
+    let result = async {
+        super::update_extensions(client).await?;
+        embedded::migrations::runner()
+            .set_abort_divergent(true)
+            .run_async(client)
+            .await
+            .context("applying migrations")
+    }
+    .await;
     let unlock = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await;
-    let report = result.context("applying migrations")?;
+    let report = result?;
     unlock.context("releasing the migration lock")?;
     let applied: Vec<i64> = report
         .applied_migrations()
