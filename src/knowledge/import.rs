@@ -17,8 +17,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::collections::{self, Loaded};
-use super::ingest::{self, check_content, check_id, content_hash, stored_bytes};
+use super::ingest::{check_content, check_id, content_hash, stored_bytes};
 use super::model::{validate_metadata, ChunkingSpec};
+use super::write_rows;
 use crate::auth::Principal;
 use crate::db::{as_owner, tenant_tx};
 use crate::error::ApiError;
@@ -362,7 +363,7 @@ async fn receive(
     }
     if let (None, Some(dim)) = (fresh.collection.embedding.dimension, checker.dimension) {
         if checker.own_vectors {
-            ingest::set_dimension(&tx, &fresh, i32::try_from(dim).unwrap_or(i32::MAX)).await?;
+            write_rows::set_dimension(&tx, &fresh, i32::try_from(dim).unwrap_or(i32::MAX)).await?;
         }
     }
     if let Some(dim) = fresh.collection.embedding.dimension.filter(|_| checker.own_vectors) {

@@ -13,7 +13,8 @@ use deadpool_postgres::Transaction;
 use serde_json::json;
 
 use super::collections::Loaded;
-use super::ingest::{self, ChunkRows, Doc, Prepared};
+use super::ingest::{self, Doc, Prepared};
+use super::write_rows::{self, ChunkRows};
 use crate::db::{as_owner, tenant_tx};
 use crate::error::ApiError;
 use crate::jobs::{JobCtx, Outcome};
@@ -237,7 +238,7 @@ async fn finish_batch(
         added.1 - replaced.chunks,
         added.2 - replaced.bytes,
     );
-    ingest::check_quota(tx, loaded.tenant, docs, bytes).await?;
+    write_rows::check_quota(tx, loaded.tenant, docs, bytes).await?;
     tx.execute(
         "UPDATE collections SET document_count = document_count + $2, chunk_count = chunk_count + $3, \
          stored_bytes = stored_bytes + $4, updated_at = now() WHERE id = $1",

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::collections::{self, Loaded};
 use super::model::IndexSpec;
+use super::query_vector::{query_vector, QueryVector};
 use super::search_model::{Explain, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse};
 use super::search_text::{fuse, text_search, text_statement};
 use crate::db::{tenant_scope, Conn};
@@ -266,84 +267,6 @@ async fn search_loaded(
             .collect(),
         explain,
     })
-}
-
-/// The query's vector, and where it came from.
-#[derive(Clone)]
-pub struct QueryVector {
-    pub vector: Vec<f32>,
-    /// True when it is the query text embedded by the served model.
-    pub embedded: bool,
-}
-
-impl QueryVector {
-    /// Whether this vector can search `loaded`: an embedded query needs a collection embedded by
-    /// the model; the caller's vector needs the collection's dimension.
-    fn check(&self, loaded: &Loaded) -> Result<(), ApiError> {
-        if self.embedded && loaded.collection.embedding.model.is_none() {
-            return Err(ApiError::validation(
-                "vector",
-                "this collection holds your vectors: vector search needs `vector` (or use mode `text`)",
-            ));
-        }
-        let dimension = loaded.collection.embedding.dimension;
-        if !self.embedded && dimension.is_some_and(|d| d as usize != self.vector.len()) {
-            return Err(ApiError::validation(
-                "vector",
-                format!(
-                    "has {} dimensions; the collection's vectors have {}",
-                    self.vector.len(),
-                    dimension.unwrap_or(0)
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The caller's `vector`, or the query text embedded by the served model (through the cache).
-/// Checked against the collection with [`QueryVector::check`] once it is loaded.
-async fn query_vector(state: &AppState, req: &SearchRequest) -> Result<QueryVector, ApiError> {
-    match (&req.vector, &req.query) {
-        (Some(v), _) => {
-            let vector = super::ingest::to_f32(v)
-                .ok_or_else(|| ApiError::validation("vector", "holds a number outside float32's finite range"))?;
-            if vector.is_empty() {
-                return Err(ApiError::validation("vector", "has 0 dimensions"));
-            }
-            Ok(QueryVector {
-                vector,
-                embedded: false,
-            })
-        }
-        (None, Some(q)) => Ok(QueryVector {
-            vector: embed_query(state, q).await?,
-            embedded: true,
-        }),
-        (None, None) => Err(ApiError::validation("query", "send `query` or `vector`")),
-    }
-}
-
-/// A query text's vector from the served model, through the cache of recent queries (searches
-/// of every plane share it).
-pub async fn embed_query(state: &AppState, query: &str) -> Result<Vec<f32>, ApiError> {
-    if let Some(cached) = state.query_cache.get(query) {
-        state.metrics.query_cache_hits.inc();
-        return Ok(cached.as_ref().clone());
-    }
-    state.metrics.query_cache_misses.inc();
-    let vector = state
-        .embedder
-        .embed(vec![query.to_string()])
-        .await?
-        .vectors
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))?;
-    state
-        .query_cache
-        .put(query.to_string(), std::sync::Arc::new(vector.clone()));
-    Ok(vector)
 }
 
 /// Plan name, why, matching rows counted, PostgreSQL's plan (when explaining).

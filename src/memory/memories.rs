@@ -20,7 +20,7 @@ use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
-use crate::knowledge::search::embed_query;
+use crate::knowledge::query_vector::embed_query;
 use crate::routes::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::state::AppState;
 

@@ -19,7 +19,7 @@ use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
-use crate::knowledge::search::embed_query;
+use crate::knowledge::query_vector::embed_query;
 use crate::state::AppState;
 
 const COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.agent_name, m.metadata, m.token_count, \
