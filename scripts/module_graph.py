@@ -22,16 +22,23 @@ from pathlib import Path
 # Layers, lowest first. A module may import its own layer or any layer below it, never above.
 # The planes are one layer and may import each other, as long as no cycle forms.
 LAYERS = [
-    # Foundations: no onebase imports beyond each other.
-    {"error", "names", "canonical", "config", "telemetry", "request_id", "metrics", "observe"},
-    # The database: pools, scopes, the embedded cluster, migrations, the pagination SQL.
-    {"db"},
-    # Shared machinery every plane builds on.
-    {"embed", "filter", "audit", "auth", "jobs", "http"},
-    # The planes: a service per plane, their handlers beside them.
-    {"knowledge", "memory", "runs", "cache", "ops", "tenancy"},
-    # The front doors and the composition root.
-    {"routes", "openapi", "state", "startup", "lib", "main"},
+    # Foundations: errors, ids and names, configuration, the metrics registry, the retention rules.
+    {"error", "request_id", "names", "canonical", "config", "telemetry", "metrics", "retention"},
+    # The database (pools, scopes, the embedded cluster, migrations) and the request shapes
+    # (bodies, pagination) every plane shares.
+    {"db", "http"},
+    # The embedder and the query embedder; the filter language.
+    {"embed", "filter"},
+    # Who calls, and the record of what they did.
+    {"auth", "audit"},
+    # The application's state every service receives.
+    {"state"},
+    # The jobs machinery (queue, claims, heartbeats); the kinds' work lives in the planes.
+    {"jobs"},
+    # The planes, a service per plane. One plane may call another's service, without cycles.
+    {"knowledge", "memory", "runs", "cache", "ops", "admin"},
+    # The front doors (handlers, the spec, middleware) and the composition root.
+    {"api", "openapi", "observe", "startup", "lib", "main"},
 ]
 
 USE_RE = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", re.M | re.S)

@@ -1,6 +1,7 @@
 //! onebase: one Rust HTTP server and one PostgreSQL database for everything an AI application
 //! stores.
 
+pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cache;
@@ -10,6 +11,7 @@ pub mod db;
 pub mod embed;
 pub mod error;
 pub mod filter;
+pub mod http;
 pub mod jobs;
 pub mod knowledge;
 pub mod memory;
@@ -19,7 +21,6 @@ pub mod observe;
 pub mod openapi;
 pub mod ops;
 pub mod request_id;
-pub mod routes;
 pub mod runs;
 pub mod startup;
 pub mod state;

@@ -135,7 +135,7 @@ impl Application {
                 .app_data(app_state.clone())
                 .wrap(Compress::default())
                 .wrap(from_fn(crate::observe::observe))
-                .configure(|cfg| crate::routes::configure(cfg, body_limit))
+                .configure(|cfg| crate::api::configure(cfg, body_limit))
         })
         .shutdown_timeout(config.shutdown_timeout().as_secs())
         // TCP_NODELAY: a response goes out in several writes (headers, then the body, in chunks

@@ -15,7 +15,7 @@ pub mod principal;
 pub mod setup;
 pub mod token;
 
-pub use principal::{Actor, MaybePrincipal, Principal, RequestTenant, Role, TenantRole};
+pub use principal::{Actor, Principal, RequestTenant, Role, TenantRole};
 
 /// Authentication settings resolved at startup.
 pub struct AuthConfig {

@@ -1,17 +1,14 @@
-//! Who is calling: the `Principal` extractor resolves the bearer credential on every request.
+//! Who is calling: the principal a bearer credential resolves to, and its role. The front door's
+//! extractor (`api::extract`) calls [`resolve`] on every request.
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::http::header::AUTHORIZATION;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{keys, token};
+use super::key_cache::KeyCache;
+use super::{keys, token, AuthConfig};
+use crate::db::Pool;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Roles, weakest first: `reader` reads, `writer` also writes data, `owner` also manages the
 /// tenant's keys, users and audit log, `admin` manages the whole server (all tenants).
@@ -179,22 +176,18 @@ impl Principal {
     }
 }
 
-fn bearer(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get(AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::InvalidCredentials("malformed Authorization header".into()))?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .ok_or_else(|| ApiError::InvalidCredentials("the Authorization header must be `Bearer <credential>`".into()))?;
-    Ok(Some(token.trim().to_string()))
+/// What resolving a credential reads: the admin key and token secret, the cache of recently
+/// resolved keys, and the pool for the lookup.
+#[derive(Clone, Copy)]
+pub struct Resolver<'a> {
+    pub config: &'a AuthConfig,
+    pub key_cache: &'a KeyCache,
+    pub pool: &'a Pool,
 }
 
-async fn resolve(state: &AppState, credential: &str) -> Result<Principal, ApiError> {
-    if let Some(admin_hash) = &state.auth.admin_key_hash {
+/// The principal a bearer credential names: the admin key, an API key or a user's access token.
+pub async fn resolve(with: Resolver<'_>, credential: &str) -> Result<Principal, ApiError> {
+    if let Some(admin_hash) = &with.config.admin_key_hash {
         if keys::hashes_equal(admin_hash, &keys::hash(credential)) {
             return Ok(Principal {
                 actor: Actor::Admin,
@@ -207,11 +200,11 @@ async fn resolve(state: &AppState, credential: &str) -> Result<Principal, ApiErr
         if !keys::is_well_formed(credential) {
             return Err(ApiError::InvalidCredentials("malformed API key".into()));
         }
-        return resolve_key(state, credential).await;
+        return resolve_key(with, credential).await;
     }
     if credential.matches('.').count() == 2 {
-        let claims = token::verify(&state.auth.jwt_secret, credential)?;
-        return resolve_user(state, claims.sub, claims.tid).await;
+        let claims = token::verify(&with.config.jwt_secret, credential)?;
+        return resolve_user(with, claims.sub, claims.tid).await;
     }
     Err(ApiError::InvalidCredentials(
         "the credential is neither an API key nor an access token".into(),
@@ -220,13 +213,13 @@ async fn resolve(state: &AppState, credential: &str) -> Result<Principal, ApiErr
 
 /// Key lookup runs with the server's privileges: the tenant is what the key tells us. A key
 /// resolved in the last 2 seconds is not looked up again (see `key_cache`).
-async fn resolve_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+async fn resolve_key(with: Resolver<'_>, key: &str) -> Result<Principal, ApiError> {
     let hash = keys::hash(key);
-    if let Some(principal) = state.key_cache.get(&hash) {
+    if let Some(principal) = with.key_cache.get(&hash) {
         return Ok(principal);
     }
-    let generation = state.key_cache.generation();
-    let client = state.pool.get().await?;
+    let generation = with.key_cache.generation();
+    let client = with.pool.get().await?;
     // Prepared once per connection: every request with a key runs it.
     let statement = client
         .prepare_cached(
@@ -253,12 +246,12 @@ async fn resolve_key(state: &AppState, key: &str) -> Result<Principal, ApiError>
         role,
         tenant_id: Some(row.get(1)),
     };
-    state.key_cache.put(hash, principal.clone(), generation);
+    with.key_cache.put(hash, principal.clone(), generation);
     Ok(principal)
 }
 
-async fn resolve_user(state: &AppState, user: Uuid, tenant: Uuid) -> Result<Principal, ApiError> {
-    let client = state.pool.get().await?;
+async fn resolve_user(with: Resolver<'_>, user: Uuid, tenant: Uuid) -> Result<Principal, ApiError> {
+    let client = with.pool.get().await?;
     let row = client
         .query_opt(
             "SELECT role FROM users WHERE id = $1 AND tenant_id = $2",
@@ -274,51 +267,6 @@ async fn resolve_user(state: &AppState, user: Uuid, tenant: Uuid) -> Result<Prin
     })
 }
 
-fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state missing")))
-}
-
 /// The tenant whose credential a request carried (a request extension).
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTenant(pub Uuid);
-
-impl FromRequest for Principal {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let parsed = bearer(req).and_then(|c| c.ok_or(ApiError::MissingCredentials));
-        let state = state_of(req);
-        let req = req.clone();
-        Box::pin(async move {
-            let principal = resolve(&*state?, &parsed?).await?;
-            if let Some(tenant) = principal.tenant_id {
-                // For the replica router (`observe` notes the tenant's writes).
-                req.extensions_mut().insert(RequestTenant(tenant));
-            }
-            Ok(principal)
-        })
-    }
-}
-
-/// A principal when the request carries credentials, `None` when it carries none. Invalid
-/// credentials are still an error: a bad token never silently downgrades to anonymous.
-pub struct MaybePrincipal(pub Option<Principal>);
-
-impl FromRequest for MaybePrincipal {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let parsed = bearer(req);
-        let state = state_of(req);
-        Box::pin(async move {
-            match parsed? {
-                None => Ok(MaybePrincipal(None)),
-                Some(credential) => Ok(MaybePrincipal(Some(resolve(&*state?, &credential).await?))),
-            }
-        })
-    }
-}

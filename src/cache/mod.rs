@@ -3,7 +3,6 @@
 //! collection in the same transaction, and a retention sweep on the jobs machinery. Tables in
 //! migrations/V5, under row-level security.
 
-pub mod api;
 pub mod model;
 pub mod service;
 pub mod sweep;

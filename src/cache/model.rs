@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
+use crate::http::body::integer;
 use crate::knowledge::index_text::IndexTarget;
-use crate::routes::body::integer;
 
 pub const MAX_NAMESPACE: usize = 64;
 /// Keys stop at 190 characters so that `<namespace>:<key>` fits a document id (256 bytes).

@@ -18,9 +18,9 @@ use crate::auth::Principal;
 use crate::canonical;
 use crate::db::tenant_tx;
 use crate::error::ApiError;
+use crate::http::pagination::Limit;
 use crate::knowledge::index_text::{self, IndexTarget};
 use crate::knowledge::model::validate_metadata;
-use crate::routes::pagination::Limit;
 use crate::state::AppState;
 
 const COLUMNS: &str = "namespace, key, data, metadata, content_hash, version, fetched_at, expires_at, changed_at, \

@@ -3,7 +3,6 @@
 //! `FOR UPDATE SKIP LOCKED`, heartbeated, checkpointed in the transaction of the work they
 //! cover, and resumed from that checkpoint when their worker died.
 
-pub mod api;
 pub mod model;
 pub mod store;
 pub mod worker;

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::model::{self, Job, JobFilter, JobKind, JobList, JobState, RecordError};
 use crate::error::ApiError;
-use crate::routes::pagination::{Cursor, Limit};
+use crate::http::pagination::{Cursor, Limit};
 
 /// A job to create.
 pub struct NewJob<'a> {

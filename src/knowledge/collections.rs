@@ -13,7 +13,7 @@ use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::{as_owner, tenant_tx};
 use crate::error::{is_unique_violation, ApiError};
-use crate::routes::pagination::{Cursor, Limit};
+use crate::http::pagination::{Cursor, Limit};
 use crate::state::AppState;
 
 /// A collection as the services use it: the registry row, parsed.

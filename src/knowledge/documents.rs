@@ -10,7 +10,7 @@ use crate::auth::Principal;
 use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
-use crate::routes::pagination::Limit;
+use crate::http::pagination::Limit;
 use crate::state::AppState;
 
 /// Filters on documents: the docs table has no chunk text, so `$text` reads the document's.

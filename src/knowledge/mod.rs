@@ -1,8 +1,5 @@
 //! The knowledge plane: collections of documents, their chunks and embeddings, and search.
 
-pub mod api_collections;
-pub mod api_documents;
-pub mod api_jobs;
 pub mod chunker;
 pub mod collections;
 pub mod ddl;

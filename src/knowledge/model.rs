@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::routes::body::integer;
+use crate::http::body::integer;
 
 /// How vectors are compared. Scores are "higher is better": cosine similarity `1 - distance`
 /// in [-1, 1]; for `ip` the inner product; for `l2` `1 / (1 + distance)` in (0, 1].

@@ -325,7 +325,7 @@ pub async fn workflow_history(
     page: &HistoryPage,
 ) -> Result<WorkflowHistory, ApiError> {
     check_id(id)?;
-    let limit = crate::routes::pagination::Limit::parse(page.limit)?;
+    let limit = crate::http::pagination::Limit::parse(page.limit)?;
     if page.after.is_some_and(|a| a < 0) {
         return Err(ApiError::validation("after", "a version (0 or more)"));
     }

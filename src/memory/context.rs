@@ -13,11 +13,11 @@ use super::memory_model::{MemoryHit, Scope};
 use crate::db::tenant_scope;
 use crate::error::ApiError;
 use crate::filter::Filter;
+use crate::http::body::integer;
 use crate::knowledge::query_vector::embed_query;
 use crate::knowledge::query_vector::QueryVector;
 use crate::knowledge::search::search_in;
 use crate::knowledge::search_model::{Hit, SearchRequest};
-use crate::routes::body::integer;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -6,8 +6,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::http::body::integer;
 use crate::knowledge::model::validate_metadata;
-use crate::routes::body::integer;
 
 /// Characters of a message.
 pub const MAX_CONTENT: usize = 100_000;

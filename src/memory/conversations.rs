@@ -13,8 +13,8 @@ use crate::auth::Principal;
 use crate::db::tenant_tx;
 use crate::error::{is_unique_violation, ApiError};
 use crate::filter::{Columns, Filter, SqlParams};
+use crate::http::pagination::Limit;
 use crate::knowledge::model::validate_metadata;
-use crate::routes::pagination::Limit;
 use crate::state::AppState;
 
 const COLUMNS: &str =

@@ -19,9 +19,9 @@ use crate::auth::Principal;
 use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
+use crate::http::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::knowledge::model::validate_metadata;
 use crate::knowledge::query_vector::embed_query;
-use crate::routes::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, content, user_id, agent_id, run_id, metadata, expires_at, created_at, updated_at";

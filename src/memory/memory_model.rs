@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::conversation_model::check_ref;
 use crate::error::ApiError;
-use crate::routes::body::integer;
+use crate::http::body::integer;
 
 /// Characters of a memory.
 pub const MAX_MEMORY: usize = 10_000;

@@ -3,8 +3,6 @@
 //! erasure of a user. Tables in migrations/V6, under row-level security.
 
 pub mod agent_state;
-pub mod api_conversations;
-pub mod api_memories;
 pub mod context;
 pub mod conversation_model;
 pub mod conversations;

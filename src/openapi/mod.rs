@@ -5,18 +5,12 @@ mod server_rules;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::cache::api as cache;
+use crate::api::v1::{
+    audit, auth, cache, collection_jobs, collections, conversations as memory, docs, documents, embeddings, jobs, keys,
+    memories, ops, runs, system, tenants,
+};
 use crate::embed::ModelInfo;
 use crate::error::ErrorBody;
-use crate::jobs::api as jobs;
-use crate::knowledge::api_collections as collections;
-use crate::knowledge::api_documents as documents;
-use crate::knowledge::api_jobs as collection_jobs;
-use crate::memory::api_conversations as memory;
-use crate::memory::api_memories as memories;
-use crate::ops::api as ops;
-use crate::routes::{audit, auth, docs, embeddings, keys, system, tenants};
-use crate::runs::api as runs;
 use crate::state::EmbedLimits;
 
 #[derive(OpenApi)]

@@ -3,7 +3,6 @@
 
 pub mod backup;
 
-pub mod api;
 pub mod pitr;
 pub mod retention;
 pub mod stats;

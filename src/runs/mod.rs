@@ -2,7 +2,6 @@
 //! lifecycle), their steps, artifacts and LLM calls (tokens and exact NUMERIC costs), per-run
 //! totals and tenant-wide usage. Tables in migrations/V5, under row-level security.
 
-pub mod api;
 pub mod children;
 pub mod model;
 pub mod service;

@@ -6,9 +6,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::http::body::integer;
 use crate::knowledge::index_text::IndexTarget;
 use crate::knowledge::model::validate_metadata;
-use crate::routes::body::integer;
 
 /// A run's lifecycle: queued -> running -> completed | failed | cancelled (a queued run may
 /// also be cancelled before it starts).

@@ -12,8 +12,8 @@ use crate::auth::Principal;
 use crate::db::tenant_tx;
 use crate::error::{is_unique_violation, ApiError};
 use crate::filter::SqlParams;
+use crate::http::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::knowledge::index_text;
-use crate::routes::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, actor, status, request_payload, autonomy_level, trace_id, idempotency_key, metadata, \

@@ -11,7 +11,7 @@ async fn every_registered_route_is_in_the_openapi_spec_with_an_example() {
     assert_eq!(status, 200);
     let paths = spec["paths"].as_object().expect("paths");
     let mut missing = vec![];
-    for route in onebase::routes::all() {
+    for route in onebase::api::all() {
         let Some(op) = paths.get(route.path).and_then(|p| p.get(route.method)) else {
             missing.push(format!("{} {}", route.method.to_uppercase(), route.path));
             continue;

@@ -2,19 +2,19 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::doc_model::{
-    ChunkList, DeleteByFilter, DeleteCount, Document, DocumentList, DocumentListParams, DocumentOrder, WriteDocuments,
-    WriteResult,
-};
-use super::documents::{self, DeleteTarget};
-use super::ingest::{self, Mode};
-use super::search;
-use super::search_model::{MultiSearchRequest, MultiSearchResponse, SearchRequest, SearchResponse};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody};
 use crate::filter::Filter;
-use crate::routes::body::JsonObject;
-use crate::routes::pagination::Limit;
+use crate::http::body::JsonObject;
+use crate::http::pagination::Limit;
+use crate::knowledge::doc_model::{
+    ChunkList, DeleteByFilter, DeleteCount, Document, DocumentList, DocumentListParams, DocumentOrder, WriteDocuments,
+    WriteResult,
+};
+use crate::knowledge::documents::{self, DeleteTarget};
+use crate::knowledge::ingest::{self, Mode};
+use crate::knowledge::search;
+use crate::knowledge::search_model::{MultiSearchRequest, MultiSearchResponse, SearchRequest, SearchResponse};
 use crate::state::AppState;
 
 /// Adds documents: chunked, embedded, and written with their vectors in one transaction (writer).

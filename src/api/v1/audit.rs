@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::auth::{Principal, Role};
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::pagination::Limit;
+use crate::http::pagination::Limit;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,12 +5,12 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::import::{self, ImportParams};
-use super::model::{Distance, IndexSpec};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody};
+use crate::http::body::JsonObject;
 use crate::jobs::model::Job;
-use crate::routes::body::JsonObject;
+use crate::knowledge::import::{self, ImportParams};
+use crate::knowledge::model::{Distance, IndexSpec};
 use crate::state::AppState;
 
 fn accepted(job: Job) -> HttpResponse {
@@ -92,7 +92,8 @@ pub async fn reindex_collection(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
     let req = body.into_inner();
-    let job = super::maintain::start_reindex(&state, tenant, &principal, &name, req.index, req.distance).await?;
+    let job =
+        crate::knowledge::maintain::start_reindex(&state, tenant, &principal, &name, req.index, req.distance).await?;
     Ok(accepted(job))
 }
 
@@ -129,6 +130,6 @@ pub async fn reembed_collection(
     body: JsonObject<ReembedRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = principal.data_tenant(Role::Writer)?;
-    let job = super::reembed::start(&state, tenant, &principal, &name, &body.into_inner().model).await?;
+    let job = crate::knowledge::reembed::start(&state, tenant, &principal, &name, &body.into_inner().model).await?;
     Ok(accepted(job))
 }

@@ -10,7 +10,7 @@ use crate::audit::{self, Event};
 use crate::auth::{keys, Principal, Role, TenantRole};
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::body::JsonObject;
+use crate::http::body::JsonObject;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]

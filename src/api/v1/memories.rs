@@ -3,15 +3,15 @@
 use actix_web::{web, HttpResponse};
 use uuid::Uuid;
 
-use super::context::{self, Context, ContextRequest};
-use super::memories;
-use super::memory_model::{
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ErrorBody};
+use crate::http::body::JsonObject;
+use crate::memory::context::{self, Context, ContextRequest};
+use crate::memory::memories;
+use crate::memory::memory_model::{
     AddMemory, Memory, MemoryEvent, MemoryFilter, MemoryHistory, MemoryHits, MemoryList, MemorySearch, MemoryWrite,
     UpdateMemory,
 };
-use crate::auth::{Principal, Role};
-use crate::error::{ApiError, ErrorBody};
-use crate::routes::body::JsonObject;
 use crate::state::AppState;
 
 /// A memory id from a path: one that is not a UUID names no memory (404).

@@ -1,28 +1,20 @@
-//! The HTTP routes. Every route is declared once in [`all`], which both registers it with actix
+//! The front doors: the actix handlers of `/v1` (in [`v1`]), and the route table, the error
+//! handlers and the JSON 404 that every door shares. A handler extracts, authorizes and calls a
+//! plane's service; it holds no SQL, so `/api/v2` and `/console` can sit beside `/v1` over the
+//! same services. Every route is declared once in [`all`], which both registers it with actix
 //! and lets a test check that the OpenAPI spec documents it.
 
-pub mod audit;
-pub mod auth;
-pub mod body;
-pub mod docs;
-pub mod embeddings;
-pub mod keys;
-pub mod pagination;
-pub mod system;
-pub mod tenants;
+pub mod extract;
+pub mod v1;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::cache::api as cache;
 use crate::error::ApiError;
-use crate::jobs::api as jobs;
-use crate::knowledge::api_collections as collections;
-use crate::knowledge::api_documents as documents;
-use crate::knowledge::api_jobs as collection_jobs;
-use crate::memory::api_conversations as memory;
-use crate::memory::api_memories as memories;
-use crate::runs::api as runs;
+use v1::{
+    audit, auth, cache, collection_jobs, collections, conversations as memory, docs, documents, embeddings, jobs, keys,
+    memories, ops, runs, system, tenants,
+};
 
 /// One registered route: its method and path (in OpenAPI's `{param}` syntax, which actix
 /// shares) and how to register it.
@@ -122,9 +114,9 @@ pub fn all() -> Vec<Route> {
         route!(get, "/v1/runs/{id}/llm-calls", runs::list_llm_calls),
         route!(get, "/v1/runs/{id}/stats", runs::run_stats),
         route!(get, "/v1/usage", runs::get_usage),
-        route!(get, "/v1/stats", crate::ops::api::tenant_stats),
-        route!(get, "/v1/admin/stats", crate::ops::api::database_stats),
-        route!(get, "/v1/admin/retention", crate::ops::api::retention),
+        route!(get, "/v1/stats", ops::tenant_stats),
+        route!(get, "/v1/admin/stats", ops::database_stats),
+        route!(get, "/v1/admin/retention", ops::retention),
         route!(put, "/v1/cache/{namespace}/{key}", cache::put_entry),
         route!(get, "/v1/cache/{namespace}/{key}", cache::get_entry),
         route!(delete, "/v1/cache/{namespace}/{key}", cache::delete_entry),

@@ -2,13 +2,13 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::model::{
+use crate::auth::{Principal, Role};
+use crate::cache::model::{
     CacheDeleted, CacheEntry, CacheEntryList, CacheHistory, GetParams, HistoryParams, ListParams, PutEntry,
 };
-use super::service;
-use crate::auth::{Principal, Role};
+use crate::cache::service;
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::body::JsonObject;
+use crate::http::body::JsonObject;
 use crate::state::AppState;
 
 /// Stores a tool result under (namespace, key) and says whether it changed (writer). The same

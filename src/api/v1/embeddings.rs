@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::auth::{Principal, Role};
 use crate::embed::EmbedError;
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::body::{integer, JsonObject};
+use crate::http::body::{integer, JsonObject};
 use crate::state::AppState;
 
 /// One text or a list of texts. Its schema's bounds are the server's configured limits, filled in

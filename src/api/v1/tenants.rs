@@ -10,8 +10,8 @@ use crate::audit::{self, Event};
 use crate::auth::{Principal, Role};
 use crate::db::{system_tx, tenant_tx};
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::body::{integer, JsonObject};
-use crate::routes::pagination::{Cursor, PageParams};
+use crate::http::body::{integer, JsonObject};
+use crate::http::pagination::{Cursor, PageParams};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]

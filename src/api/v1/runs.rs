@@ -3,16 +3,16 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
-use super::children;
-use super::model::{
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ErrorBody};
+use crate::http::body::JsonObject;
+use crate::runs::children;
+use crate::runs::model::{
     Artifact, ArtifactList, CreateArtifact, CreateLlmCall, CreateRun, CreateStep, LlmCall, LlmCallList, Run, RunFilter,
     RunList, RunStats, Step, StepList, UpdateRun, UsageParams, UsageReport,
 };
-use super::service::{self, Created};
-use super::usage;
-use crate::auth::{Principal, Role};
-use crate::error::{ApiError, ErrorBody};
-use crate::routes::body::JsonObject;
+use crate::runs::service::{self, Created};
+use crate::runs::usage;
 use crate::state::AppState;
 
 /// A run id from a path: one that is not a UUID names no run (404, as for any unknown run).

@@ -4,12 +4,12 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::collections;
-use super::model::{Collection, CreateCollection, UpdateCollection};
 use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::body::JsonObject;
-use crate::routes::pagination::PageParams;
+use crate::http::body::JsonObject;
+use crate::http::pagination::PageParams;
+use crate::knowledge::collections;
+use crate::knowledge::model::{Collection, CreateCollection, UpdateCollection};
 use crate::state::AppState;
 
 /// Creates a collection with its tables and indexes (writer).

@@ -3,17 +3,17 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
-use super::agent_state::{
+use crate::auth::{Principal, Role};
+use crate::error::{ApiError, ErrorBody};
+use crate::http::body::JsonObject;
+use crate::memory::agent_state::{
     self as states, AgentState, Erased, HistoryPage, PutAgentState, PutWorkflow, Workflow, WorkflowHistory,
 };
-use super::conversation_model::{
+use crate::memory::conversation_model::{
     AppendMessages, AppendedMessages, Conversation, ConversationFilter, ConversationList, CreateConversation, Message,
     MessageHits, MessageList, MessagePage, MessageSearch, MessagesBody, UpdateConversation, UpdateMessage,
 };
-use super::{conversations, messages};
-use crate::auth::{Principal, Role};
-use crate::error::{ApiError, ErrorBody};
-use crate::routes::body::JsonObject;
+use crate::memory::{conversations, messages};
 use crate::state::AppState;
 
 const ID: &str = "The conversation's id";

@@ -3,12 +3,12 @@
 use actix_web::{web, HttpResponse};
 use uuid::Uuid;
 
-use super::model::{Job, JobFilter, JobList};
-use super::store;
 use crate::auth::{Principal, Role};
 use crate::db::tenant_tx;
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::pagination::{Cursor, Limit};
+use crate::http::pagination::{Cursor, Limit};
+use crate::jobs::model::{Job, JobFilter, JobList};
+use crate::jobs::store;
 use crate::state::AppState;
 
 /// Lists the tenant's jobs, newest first (reader).

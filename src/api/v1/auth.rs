@@ -6,11 +6,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::api::extract::MaybePrincipal;
 use crate::audit::{self, Event};
-use crate::auth::{password, token, Actor, MaybePrincipal, Principal, Role, TenantRole};
+use crate::auth::{password, token, Actor, Principal, Role, TenantRole};
 use crate::db::{system_tx, tenant_tx};
 use crate::error::{is_unique_violation, ApiError, ErrorBody};
-use crate::routes::body::JsonObject;
+use crate::http::body::JsonObject;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
