@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let embedder = {
-            let cfg = config.embed_config();
+            let cfg = onebase::embed::EmbedConfig::from_config(&config);
             tokio::task::spawn_blocking(move || Embedder::load(cfg)).await??
         };
         let info = embedder.info().clone();

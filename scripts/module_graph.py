@@ -24,11 +24,11 @@ from pathlib import Path
 LAYERS = [
     # Foundations: errors, ids and names, configuration, the metrics registry, the retention rules.
     {"error", "request_id", "names", "canonical", "config", "telemetry", "metrics", "retention"},
-    # The database (pools, scopes, the embedded cluster, migrations) and the request shapes
-    # (bodies, pagination) every plane shares.
-    {"db", "http"},
-    # The embedder and the query embedder; the filter language.
-    {"embed", "filter"},
+    # The database (pools, scopes, the embedded cluster, migrations), the filter language and
+    # the request shapes (bodies, pagination) every plane shares.
+    {"db", "http", "filter"},
+    # The embedder and its cache of query vectors.
+    {"embed"},
     # Who calls, and the record of what they did.
     {"auth", "audit"},
     # The application's state every service receives.

@@ -6,6 +6,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Model installed by `scripts/bootstrap` and used when nothing else is configured.
+pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
+
+/// Pooling of the model's token vectors into one text vector (then L2-normalized).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolingKind {
+    /// Average of the real (non-padding) tokens: all-MiniLM-L6-v2 and most sentence-transformers.
+    Mean,
+    /// The first ([CLS]) token: bge, gte, mxbai and other CLS-trained models.
+    Cls,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -278,38 +293,6 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.tools_dir.join("pg").join("bin"))
     }
-
-    /// The embedder's settings, with paths defaulting into the tools directory.
-    pub fn embed_config(&self) -> crate::embed::EmbedConfig {
-        let mut cfg = crate::embed::EmbedConfig::new(&self.tools_dir);
-        cfg.model_name = self.embed.model_name();
-        cfg.model_dir = self.embed.model_dir.clone();
-        if let Some(path) = &self.embed.ort_dylib {
-            cfg.ort_dylib = path.clone();
-        }
-        cfg.max_batch = self.embed.embed_max_batch;
-        cfg.max_wait = Duration::from_millis(self.embed.embed_max_wait_ms);
-        cfg.queue_capacity = self.embed.embed_queue;
-        cfg.threads = self.embed.embed_threads;
-        cfg.pooling = self.embed.embed_pooling;
-        if let Some(dir) = &self.embed.model_cache {
-            cfg.hub_cache = dir.clone();
-        }
-        cfg
-    }
-
-    pub fn embedded_options(&self) -> crate::db::embedded::EmbeddedOptions {
-        crate::db::embedded::EmbeddedOptions {
-            data_dir: self.embedded.data_dir.clone(),
-            bin_dir: self.pg_bin_dir(),
-            os_user: self.embedded.pg_user.clone(),
-            port: self.embedded.pg_port,
-            listen_addresses: self.embedded.pg_listen.clone(),
-            overrides: self.embedded.pg_setting.clone(),
-            start_timeout: Duration::from_secs(self.embedded.pg_start_timeout_secs),
-            wal_archive: self.embedded.wal_archive.clone(),
-        }
-    }
 }
 
 impl EmbedSettings {
@@ -321,7 +304,7 @@ impl EmbedSettings {
                 let dir = self.model_dir.as_ref()?;
                 Some(dir.file_name()?.to_string_lossy().into_owned())
             })
-            .unwrap_or_else(|| crate::embed::DEFAULT_MODEL.to_string())
+            .unwrap_or_else(|| DEFAULT_MODEL.to_string())
     }
 }
 
@@ -363,7 +346,7 @@ pub struct EmbedSettings {
     /// Pooling of token vectors into a text vector: mean or cls (default: the model directory's
     /// 1_Pooling/config.json if it has one, else mean).
     #[arg(long, global = true, env = "ONEBASE_EMBED_POOLING", value_enum)]
-    pub embed_pooling: Option<crate::embed::PoolingKind>,
+    pub embed_pooling: Option<PoolingKind>,
 
     /// Download cache for fastembed model names, in builds with the `hub` feature (default:
     /// <tools-dir>/hub; HF_HOME and HF_ENDPOINT are honoured).

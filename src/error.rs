@@ -76,7 +76,7 @@ pub enum ApiError {
     InvalidDocument { index: usize, id: String, message: String },
     /// A filter that does not parse; names the clause.
     #[error("{0}")]
-    InvalidFilter(#[from] crate::filter::FilterError),
+    InvalidFilter(#[from] FilterError),
     /// The write would take the tenant over `max_documents` or `max_storage_bytes`.
     #[error("{0}")]
     QuotaExceeded(String),
@@ -308,4 +308,12 @@ impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         ApiError::Internal(err)
     }
+}
+
+/// A filter's parse error (`crate::filter`), naming the offending clause by its path in the request (`filter.$and[1].year`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid filter at `{path}`: {message}")]
+pub struct FilterError {
+    pub path: String,
+    pub message: String,
 }

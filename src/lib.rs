@@ -21,6 +21,7 @@ pub mod observe;
 pub mod openapi;
 pub mod ops;
 pub mod request_id;
+pub mod retention;
 pub mod runs;
 pub mod startup;
 pub mod state;

@@ -6,8 +6,6 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::embed::EmbedStatsSnapshot;
-
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -126,7 +124,7 @@ impl Metrics {
             Opts::new("retention_errors_total", "Sweeps in which a retention rule failed"),
             &["rule"],
         )?;
-        for rule in crate::ops::retention::RULES {
+        for rule in crate::retention::RULES {
             retention_deleted.with_label_values(&[rule.name()]);
             retention_errors.with_label_values(&[rule.name()]);
         }
@@ -279,4 +277,22 @@ impl Metrics {
 
 fn catch_up(counter: &IntCounter, total: u64) {
     counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+/// A reading of the embedder's counters and queue (`Embedder::stats`), which [`Metrics::render`]
+/// publishes. Declared here so that the registry needs nothing above it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EmbedStatsSnapshot {
+    /// Texts embedded since start.
+    pub texts: u64,
+    /// Tokens the model saw since start (after truncation, special tokens included).
+    pub tokens: u64,
+    /// ONNX Runtime calls (a batch is split into calls of similar length).
+    pub model_calls: u64,
+    /// Time spent tokenizing and in inference.
+    pub busy_seconds: f64,
+    /// Texts waiting for an inference thread right now.
+    pub queued_texts: u64,
+    /// Most texts that may wait; beyond it requests get 503.
+    pub queue_capacity: u64,
 }

@@ -59,7 +59,7 @@ impl Application {
         let embedder = match embedder {
             Some(embedder) => embedder,
             None => {
-                let embed_config = config.embed_config();
+                let embed_config = crate::embed::EmbedConfig::from_config(config);
                 tokio::task::spawn_blocking(move || Embedder::load(embed_config))
                     .await
                     .context("loading the embedding model panicked")?
@@ -96,7 +96,7 @@ impl Application {
             embedder,
             embed_limits,
             openapi,
-            query_cache: crate::knowledge::query_cache::QueryCache::new(QUERY_CACHE_ENTRIES),
+            query_cache: crate::embed::query_cache::QueryCache::new(QUERY_CACHE_ENTRIES),
             key_cache: Default::default(),
             memory_dedupe_threshold: {
                 let t = config.memory_dedupe_threshold;
@@ -106,12 +106,12 @@ impl Application {
                 );
                 t
             },
-            jobs: crate::jobs::JobSettings::new(
+            jobs: crate::state::JobSettings::new(
                 config.import_limit,
                 config.job_stale_secs,
                 config.index_build_memory.as_deref(),
                 config.sweep_interval_secs,
-                crate::jobs::Retention {
+                crate::retention::Retention {
                     audit_log_days: config.retention_audit_log_days,
                     cache_keep_expired_secs: config.cache_keep_expired_secs,
                     cache_history_days: config.cache_history_days,

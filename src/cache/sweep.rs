@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::knowledge::index_text;
-use crate::ops::retention::BATCH;
+use crate::retention::BATCH;
 use crate::state::AppState;
 
 /// A tenant collection's due entries: namespaces, keys (paired), and the tenant's keep window.

@@ -34,6 +34,7 @@ use nix::unistd::{Gid, Pid, Uid, User};
 use super::pidfile::recover_stale_postmaster;
 pub use super::pidfile::{running_socket, write_fake_postmaster_pid};
 use super::supervisor::{supervise, Launch, Shared};
+use crate::config::Config;
 
 /// The database superuser created by `initdb`.
 pub const SUPERUSER: &str = "postgres";
@@ -93,6 +94,22 @@ pub struct EmbeddedOptions {
     pub start_timeout: Duration,
     /// Archive every finished WAL segment into this directory (point-in-time recovery).
     pub wal_archive: Option<PathBuf>,
+}
+
+impl EmbeddedOptions {
+    /// The embedded cluster's options, as configured.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            data_dir: config.embedded.data_dir.clone(),
+            bin_dir: config.pg_bin_dir(),
+            os_user: config.embedded.pg_user.clone(),
+            port: config.embedded.pg_port,
+            listen_addresses: config.embedded.pg_listen.clone(),
+            overrides: config.embedded.pg_setting.clone(),
+            start_timeout: Duration::from_secs(config.embedded.pg_start_timeout_secs),
+            wal_archive: config.embedded.wal_archive.clone(),
+        }
+    }
 }
 
 /// Postgres' own log in the cluster's data directory.

@@ -22,7 +22,7 @@ pub async fn resolve(config: &Config) -> anyhow::Result<Database> {
             embedded: None,
         });
     }
-    let opts = config.embedded_options();
+    let opts = crate::db::embedded::EmbeddedOptions::from_config(config);
     let cluster = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(opts))
         .await
         .context("embedded postgres startup panicked")??;

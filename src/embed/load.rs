@@ -2,6 +2,7 @@
 //! feature), its pooling, maximum length and precision, and the ONNX Runtime environment.
 
 use super::*;
+use crate::config::Config;
 
 #[derive(Debug, Clone)]
 pub struct EmbedConfig {
@@ -32,16 +33,6 @@ pub struct EmbedConfig {
     pub hub_cache: PathBuf,
 }
 
-/// Pooling of the model's token vectors into one text vector (then L2-normalized).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum PoolingKind {
-    /// Average of the real (non-padding) tokens: all-MiniLM-L6-v2 and most sentence-transformers.
-    Mean,
-    /// The first ([CLS]) token: bge, gte, mxbai and other CLS-trained models.
-    Cls,
-}
-
 impl PoolingKind {
     pub(super) fn to_fastembed(self) -> Pooling {
         match self {
@@ -52,6 +43,25 @@ impl PoolingKind {
 }
 
 impl EmbedConfig {
+    /// The embedder's settings, with paths defaulting into the tools directory.
+    pub fn from_config(config: &Config) -> Self {
+        let mut cfg = EmbedConfig::new(&config.tools_dir);
+        cfg.model_name = config.embed.model_name();
+        cfg.model_dir = config.embed.model_dir.clone();
+        if let Some(path) = &config.embed.ort_dylib {
+            cfg.ort_dylib = path.clone();
+        }
+        cfg.max_batch = config.embed.embed_max_batch;
+        cfg.max_wait = Duration::from_millis(config.embed.embed_max_wait_ms);
+        cfg.queue_capacity = config.embed.embed_queue;
+        cfg.threads = config.embed.embed_threads;
+        cfg.pooling = config.embed.embed_pooling;
+        if let Some(dir) = &config.embed.model_cache {
+            cfg.hub_cache = dir.clone();
+        }
+        cfg
+    }
+
     /// Defaults for a tools directory laid out by `scripts/bootstrap`.
     pub fn new(tools_dir: impl AsRef<Path>) -> Self {
         let tools_dir = tools_dir.as_ref();

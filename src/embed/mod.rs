@@ -10,6 +10,7 @@
 mod batcher;
 mod load;
 mod pipeline;
+pub mod query_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -25,14 +26,13 @@ use tokenizers::Tokenizer;
 use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
+pub use crate::metrics::EmbedStatsSnapshot;
 use batcher::{Chunk, Queue};
+pub use load::EmbedConfig;
 use load::*;
-pub use load::{EmbedConfig, PoolingKind};
-pub use pipeline::EmbedStatsSnapshot;
 use pipeline::{lock, EmbedStats, Pipeline, Worker};
 
-/// Model installed by `scripts/bootstrap` and used when nothing else is configured.
-pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
+pub use crate::config::{PoolingKind, DEFAULT_MODEL};
 
 /// The files a BERT-style model directory must contain.
 const MODEL_FILE: &str = "model.onnx";

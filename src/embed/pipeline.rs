@@ -122,23 +122,6 @@ pub(super) struct EmbedStats {
     pub(super) busy_micros: AtomicU64,
 }
 
-/// A reading of the embedder's counters and queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct EmbedStatsSnapshot {
-    /// Texts embedded since start.
-    pub texts: u64,
-    /// Tokens the model saw since start (after truncation, special tokens included).
-    pub tokens: u64,
-    /// ONNX Runtime calls (a batch is split into calls of similar length).
-    pub model_calls: u64,
-    /// Time spent tokenizing and in inference.
-    pub busy_seconds: f64,
-    /// Texts waiting for an inference thread right now.
-    pub queued_texts: u64,
-    /// Most texts that may wait; beyond it requests get 503.
-    pub queue_capacity: u64,
-}
-
 impl Pipeline {
     pub(super) fn run(&self, model: &mut TextEmbedding, texts: &[&str]) -> Result<Embedded, EmbedError> {
         if texts.is_empty() {

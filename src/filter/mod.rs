@@ -26,13 +26,7 @@ pub use compile::{Columns, SqlParams};
 
 use serde_json::Value;
 
-/// A parse error, naming the offending clause by its path in the request (`filter.$and[1].year`).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid filter at `{path}`: {message}")]
-pub struct FilterError {
-    pub path: String,
-    pub message: String,
-}
+pub use crate::error::FilterError;
 
 /// Bounds that keep one filter cheap to parse and plan.
 pub const MAX_DEPTH: usize = 16;

@@ -11,7 +11,6 @@ pub mod index_text;
 pub mod ingest;
 pub mod maintain;
 pub mod model;
-pub mod query_cache;
 pub mod query_vector;
 pub mod reembed;
 pub mod search;

@@ -55,31 +55,9 @@ pub(super) async fn query_vector(state: &AppState, req: &SearchRequest) -> Resul
             })
         }
         (None, Some(q)) => Ok(QueryVector {
-            vector: embed_query(state, q).await?,
+            vector: state.embed_query(q).await?,
             embedded: true,
         }),
         (None, None) => Err(ApiError::validation("query", "send `query` or `vector`")),
     }
-}
-
-/// A query text's vector from the served model, through the cache of recent queries (searches
-/// of every plane share it).
-pub async fn embed_query(state: &AppState, query: &str) -> Result<Vec<f32>, ApiError> {
-    if let Some(cached) = state.query_cache.get(query) {
-        state.metrics.query_cache_hits.inc();
-        return Ok(cached.as_ref().clone());
-    }
-    state.metrics.query_cache_misses.inc();
-    let vector = state
-        .embedder
-        .embed(vec![query.to_string()])
-        .await?
-        .vectors
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the embedder returned no vector")))?;
-    state
-        .query_cache
-        .put(query.to_string(), std::sync::Arc::new(vector.clone()));
-    Ok(vector)
 }

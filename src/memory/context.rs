@@ -14,7 +14,6 @@ use crate::db::tenant_scope;
 use crate::error::ApiError;
 use crate::filter::Filter;
 use crate::http::body::integer;
-use crate::knowledge::query_vector::embed_query;
 use crate::knowledge::query_vector::QueryVector;
 use crate::knowledge::search::search_in;
 use crate::knowledge::search_model::{Hit, SearchRequest};
@@ -119,7 +118,7 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
             .transpose()?;
     }
     // One embedding of the query serves the memories and every collection.
-    let vector = embed_query(state, &req.query).await?;
+    let vector = state.embed_query(&req.query).await?;
 
     let mut client = state.read_conn(tenant).await?;
     let tx = client

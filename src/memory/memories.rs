@@ -21,7 +21,6 @@ use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::http::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::knowledge::model::validate_metadata;
-use crate::knowledge::query_vector::embed_query;
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, content, user_id, agent_id, run_id, metadata, expires_at, created_at, updated_at";
@@ -93,7 +92,7 @@ pub async fn add(
     let metadata = validate_metadata("metadata", req.metadata)?;
     let expires_at = expiry(req.expires_at, req.ttl_seconds)?;
     let hash = content_hash(&req.content);
-    let vector = embed_query(state, &req.content).await?;
+    let vector = state.embed_query(&req.content).await?;
     let dims = vector.len() as i32;
     let embedding = Vector::from(vector);
 
@@ -270,7 +269,7 @@ pub async fn update(
     let metadata = validate_metadata("metadata", req.metadata)?;
     let expires_at = expiry(req.expires_at, req.ttl_seconds)?;
     let embedding = match &req.content {
-        Some(c) => Some(Vector::from(embed_query(state, c).await?)),
+        Some(c) => Some(Vector::from(state.embed_query(c).await?)),
         None => None,
     };
     let hash = req.content.as_deref().map(content_hash);
@@ -433,7 +432,7 @@ pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result
         return Err(ApiError::validation("min_score", "-1 to 1"));
     }
     let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
-    let vector = embed_query(state, &req.query).await?;
+    let vector = state.embed_query(&req.query).await?;
     let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let data = nearest(&tx, &scope, &vector, filter.as_ref(), k, req.min_score).await?;

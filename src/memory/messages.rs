@@ -19,7 +19,6 @@ use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
-use crate::knowledge::query_vector::embed_query;
 use crate::state::AppState;
 
 const COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.agent_name, m.metadata, m.token_count, \
@@ -278,7 +277,7 @@ pub async fn search(
         };
         conditions.push(filter.to_sql(&cols, "simple", &mut params));
     }
-    let vector = embed_query(state, &req.query).await?;
+    let vector = state.embed_query(&req.query).await?;
     let dims = vector.len() as i32;
     conditions.push(format!("vector_dims(m.embedding) = {}", params.push(dims)));
     let q = params.push(Vector::from(vector));

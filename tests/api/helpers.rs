@@ -42,7 +42,7 @@ pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
 /// Options for a throwaway cluster in `data_dir`, with small memory settings so several can
 /// run at once.
 pub fn cluster_options(data_dir: PathBuf, port: u16) -> EmbeddedOptions {
-    let mut opts = test_config().embedded_options();
+    let mut opts = onebase::db::embedded::EmbeddedOptions::from_config(&test_config());
     opts.data_dir = data_dir;
     opts.port = port;
     opts.overrides = vec![
@@ -112,7 +112,8 @@ fn reusable_embedder(config: &Config) -> Option<onebase::embed::Embedder> {
     same.then(|| {
         EMBEDDER
             .get_or_init(|| {
-                onebase::embed::Embedder::load(test_config().embed_config()).expect("the embedding model loads")
+                onebase::embed::Embedder::load(onebase::embed::EmbedConfig::from_config(&test_config()))
+                    .expect("the embedding model loads")
             })
             .clone()
     })

@@ -86,7 +86,7 @@ fn validate_settings(settings: Option<serde_json::Value>) -> Result<Option<serde
         Some(v) if !v.is_object() => Err(ApiError::validation("settings", "must be a JSON object")),
         Some(v) if v.to_string().len() > 64 * 1024 => Err(ApiError::validation("settings", "must be at most 64 KiB")),
         Some(v) => {
-            crate::ops::retention::validate_tenant_settings(&v)?;
+            crate::retention::validate_tenant_settings(&v)?;
             Ok(Some(v))
         }
         None => Ok(None),

@@ -43,7 +43,8 @@ fn embedder() -> onebase::embed::Embedder {
     static EMBEDDER: OnceLock<onebase::embed::Embedder> = OnceLock::new();
     EMBEDDER
         .get_or_init(|| {
-            onebase::embed::Embedder::load(test_config().embed_config()).expect("the embedding model loads")
+            onebase::embed::Embedder::load(onebase::embed::EmbedConfig::from_config(&test_config()))
+                .expect("the embedding model loads")
         })
         .clone()
 }
