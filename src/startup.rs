@@ -14,12 +14,16 @@ use actix_web::middleware::{from_fn, Compress};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use deadpool_postgres::Pool;
+use futures_util::future::BoxFuture;
 
 use crate::auth::setup::FirstRun;
 use crate::auth::{keys, AuthConfig};
 use crate::config::Config;
 use crate::db;
 use crate::embed::Embedder;
+use crate::error::ApiError;
+use crate::jobs::model::JobKind;
+use crate::jobs::{JobCtx, JobKinds, Outcome};
 use crate::metrics::Metrics;
 use crate::state::{AppState, EmbedLimits};
 
@@ -123,7 +127,7 @@ impl Application {
         if let Some(replicas) = replicas {
             crate::db::replicas::spawn_monitor(replicas, state.pool.clone(), state.metrics.clone());
         }
-        crate::jobs::worker::spawn(state.clone(), config.job_workers);
+        crate::jobs::worker::spawn(state.clone(), Arc::new(PlaneJobs), config.job_workers);
         crate::ops::stats::spawn_gauges(
             state.clone(),
             Duration::from_secs_f64(config.stats_interval_secs.max(1.0)),
@@ -262,4 +266,27 @@ pub async fn prepare_database(pool: &Pool) -> anyhow::Result<()> {
         .await
         .context("converting collections to the partitioned layout")?;
     Ok(())
+}
+
+/// Each job kind's work, from the plane that owns it.
+struct PlaneJobs;
+
+impl JobKinds for PlaneJobs {
+    fn run<'a>(&'a self, ctx: &'a JobCtx) -> BoxFuture<'a, Result<Outcome, ApiError>> {
+        match ctx.job.kind {
+            JobKind::Import => Box::pin(crate::knowledge::import_job::run(ctx)),
+            JobKind::Merge => Box::pin(crate::knowledge::maintain::merge(ctx)),
+            JobKind::Reindex => Box::pin(crate::knowledge::maintain::reindex(ctx)),
+            JobKind::Reembed => Box::pin(crate::knowledge::reembed::run(ctx)),
+            JobKind::Sweep => Box::pin(crate::ops::retention::run_job(ctx)),
+        }
+    }
+
+    fn abandoned<'a>(
+        &'a self,
+        state: &'a AppState,
+        params: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(crate::knowledge::import::drop_staging(state, params))
+    }
 }

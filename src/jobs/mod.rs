@@ -7,4 +7,4 @@ pub mod model;
 pub mod store;
 pub mod worker;
 
-pub use worker::{JobCtx, Outcome};
+pub use worker::{JobCtx, JobKinds, Outcome};

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use actix_web::web;
 use deadpool_postgres::Transaction;
+use futures_util::future::BoxFuture;
 
-use super::model::{JobKind, JobState};
+use super::model::JobState;
 use super::store::{self, Claim, Claimed};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -20,6 +21,21 @@ pub struct JobCtx {
     pub state: web::Data<AppState>,
     pub job: Claimed,
     cancel: Arc<AtomicBool>,
+}
+
+/// The work of each job kind. The planes supply it and the composition root wires it
+/// (`startup`): the machinery claims, heartbeats, cancels and records a job without knowing
+/// what an import or a merge is.
+pub trait JobKinds: Send + Sync + 'static {
+    /// Runs a claimed job of any kind to its end or its next cancel check.
+    fn run<'a>(&'a self, ctx: &'a JobCtx) -> BoxFuture<'a, Result<Outcome, ApiError>>;
+    /// Cleans up after a job whose caller went away before it could start (an import whose
+    /// upload was interrupted: what it staged).
+    fn abandoned<'a>(
+        &'a self,
+        state: &'a AppState,
+        params: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), ApiError>>;
 }
 
 /// How a job's code ended.
@@ -67,15 +83,15 @@ impl JobCtx {
 
 /// Starts `n` workers and the supervisor that refreshes the jobs' gauges and keeps the periodic
 /// sweep scheduled.
-pub fn spawn(state: web::Data<AppState>, n: usize) {
+pub fn spawn(state: web::Data<AppState>, kinds: Arc<dyn JobKinds>, n: usize) {
     if n == 0 {
         return;
     }
     let worker_base = format!("{}-{}", hostname(), std::process::id());
     for i in 0..n {
-        let state = state.clone();
+        let (state, kinds) = (state.clone(), kinds.clone());
         let name = format!("{worker_base}-{i}");
-        tokio::spawn(async move { run_worker(state, name).await });
+        tokio::spawn(async move { run_worker(state, kinds, name).await });
     }
     tokio::spawn(async move { supervise(state).await });
 }
@@ -86,13 +102,13 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "onebase".into())
 }
 
-async fn run_worker(state: web::Data<AppState>, name: String) {
+async fn run_worker(state: web::Data<AppState>, kinds: Arc<dyn JobKinds>, name: String) {
     loop {
         match store::claim(&state.pool, &name, state.jobs.stale_secs).await {
-            Ok(Some(Claim::Run(job))) => run_one(&state, &name, job).await,
+            Ok(Some(Claim::Run(job))) => run_one(&state, &*kinds, &name, job).await,
             Ok(Some(Claim::Abandoned { id, params })) => {
                 tracing::warn!(job = %id, "an import's upload was interrupted; dropping what it staged");
-                if let Err(err) = crate::knowledge::import::drop_staging(&state, &params).await {
+                if let Err(err) = kinds.abandoned(&state, &params).await {
                     tracing::warn!(job = %id, error = %err, "dropping an abandoned import's staging table");
                 }
             }
@@ -107,7 +123,7 @@ async fn run_worker(state: web::Data<AppState>, name: String) {
     }
 }
 
-async fn run_one(state: &web::Data<AppState>, worker: &str, job: Claimed) {
+async fn run_one(state: &web::Data<AppState>, kinds: &dyn JobKinds, worker: &str, job: Claimed) {
     let id = job.id;
     let kind = job.kind;
     tracing::info!(job = %id, kind = kind.as_str(), attempt = job.attempts, "job started");
@@ -131,13 +147,7 @@ async fn run_one(state: &web::Data<AppState>, worker: &str, job: Claimed) {
         job,
         cancel,
     };
-    let result = match kind {
-        JobKind::Import => crate::knowledge::import_job::run(&ctx).await,
-        JobKind::Merge => crate::knowledge::maintain::merge(&ctx).await,
-        JobKind::Reindex => crate::knowledge::maintain::reindex(&ctx).await,
-        JobKind::Reembed => crate::knowledge::reembed::run(&ctx).await,
-        JobKind::Sweep => sweep(&ctx).await,
-    };
+    let result = kinds.run(&ctx).await;
     beat.abort();
     let (end, error) = match &result {
         Ok(Outcome::Completed) => (JobState::Completed, None),
@@ -202,37 +212,4 @@ async fn refresh(state: &web::Data<AppState>) -> Result<(), ApiError> {
         metrics.job_progress.with_label_values(&[&kind]).set(pct.unwrap_or(0.0));
     }
     Ok(())
-}
-
-/// The periodic sweep: drops the staging tables of imports that ended without dropping them,
-/// then applies every retention rule (`ops::retention`) and records what each deleted in the
-/// job's checkpoint (`GET /v1/admin/retention` shows the last run).
-async fn sweep(ctx: &JobCtx) -> Result<Outcome, ApiError> {
-    let client = ctx.state.pool.get().await?;
-    let orphans = client
-        .query(
-            "SELECT j.params FROM jobs j WHERE j.kind = 'import' AND j.state IN ('completed', 'failed', 'cancelled') \
-             AND j.params ? 'staging' AND to_regclass(j.params->>'staging') IS NOT NULL",
-            &[],
-        )
-        .await?;
-    drop(client);
-    for row in &orphans {
-        crate::knowledge::import::drop_staging(&ctx.state, &row.try_get(0)?).await?;
-    }
-    let report = crate::ops::retention::sweep(&ctx.state).await;
-    let record = serde_json::json!({"deleted": report.deleted, "errors": report.errors,
-        "duration_ms": report.duration_ms, "staging_dropped": orphans.len()});
-    let client = ctx.state.pool.get().await?;
-    client
-        .execute("UPDATE jobs SET checkpoint = $2 WHERE id = $1", &[&ctx.job.id, &record])
-        .await?;
-    match report.errors.iter().next() {
-        None => Ok(Outcome::Completed),
-        Some((rule, err)) => Err(ApiError::Internal(anyhow::anyhow!(
-            "{} of {} retention rules failed; {rule}: {err}",
-            report.errors.len(),
-            crate::ops::retention::RULES.len()
-        ))),
-    }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::jobs::{JobCtx, Outcome};
 pub use crate::retention::{validate_tenant_settings, Retention, Rule, BATCH, RULES};
 use crate::state::AppState;
 
@@ -279,4 +280,37 @@ pub async fn view(state: &AppState) -> Result<RetentionView, ApiError> {
         rules,
         last_run,
     })
+}
+
+/// The periodic sweep, as a job: drops the staging tables of imports that ended without dropping them,
+/// then applies every retention rule (`ops::retention`) and records what each deleted in the
+/// job's checkpoint (`GET /v1/admin/retention` shows the last run).
+pub async fn run_job(ctx: &JobCtx) -> Result<Outcome, ApiError> {
+    let client = ctx.state.pool.get().await?;
+    let orphans = client
+        .query(
+            "SELECT j.params FROM jobs j WHERE j.kind = 'import' AND j.state IN ('completed', 'failed', 'cancelled') \
+             AND j.params ? 'staging' AND to_regclass(j.params->>'staging') IS NOT NULL",
+            &[],
+        )
+        .await?;
+    drop(client);
+    for row in &orphans {
+        crate::knowledge::import::drop_staging(&ctx.state, &row.try_get(0)?).await?;
+    }
+    let report = sweep(&ctx.state).await;
+    let record = serde_json::json!({"deleted": report.deleted, "errors": report.errors,
+        "duration_ms": report.duration_ms, "staging_dropped": orphans.len()});
+    let client = ctx.state.pool.get().await?;
+    client
+        .execute("UPDATE jobs SET checkpoint = $2 WHERE id = $1", &[&ctx.job.id, &record])
+        .await?;
+    match report.errors.iter().next() {
+        None => Ok(Outcome::Completed),
+        Some((rule, err)) => Err(ApiError::Internal(anyhow::anyhow!(
+            "{} of {} retention rules failed; {rule}: {err}",
+            report.errors.len(),
+            RULES.len()
+        ))),
+    }
 }
