@@ -3,6 +3,7 @@
 //! and checking its extensions ([`server`]), the startup probe of pgvector ([`probe`]), schema
 //! migrations, the request pool with its transaction scopes, and read replicas.
 
+pub mod cluster;
 pub mod embedded;
 pub mod migrations;
 mod pidfile;

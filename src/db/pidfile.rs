@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::embedded::{io_err, EmbeddedError};
+use super::cluster::{io_err, EmbeddedError};
 
 /// The lines of `data_dir`'s `postmaster.pid`, if it has one.
 fn read_lines(data_dir: &Path) -> Option<Vec<String>> {

@@ -241,7 +241,7 @@ fn classify(err: tokio_postgres::Error, step: &Step) -> anyhow::Error {
 /// The server log's lines since `start` that tell why a backend died (signal 4 is SIGILL).
 fn crash_lines(log: &Path, start: u64) -> String {
     // What the log says since the probe began; a crash's lines are the last few.
-    let text = super::embedded::tail_from(log, start, 200);
+    let text = super::cluster::tail_from(log, start, 200);
     let lines: Vec<&str> = text
         .lines()
         .rev()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::{Gid, Uid};
 
-use super::embedded::{io_err, tail_from, EmbeddedError, EmbeddedOptions};
+use super::cluster::{io_err, tail_from, EmbeddedError, EmbeddedOptions};
 use super::pidfile::recover_stale_postmaster;
 
 /// What the supervisor thread and the handle share.

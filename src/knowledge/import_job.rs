@@ -13,8 +13,8 @@ use deadpool_postgres::Transaction;
 use serde_json::json;
 
 use super::collections::Loaded;
-use super::ingest::{self, Doc, Prepared};
-use super::write_rows::{self, ChunkRows};
+use super::ingest;
+use super::write_rows::{self, ChunkRows, Doc, Prepared};
 use crate::db::{as_owner, tenant_tx};
 use crate::error::ApiError;
 use crate::jobs::{JobCtx, Outcome};

@@ -14,7 +14,7 @@ use super::doc_model::{
     DocumentInput, DocumentOutcome, WriteDocuments, WriteResult, WriteStatus, MAX_BATCH, MAX_ID_LEN, MAX_TEXT_CHARS,
 };
 use super::model::{validate_metadata, ChunkingSpec};
-use super::write_rows::{check_quota, fix_dimension, ChunkRows};
+use super::write_rows::{check_quota, fix_dimension, ChunkRows, Doc, Prepared};
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;
@@ -27,23 +27,6 @@ pub enum Mode {
     Create,
     /// Replaces text and metadata of existing ids; unchanged ones are left alone.
     Upsert,
-}
-
-/// One validated input document.
-pub(super) struct Doc {
-    pub id: String,
-    pub text: String,
-    pub metadata: serde_json::Value,
-    pub chunking: ChunkingSpec,
-    pub own_vector: Option<Vec<f32>>,
-    pub hash: Vec<u8>,
-    pub bytes: i64,
-}
-
-/// A document's chunks with their vectors, computed before the transaction.
-pub(super) struct Prepared {
-    pub chunks: Vec<chunker::Chunk>,
-    pub vectors: Vec<Vec<f32>>,
 }
 
 /// The content hash of a document: its text, its chunking and its own vector, if any. An

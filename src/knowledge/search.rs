@@ -15,11 +15,13 @@ use uuid::Uuid;
 use super::collections::{self, Loaded};
 use super::model::IndexSpec;
 use super::query_vector::{query_vector, QueryVector};
-use super::search_model::{Explain, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse};
+use super::search_model::{
+    found, Explain, Found, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse, CHUNK_COLUMNS,
+};
 use super::search_text::{fuse, text_search, text_statement};
 use crate::db::{tenant_scope, Conn};
 use crate::error::ApiError;
-use crate::filter::{Columns, Filter, SqlParams};
+use crate::filter::{Filter, SqlParams};
 use crate::state::AppState;
 
 /// Filters of fewer matching chunks than this are searched exactly: below it an exact pass over
@@ -29,42 +31,6 @@ pub const EXACT_THRESHOLD: i64 = 20_000;
 pub const DEFAULT_K: u32 = 10;
 pub const DEFAULT_EF_SEARCH: u32 = 100;
 const MAX_QUERY_CHARS: usize = 8192;
-
-pub const CHUNK_COLUMNS: Columns = Columns {
-    metadata: "c.metadata",
-    id: "c.document_id",
-    created_at: "c.created_at",
-    updated_at: "c.updated_at",
-    text: "c.text",
-    tsv: "c.tsv",
-};
-
-/// A chunk found by one of the two searches.
-#[derive(Debug, Clone)]
-pub(super) struct Found {
-    pub(super) document_id: String,
-    pub(super) chunk_index: i32,
-    pub(super) text: String,
-    pub(super) metadata: serde_json::Value,
-    pub(super) start_char: i32,
-    pub(super) end_char: i32,
-    pub(super) embedding: Option<Vector>,
-    /// Distance for vector hits, rank for text hits.
-    pub(super) value: f64,
-}
-
-pub(super) fn found(row: &tokio_postgres::Row) -> Result<Found, ApiError> {
-    Ok(Found {
-        document_id: row.try_get(0)?,
-        chunk_index: row.try_get(1)?,
-        text: row.try_get(2)?,
-        metadata: row.try_get(3)?,
-        start_char: row.try_get(4)?,
-        end_char: row.try_get(5)?,
-        embedding: row.try_get(6)?,
-        value: row.try_get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
-    })
-}
 
 /// Searches one collection. A search that read the collection just before a re-embed swapped
 /// its vectors (pgvector then sees query and column differ in dimension) runs once more, and

@@ -3,6 +3,10 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use pgvector::Vector;
+
+use crate::error::ApiError;
+use crate::filter::Columns;
 use crate::http::body::integer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
@@ -192,4 +196,40 @@ impl MultiSearchRequest {
 pub struct MultiSearchResponse {
     /// The best `k` hits of all the collections, by score, each labelled with its `collection`.
     pub hits: Vec<Hit>,
+}
+
+pub const CHUNK_COLUMNS: Columns = Columns {
+    metadata: "c.metadata",
+    id: "c.document_id",
+    created_at: "c.created_at",
+    updated_at: "c.updated_at",
+    text: "c.text",
+    tsv: "c.tsv",
+};
+
+/// A chunk found by one of the two searches.
+#[derive(Debug, Clone)]
+pub(super) struct Found {
+    pub(super) document_id: String,
+    pub(super) chunk_index: i32,
+    pub(super) text: String,
+    pub(super) metadata: serde_json::Value,
+    pub(super) start_char: i32,
+    pub(super) end_char: i32,
+    pub(super) embedding: Option<Vector>,
+    /// Distance for vector hits, rank for text hits.
+    pub(super) value: f64,
+}
+
+pub(super) fn found(row: &tokio_postgres::Row) -> Result<Found, ApiError> {
+    Ok(Found {
+        document_id: row.try_get(0)?,
+        chunk_index: row.try_get(1)?,
+        text: row.try_get(2)?,
+        metadata: row.try_get(3)?,
+        start_char: row.try_get(4)?,
+        end_char: row.try_get(5)?,
+        embedding: row.try_get(6)?,
+        value: row.try_get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
+    })
 }

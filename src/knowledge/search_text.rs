@@ -7,7 +7,7 @@ use deadpool_postgres::Transaction;
 
 use super::collections::Loaded;
 use super::model::Distance;
-use super::search::{found, Found, CHUNK_COLUMNS};
+use super::search_model::{found, Found, CHUNK_COLUMNS};
 use super::search_model::{Fusion, Scores};
 use crate::error::ApiError;
 use crate::filter::{Filter, SqlParams};

@@ -7,9 +7,10 @@ use deadpool_postgres::Transaction;
 use pgvector::Vector;
 use uuid::Uuid;
 
+use super::chunker;
 use super::collections::Loaded;
 use super::ddl;
-use super::ingest::{Doc, Prepared};
+use super::model::ChunkingSpec;
 use crate::db::as_owner;
 use crate::error::ApiError;
 
@@ -152,4 +153,21 @@ impl ChunkRows {
         .await?;
         Ok(())
     }
+}
+
+/// One validated input document.
+pub(super) struct Doc {
+    pub id: String,
+    pub text: String,
+    pub metadata: serde_json::Value,
+    pub chunking: ChunkingSpec,
+    pub own_vector: Option<Vec<f32>>,
+    pub hash: Vec<u8>,
+    pub bytes: i64,
+}
+
+/// A document's chunks with their vectors, computed before the transaction.
+pub(super) struct Prepared {
+    pub chunks: Vec<chunker::Chunk>,
+    pub vectors: Vec<Vec<f32>>,
 }

@@ -6,11 +6,11 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::model::run_not_found;
 use super::model::{
     check_message, check_name, parse_cost, Artifact, CreateArtifact, CreateLlmCall, CreateStep, LlmCall, Step,
     StepStatus,
 };
-use super::service::require;
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;
@@ -295,4 +295,12 @@ pub async fn llm_calls(state: &AppState, tenant: Uuid, run_id: Uuid) -> Result<V
         .await?;
     tx.commit().await?;
     rows.iter().map(call_from_row).collect()
+}
+
+/// Checks that the run exists (and keeps it from being deleted until `tx` ends).
+async fn require(tx: &Transaction<'_>, id: Uuid) -> Result<(), ApiError> {
+    tx.query_opt("SELECT 1 FROM runs WHERE id = $1 FOR KEY SHARE", &[&id])
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| run_not_found(id))
 }

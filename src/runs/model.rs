@@ -476,3 +476,10 @@ mod tests {
         assert!(Running.may_become(Running));
     }
 }
+
+pub fn run_not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound {
+        resource: "run",
+        id: id.to_string(),
+    }
+}

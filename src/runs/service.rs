@@ -6,7 +6,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::model::{check_message, CreateRun, Run, RunFilter, RunList, RunStatus, UpdateRun};
+use super::model::{check_message, run_not_found, CreateRun, Run, RunFilter, RunList, RunStatus, UpdateRun};
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;
@@ -39,13 +39,6 @@ fn from_row(row: &Row) -> Result<Run, ApiError> {
         updated_at: row.try_get(13)?,
         artifacts: None,
     })
-}
-
-pub fn run_not_found(id: Uuid) -> ApiError {
-    ApiError::NotFound {
-        resource: "run",
-        id: id.to_string(),
-    }
 }
 
 /// How a create ended: a new run, or the original one of a replayed idempotency key.
@@ -193,14 +186,6 @@ pub async fn load(tx: &Transaction<'_>, id: Uuid, lock: bool) -> Result<Run, Api
         .await?
         .ok_or_else(|| run_not_found(id))?;
     from_row(&row)
-}
-
-/// Checks that the run exists (and keeps it from being deleted until `tx` ends).
-pub async fn require(tx: &Transaction<'_>, id: Uuid) -> Result<(), ApiError> {
-    tx.query_opt("SELECT 1 FROM runs WHERE id = $1 FOR KEY SHARE", &[&id])
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| run_not_found(id))
 }
 
 pub async fn get(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Run, ApiError> {

@@ -3,8 +3,8 @@
 
 use uuid::Uuid;
 
+use super::model::run_not_found;
 use super::model::{RunStats, UsageGroup, UsageParams, UsageReport, UsageRow, UsageTotals};
-use super::service::run_not_found;
 use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::state::AppState;
