@@ -3,6 +3,7 @@ mod helpers;
 mod agent_state;
 mod backup;
 mod cache;
+mod citus;
 mod collections;
 mod conversations;
 mod documents;
