@@ -46,32 +46,35 @@ build:
 bench: bootstrap
 	$(CARGO) bench
 
-# Search against a ChromaDB server from PyPI, side by side (prints figures; scripts/bench_search.py).
+# The bench-* targets run the programs of bench/ (one module each, sharing bench/harness.py) from the
+# repository root as `python -m bench.NAME`.
+
+# Search against a ChromaDB server from PyPI, side by side (prints figures; bench/search.py).
 # N vectors (default 100000); ChromaDB goes into a scratch venv beside the tools.
 N ?= 100000
 CHROMA_VENV ?= $(abspath $(TOOLS))/bench-chroma
 bench-search: bootstrap
 	$(CARGO) build --release
 	test -x $(CHROMA_VENV)/bin/chroma || { python3 -m venv $(CHROMA_VENV) && $(CHROMA_VENV)/bin/pip install --quiet chromadb==1.5.9; }
-	$(CHROMA_VENV)/bin/python scripts/bench_search.py --n $(N) --chroma-venv $(CHROMA_VENV)
+	$(CHROMA_VENV)/bin/python -m bench.search --n $(N) --chroma-venv $(CHROMA_VENV)
 
-# Ingest against the same ChromaDB (prints figures; scripts/bench_ingest.py): bulk import vs add,
+# Ingest against the same ChromaDB (prints figures; bench/ingest.py): bulk import vs add,
 # incremental batches into the loaded collection, text ingest vs the embedder alone.
 ARGS ?=
 bench-ingest: bootstrap
 	$(CARGO) build --release
 	test -x $(CHROMA_VENV)/bin/chroma || { python3 -m venv $(CHROMA_VENV) && $(CHROMA_VENV)/bin/pip install --quiet chromadb==1.5.9; }
-	$(CHROMA_VENV)/bin/python scripts/bench_ingest.py --n $(N) --chroma-venv $(CHROMA_VENV) $(ARGS)
+	$(CHROMA_VENV)/bin/python -m bench.ingest --n $(N) --chroma-venv $(CHROMA_VENV) $(ARGS)
 
-# Runs, LLM calls, usage and the tool-result cache (prints figures; scripts/bench_runs.py, standard
+# Runs, LLM calls, usage and the tool-result cache (prints figures; bench/runs.py, standard
 # library only): writes with 8 clients, GET /v1/runs and /v1/usage over RUNS_SEED runs and as many LLM
 # calls seeded with SQL, cache PUT/GET. E.g. ARGS="--duration 30 --only seed,list".
 RUNS_SEED ?= 1000000
 bench-runs: bootstrap
 	$(CARGO) build --release
-	$(abspath $(TOOLS))/venv/bin/python scripts/bench_runs.py --runs-seed $(RUNS_SEED) --tools $(abspath $(TOOLS)) $(ARGS)
+	$(abspath $(TOOLS))/venv/bin/python -m bench.runs --runs-seed $(RUNS_SEED) --tools $(abspath $(TOOLS)) $(ARGS)
 
-# Conversations and messages (prints figures; scripts/bench_messages.py, standard library only): appends
+# Conversations and messages (prints figures; bench/messages.py, standard library only): appends
 # with 8 clients (embedding off and on, 8 conversations or one, 1 or 10 messages per POST), pages of a
 # conversation of MEMORY_HISTORY messages seeded with SQL, message search before and after
 # MEMORY_OTHERS other users' messages seeded with SQL. E.g. ARGS="--duration 10 --only append,search".
@@ -79,19 +82,19 @@ MEMORY_HISTORY ?= 100000
 MEMORY_OTHERS ?= 200000
 bench-messages: bootstrap
 	$(CARGO) build --release
-	$(abspath $(TOOLS))/venv/bin/python scripts/bench_messages.py --history $(MEMORY_HISTORY) --others $(MEMORY_OTHERS) --tools $(abspath $(TOOLS)) $(ARGS)
+	$(abspath $(TOOLS))/venv/bin/python -m bench.messages --history $(MEMORY_HISTORY) --others $(MEMORY_OTHERS) --tools $(abspath $(TOOLS)) $(ARGS)
 
-# Long-term memory and the context call (prints figures; scripts/bench_memories.py): one user's
+# Long-term memory and the context call (prints figures; bench/memories.py): one user's
 # memory search over 1k and ~1M memories (10 and 10,000 users), the context call against its parts.
 bench-memories: bootstrap
 	$(CARGO) build --release
-	$(abspath $(TOOLS))/venv/bin/python scripts/bench_memories.py --tools $(abspath $(TOOLS)) $(ARGS)
+	$(abspath $(TOOLS))/venv/bin/python -m bench.memories --tools $(abspath $(TOOLS)) $(ARGS)
 
 # Removes the embedded cluster's data (asks first).
 clean-data:
 	@read -p "Delete ./data (all embedded database data)? [y/N] " a; [ "$$a" = y ] && rm -rf ./data || true
 
-# Backup and restore of N vectors, and kill -9 of Postgres to /ready 200 (scripts/bench_ops.py).
+# Backup and restore of N vectors, and kill -9 of Postgres to /ready 200 (bench/ops.py).
 bench-ops: bootstrap
 	$(CARGO) build --release
-	$(abspath $(TOOLS))/venv/bin/python scripts/bench_ops.py --n $(N) $(ARGS)
+	$(abspath $(TOOLS))/venv/bin/python -m bench.ops --n $(N) $(ARGS)

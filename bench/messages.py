@@ -2,11 +2,11 @@
 
 Prints figures; asserts nothing. Run with `make bench-messages` (MEMORY_HISTORY=100000,
 MEMORY_OTHERS=200000 by default), which builds the release binary and runs
-`$(TOOLS)/venv/bin/python scripts/bench_messages.py --history $(MEMORY_HISTORY) --others
-$(MEMORY_OTHERS) --tools $(TOOLS) $(ARGS)`. Standard library only: any Python 3.11+ runs it. The
-server is the release binary (`target/release/onebase serve`) on a fresh embedded cluster in a
-temporary directory under /tmp (removed at the end), started as scripts/bench_runs.py starts it: a
-tenant `bench` and an owner key made with a random admin key. `--only` picks phases (append, list,
+`$(TOOLS)/venv/bin/python -m bench.messages --history $(MEMORY_HISTORY) --others $(MEMORY_OTHERS)
+--tools $(TOOLS) $(ARGS)` from the repository root. Standard library only: any Python 3.11+ runs
+it. The server is the release binary (`target/release/onebase serve`) on a fresh embedded cluster
+in a temporary directory under /tmp (removed at the end), started by bench.harness: a tenant
+`bench` and an owner key made with a random admin key. `--only` picks phases (append, list,
 search), run in that order. Message texts are English chat turns of 20 to 60 words (a support
 conversation: questions and answers from templates with varied slots, deterministic per seed).
 
@@ -51,14 +51,11 @@ import random
 import re
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-# The server harness, load loop and table printing are bench_runs.py's.
-from bench_runs import (  # noqa: E402
-    ROOT, SERVER_PIDS, BenchError, CpuMeter, Onebase, cpu_note, fmt, pct, run_load, say, table,
+from .harness import (
+    BINARY, TOOLS, BenchError, CpuMeter, Onebase, cpu_note, fmt, latency_row, pct, run_load, say, scratch_dir, table,
 )
 
 
@@ -200,13 +197,6 @@ def message(rng: random.Random, turn: int, client: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Concurrent load: `clients` threads calling work(thread, i) until a deadline or a count.
-
-def latency_row(name: str, lat: list[float], extra: str = "") -> dict:
-    return {"case": name, "calls": len(lat), "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99),
-            "mean_ms": 1000 * sum(lat) / len(lat) if lat else float("nan"),
-            "max_ms": 1000 * max(lat) if lat else float("nan"), "extra": extra}
-
 
 def background_load(seconds: float = 3.0) -> dict:
     """The machine's busy cores while this benchmark does nothing (the server idle)."""
@@ -347,7 +337,7 @@ FROM generate_series({a}, {b}) g;
                 anomalies.append(f"GET {path} -> seqs {seqs[:3]}..{seqs[-3:]} ({len(seqs)}), has_more "
                                  f"{body.get('has_more')!r}; expected {want[0]}..{want[-1]}, has_more {more}")
         size = len(json.dumps(body, separators=(",", ":")))
-        row = latency_row(name, lat, f"{len(body.get('data', []))} rows, {size / 1024:.0f} KB")
+        row = latency_row(name, lat, extra=f"{len(body.get('data', []))} rows, {size / 1024:.0f} KB")
         row.update(anomalies=anomalies, cpu=cpu.done())
         results["list"].append(row)
         say(f"list: {name}: p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms ({row['extra']})")
@@ -411,7 +401,7 @@ def search_round(ob: Onebase, args, results: dict, state: str, fresh_seed: int, 
                 if (wrong or len(data) != 10) and len(anomalies) < 3:
                     anomalies.append(f"POST {path} {json.dumps(dict(extra, query=q, k=10))} -> {len(data)} hits, "
                                      f"from other conversations: {wrong[:3]}")
-            row = latency_row(f"{scope}, {kind}", lat, f"{sum(hits) / len(hits):.1f} hits")
+            row = latency_row(f"{scope}, {kind}", lat, extra=f"{sum(hits) / len(hits):.1f} hits")
             row.update({"state": state, "scope": scope, "kind": kind, "others": others, "plan": plan,
                         "anomalies": anomalies, "cpu": cpu.done()})
             results["search"].append(row)
@@ -595,8 +585,8 @@ def main() -> None:
     ap.add_argument("--other-users", type=int, default=1000, help="how many other users (one conversation each)")
     ap.add_argument("--seed-batch", type=int, default=100_000, help="rows per seeding INSERT")
     ap.add_argument("--only", default=",".join(PHASES), help="comma list of " + ", ".join(PHASES))
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "onebase"))
-    ap.add_argument("--tools", default=os.environ.get("ONEBASE_TOOLS_DIR") or str(ROOT / ".onebase"),
+    ap.add_argument("--binary", default=str(BINARY))
+    ap.add_argument("--tools", default=os.environ.get("ONEBASE_TOOLS_DIR") or str(TOOLS),
                     help="the tools directory (psql is <tools>/pg/bin/psql)")
     args = ap.parse_args()
     phases = {p.strip() for p in args.only.split(",") if p.strip()}
@@ -611,19 +601,14 @@ def main() -> None:
         sys.exit(f"no psql at {tools}/pg/bin/psql (scripts/bootstrap, or --tools)")
 
     results: dict = {"append": [], "list": [], "search": []}
-    scratch = Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    scratch.chmod(0o755)  # the embedded PostgreSQL may run as another user (onebase as root)
+    scratch = scratch_dir("bench-memory-")
     ob = None
     failed = False
     say(f"machine: {os.cpu_count()} cores; client and server share them (and with anything else running)")
     try:
         ob = Onebase(binary, scratch, tools)
         say(f"onebase: serving at {ob.url}, tenant {ob.tenant}, scratch {scratch}")
-        SERVER_PIDS["onebase"] = ob.proc.pid
-        try:
-            SERVER_PIDS["postgres"] = int((ob.pg_data / "postmaster.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError) as e:
-            say(f"machine: no postmaster.pid in {ob.pg_data} ({e}): PostgreSQL's CPU not measured apart")
+        ob.measure_cpu()
         results["background"] = background_load()
         say(f"machine: server idle for 3 s: {cpu_note(results['background'])}")
         if "append" in phases:

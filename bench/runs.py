@@ -1,11 +1,11 @@
 """Runs and tool-result cache benchmark: onebase alone, on loopback.
 
 Prints figures; asserts nothing. Run with `make bench-runs` (RUNS_SEED=1000000 by default), which
-builds the release binary and runs `$(TOOLS)/venv/bin/python scripts/bench_runs.py --runs-seed
-$(RUNS_SEED) --tools $(TOOLS) $(ARGS)`. Standard library only: any Python 3.11+ runs it. The server
-is the release binary (`target/release/onebase serve`) on a fresh embedded cluster in a temporary
-directory under /tmp (removed at the end), started as scripts/bench_search.py starts it: a tenant
-`bench` and an owner key made with a random admin key. `--only` picks phases (seed, list, usage,
+builds the release binary and runs `$(TOOLS)/venv/bin/python -m bench.runs --runs-seed
+$(RUNS_SEED) --tools $(TOOLS) $(ARGS)` from the repository root. Standard library only: any Python
+3.11+ runs it. The server is the release binary (`target/release/onebase serve`) on a fresh
+embedded cluster in a temporary directory under /tmp (removed at the end), started by
+bench.harness: a tenant `bench` and an owner key made with a random admin key. `--only` picks phases (seed, list, usage,
 write, cache), run in that order.
 
 1. seed: --runs-seed runs (1,000,000) and --calls-seed LLM calls (as many) written straight into
@@ -35,25 +35,22 @@ The client and the server share the machine: figures include the client's own CP
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
 import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .harness import (
+    BINARY, TOOLS, BenchError, Onebase, cpu_note, fmt, latency_row, pct, run_load, say, scratch_dir, table,
+)
+
 STATUSES = ("completed", "failed", "cancelled", "running", "queued")
 # (model, provider, USD per prompt token, USD per completion token); weights in the seed SQL.
 MODELS = (
@@ -65,265 +62,8 @@ MODELS = (
 )
 
 
-class BenchError(Exception):
-    pass
-
-
-class ServerError(BenchError):
-    def __init__(self, method: str, path: str, body, status: int, text: str):
-        self.status = status
-        self.text = text
-        req = "" if body is None else " " + (body if isinstance(body, str) else
-                                              (body.decode(errors="replace") if isinstance(body, bytes) else json.dumps(body)))[:1500]
-        super().__init__(f"{method} {path}{req}\n  -> HTTP {status}: {text[:2000]}")
-
-
-def say(*parts) -> None:
-    print(*parts, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rfc3339(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def pct(latencies: list[float], q: float) -> float:
-    lat = sorted(latencies)
-    return 1000 * lat[min(len(lat) - 1, int(len(lat) * q))] if lat else float("nan")
-
-
-class Conn(http.client.HTTPConnection):
-    """Keep-alive connection with TCP_NODELAY (also after an automatic reconnect)."""
-
-    def connect(self):
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-# The server's processes whose CPU time is measured: {"onebase": pid, "postgres": postmaster pid}.
-SERVER_PIDS: dict[str, int] = {}
-
-
-def server_cpu_seconds() -> dict[str, float]:
-    """CPU seconds so far of each SERVER_PIDS process with its descendants (exited ones counted
-    through their parent's cutime/cstime), from /proc; postgres's tree is not counted in onebase's."""
-    procs: dict[int, tuple[int, int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                f_ = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        procs[int(d)] = (int(f_[1]), sum(int(x) for x in f_[11:15]))
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in procs.items():
-        children.setdefault(ppid, []).append(pid)
-    seen: set[int] = set()
-    out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for name in sorted(SERVER_PIDS, key=lambda n: n != "postgres"):  # postgres first
-        total, todo = 0, [SERVER_PIDS[name]]
-        while todo:
-            pid = todo.pop()
-            if pid in seen or pid not in procs:
-                continue
-            seen.add(pid)
-            total += procs[pid][1]
-            todo.extend(children.get(pid, []))
-        out[name] = total / tick
-    return out
-
-
-class CpuMeter:
-    """Client CPU (this process, all threads), the server's (onebase and its PostgreSQL, from
-    /proc) and machine busy time (/proc/stat) over a phase; "other" is the rest of the machine."""
-
-    def __init__(self):
-        self.t = time.perf_counter()
-        self.proc = time.process_time()
-        self.server = server_cpu_seconds() if SERVER_PIDS else {}
-        self.stat = self._stat()
-
-    @staticmethod
-    def _stat() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat") as f:
-                v = [int(x) for x in f.readline().split()[1:]]
-            idle = v[3] + (v[4] if len(v) > 4 else 0)
-            return sum(v) - idle, sum(v)
-        except (OSError, ValueError):
-            return None
-
-    def done(self) -> dict:
-        wall = time.perf_counter() - self.t
-        out = {"client_cores": (time.process_time() - self.proc) / wall if wall else float("nan")}
-        if self.server and wall:
-            end = server_cpu_seconds()
-            for name, v in self.server.items():
-                out[f"{name}_cores"] = (end.get(name, v) - v) / wall
-        end = self._stat()
-        if self.stat and end and end[1] > self.stat[1]:
-            out["machine_busy_cores"] = (end[0] - self.stat[0]) / (end[1] - self.stat[1]) * (os.cpu_count() or 1)
-            if "onebase_cores" in out:
-                out["other_cores"] = max(0.0, out["machine_busy_cores"] - out["client_cores"] - out["onebase_cores"]
-                                         - out.get("postgres_cores", 0.0))
-        return out
-
-
-def cpu_note(c: dict) -> str:
-    s = f"client CPU {c['client_cores']:.2f} cores"
-    if "onebase_cores" in c:
-        s += f", onebase {c['onebase_cores']:.2f}, postgres {c.get('postgres_cores', float('nan')):.2f}"
-    if "machine_busy_cores" in c:
-        s += f", machine busy {c['machine_busy_cores']:.2f} of {os.cpu_count()} cores"
-    if "other_cores" in c:
-        s += f" (other processes {c['other_cores']:.2f})"
-    return s
-
-
-# ---------------------------------------------------------------------------------------------
-
-class Onebase:
-    """The release server on a fresh embedded cluster (as scripts/bench_search.py starts it)."""
-
-    def __init__(self, binary: Path, scratch: Path, tools: Path):
-        self.scratch = scratch
-        self.tools = tools
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.admin = "bench-admin-" + secrets.token_hex(20)
-        self.pg_port = free_port()
-        self.pg_data = scratch / "pgdata"
-        self.db_name = "onebase"
-        env = dict(os.environ, ONEBASE_BIND=f"127.0.0.1:{self.port}", ONEBASE_DATA_DIR=str(self.pg_data),
-                   ONEBASE_PG_PORT=str(self.pg_port), ONEBASE_ADMIN_KEY=self.admin, ONEBASE_LOG_FORMAT="json",
-                   RUST_LOG=os.environ.get("RUST_LOG", "warn"), ONEBASE_TOOLS_DIR=str(tools),
-                   ONEBASE_DB_NAME=self.db_name)
-        env.pop("DATABASE_URL", None)
-        # psql reaches the cluster over the unix socket in the data directory; a path too long for
-        # a socket name makes the server put it elsewhere, so then listen on loopback TCP instead.
-        if len(str(self.pg_data)) + len(f"/.s.PGSQL.{self.pg_port}") >= 100:
-            env["ONEBASE_PG_LISTEN"] = "127.0.0.1"
-            self.pg_host = "127.0.0.1"
-        else:
-            self.pg_host = str(self.pg_data)
-        self.log = open(scratch / "onebase.log", "wb")
-        self.proc = subprocess.Popen([str(binary), "serve"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.local = threading.local()
-        self.lock = threading.Lock()
-        self.retries_503 = 0
-        self.reconnects = 0
-        self.headers = {}
-        self._wait_ready()
-        admin = {"Authorization": f"Bearer {self.admin}"}
-        tenant = self.call("POST", "/v1/tenants", {"name": "bench"}, headers=admin)["id"]
-        key = self.call("POST", f"/v1/tenants/{tenant}/keys", {"role": "owner"}, headers=admin)["key"]
-        self.headers = {"Authorization": f"Bearer {key}"}
-        me = self.call("GET", "/v1/auth/me")
-        self.tenant = me.get("tenant_id") or tenant
-        if self.tenant != tenant:
-            raise BenchError(f"/v1/auth/me says tenant {self.tenant}, the tenant made was {tenant}")
-
-    def _wait_ready(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"onebase exited ({self.proc.returncode}) during startup")
-            try:
-                c = Conn("127.0.0.1", self.port, timeout=2)
-                c.request("GET", "/ready")
-                if c.getresponse().status < 500:
-                    c.close()
-                    return
-                c.close()
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise BenchError(f"{self.url}/ready did not answer within {timeout} s")
-
-    def conn(self) -> Conn:
-        c = getattr(self.local, "conn", None)
-        if c is None:
-            c = self.local.conn = Conn("127.0.0.1", self.port, timeout=600)
-        return c
-
-    def request(self, method: str, path: str, body=None, headers: dict | None = None) -> tuple[int, bytes, dict]:
-        """One request on this thread's keep-alive connection: (status, body, headers). A 503 is
-        retried after its Retry-After (counted); an idle connection the server closed is reopened."""
-        data = None
-        hdrs = dict(self.headers, **(headers or {}))
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
-            hdrs["Content-Type"] = "application/json"
-        for attempt in range(300):
-            c = self.conn()
-            try:
-                c.request(method, path, body=data, headers=hdrs)
-                res = c.getresponse()
-                raw = res.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                    http.client.CannotSendRequest, http.client.ResponseNotReady):
-                # The server closed a kept-alive connection (idle timeout): nothing was processed.
-                c.close()
-                self.local.conn = None
-                with self.lock:
-                    self.reconnects += 1
-                if attempt >= 2:
-                    raise
-                continue
-            if res.status == 503 and attempt < 299:
-                with self.lock:
-                    self.retries_503 += 1
-                try:
-                    time.sleep(min(1.0, float(res.getheader("retry-after") or 0.2)))
-                except ValueError:
-                    time.sleep(0.2)
-                continue
-            return res.status, raw, dict(res.getheaders())
-        raise BenchError("unreachable")
-
-    def call(self, method: str, path: str, body=None, ok=(200, 201, 204), headers: dict | None = None):
-        status, raw, _ = self.request(method, path, body, headers)
-        if status not in ok:
-            raise ServerError(method, path, body, status, raw.decode(errors="replace"))
-        return json.loads(raw) if raw else None
-
-    def timed(self, method: str, path: str, body=None, ok=(200, 201, 204)):
-        """call() and its latency in seconds."""
-        t = time.perf_counter()
-        out = self.call(method, path, body, ok)
-        return out, time.perf_counter() - t
-
-    # -- the database, through psql --
-
-    def psql(self, sql: str, quiet: bool = True) -> str:
-        psql = self.tools / "pg" / "bin" / "psql"
-        cmd = [str(psql), "-X", "-v", "ON_ERROR_STOP=1", "-h", self.pg_host, "-p", str(self.pg_port),
-               "-U", "postgres", "-d", self.db_name, "-At"]
-        if quiet:
-            cmd.append("-q")
-        res = subprocess.run(cmd, input=sql, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise BenchError(f"psql failed ({res.returncode}): {res.stderr.strip()}\nSQL:\n{sql[:3000]}")
-        return res.stdout
-
-    def log_tail(self, n: int = 20) -> str:
-        return "\n".join((self.scratch / "onebase.log").read_text(errors="replace").splitlines()[-n:])
-
-    def close(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,12 +150,6 @@ JOIN (VALUES {models}) AS m(i, model, provider, pin, pout) ON m.i = s.mi;
 # ---------------------------------------------------------------------------------------------
 # 2. List, 3. Usage (one client, sequential)
 
-def latency_row(name: str, lat: list[float], rows: list[int], extra: str = "") -> dict:
-    return {"case": name, "calls": len(lat), "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99),
-            "mean_ms": 1000 * sum(lat) / len(lat) if lat else float("nan"), "max_ms": 1000 * max(lat) if lat else float("nan"),
-            "rows": sum(rows) / len(rows) if rows else float("nan"), "extra": extra}
-
-
 def list_phase(ob: Onebase, args, results: dict) -> None:
     rng = random.Random(11)
     n = args.list_calls
@@ -498,54 +232,6 @@ def usage_phase(ob: Onebase, args, results: dict) -> None:
             results["usage"].append(r)
             say(f"usage: {r['case']}: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {len(body['data'])} groups, "
                 f"{total['llm_calls']} calls")
-
-
-# ---------------------------------------------------------------------------------------------
-# Concurrent load: `clients` threads calling work(thread, i) until a deadline or a count.
-
-def run_load(clients: int, work, duration: float | None, count: int | None) -> tuple[float, dict[str, list[float]], int, dict]:
-    """Returns wall seconds, latencies per request type, work items done and the CPU figures."""
-    lock = threading.Lock()
-    latencies: dict[str, list[float]] = {}
-    done = [0]
-    errors: list[BaseException] = []
-    stop = threading.Event()
-    counter = iter(range(count)) if count else None
-
-    def worker(w: int):
-        local: dict[str, list[float]] = {}
-        i = 0
-        try:
-            while not stop.is_set() and not errors:
-                if counter is not None:
-                    with lock:
-                        if next(counter, None) is None:
-                            break
-                elif time.perf_counter() >= deadline:
-                    break
-                work(w, i, local)
-                i += 1
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            errors.append(e)
-            stop.set()
-        with lock:
-            for k, v in local.items():
-                latencies.setdefault(k, []).extend(v)
-            done[0] += i
-
-    pool = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(clients)]
-    cpu = CpuMeter()
-    start = time.perf_counter()
-    deadline = start + (duration or 0)
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    wall = time.perf_counter() - start
-    c = cpu.done()
-    if errors:
-        raise errors[0]
-    return wall, latencies, done[0], c
 
 
 # 4. Write
@@ -670,22 +356,6 @@ def cache_phase(ob: Onebase, args, results: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------
 
-def fmt(v, spec: str = ".0f") -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "-"
-    return format(v, spec)
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)] if rows else [len(h) for h in header]
-    line = lambda cells: "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"  # noqa: E731
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
-    print()
-
-
 def report(results: dict, args) -> dict:
     summary: dict = {}
     print()
@@ -755,8 +425,8 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=0, help="a fixed number of write units instead of --duration")
     ap.add_argument("--cache-duration", type=float, default=20, help="seconds of each cache case")
     ap.add_argument("--only", default=",".join(PHASES), help="comma list of " + ", ".join(PHASES))
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "onebase"))
-    ap.add_argument("--tools", default=os.environ.get("ONEBASE_TOOLS_DIR") or str(ROOT / ".onebase"),
+    ap.add_argument("--binary", default=str(BINARY))
+    ap.add_argument("--tools", default=os.environ.get("ONEBASE_TOOLS_DIR") or str(TOOLS),
                     help="the tools directory (psql is <tools>/pg/bin/psql)")
     args = ap.parse_args()
     if args.calls_seed is None:
@@ -773,8 +443,7 @@ def main() -> None:
         sys.exit(f"no psql at {tools}/pg/bin/psql (scripts/bootstrap, or --tools)")
 
     results: dict = {"list": [], "usage": [], "cache": []}
-    scratch = Path(tempfile.mkdtemp(prefix="bench-runs-"))
-    scratch.chmod(0o755)  # the embedded PostgreSQL may run as another user (onebase as root)
+    scratch = scratch_dir("bench-runs-")
     ob = None
     failed = False
     say(f"machine: {os.cpu_count()} cores; client and server share them (and with anything else running)")

@@ -1,12 +1,12 @@
 """Ingest benchmark: onebase against a ChromaDB server, side by side in one run, on loopback.
 
 Prints figures; asserts nothing. Run with `make bench-ingest N=100000`, which runs
-`$(CHROMA_VENV)/bin/python scripts/bench_ingest.py --n $(N) --chroma-venv $(CHROMA_VENV)` on the
-release binary (`target/release/onebase serve`, started as scripts/bench_search.py starts it) and a
-ChromaDB server (PyPI `chromadb==1.5.9`) from that venv. Add `--n-large 1000000` for a second,
+`$(CHROMA_VENV)/bin/python -m bench.ingest --n $(N) --chroma-venv $(CHROMA_VENV)` from the
+repository root on the release binary (`target/release/onebase serve`, started by bench.harness)
+and a ChromaDB server (PyPI `chromadb==1.5.9`) from that venv. Add `--n-large 1000000` for a second,
 larger bulk load; `--only bulk,incremental,text` picks phases; `--skip-chroma` runs onebase alone.
 
-Data: scripts/bench_search.py's `make_data` (2,000 Gaussian clusters on the unit sphere, sigma
+Data: bench.vectors's `make_data` (2,000 Gaussian clusters on the unit sphere, sigma
 0.35, unit-normalized 384-d vectors, `tag = id % 100`). onebase receives the vectors as JSON
 numbers with 7 decimals (encoded with numpy, so the client's encoding is not what is measured).
 
@@ -38,10 +38,7 @@ import os
 import random
 import re
 import shutil
-import socket
-import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -49,29 +46,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_search import ROOT, Chroma as ChromaServer, Onebase as OnebaseServer, make_data  # noqa: E402
-from sentences import _text  # noqa: E402
+from scripts.sentences import _text
+
+from . import harness
+from .harness import BINARY, TOOLS, BenchError, ServerError, fmt, pct, run_parallel, say, scratch_dir, table
+from .vectors import make_data
 
 DIM = 384
 K = 10
 TERMINAL = ("completed", "failed", "cancelled")
 ACTIVE = ("receiving", "queued", "running")
-
-
-class BenchError(Exception):
-    pass
-
-
-class ServerError(BenchError):
-    def __init__(self, method: str, path: str, res: httpx.Response):
-        self.status = res.status_code
-        self.body = res.text
-        super().__init__(f"{method} {path} -> HTTP {res.status_code}: {res.text[:2000]}")
-
-
-def say(*parts) -> None:
-    print(*parts, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,43 +104,6 @@ def file_chunks(path: Path, size: int = 1 << 20):
             yield chunk
 
 
-def pct(latencies: list[float], q: float) -> float:
-    lat = sorted(latencies)
-    return 1000 * lat[min(len(lat) - 1, int(len(lat) * q))] if lat else float("nan")
-
-
-def run_parallel(items: list, threads: int, fn) -> tuple[float, list]:
-    """fn(item) for every item on `threads` threads taking items in order from one queue; returns
-    the wall time and the results in item order. The first exception is re-raised."""
-    results: list = [None] * len(items)
-    order = iter(range(len(items)))
-    lock = threading.Lock()
-    errors: list[BaseException] = []
-
-    def worker():
-        while not errors:
-            with lock:
-                i = next(order, None)
-            if i is None:
-                return
-            try:
-                results[i] = fn(items[i])
-            except BaseException as e:  # noqa: BLE001 - handed to the main thread
-                errors.append(e)
-                return
-
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    start = time.perf_counter()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    wall = time.perf_counter() - start
-    if errors:
-        raise errors[0]
-    return wall, results
-
-
 def text_docs(n: int, seed: int = 4242) -> list[str]:
     """n English-like documents of 150 to 300 words (scripts/sentences.py's clause generator)."""
     rng = random.Random(seed)
@@ -165,51 +112,50 @@ def text_docs(n: int, seed: int = 4242) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 
-class Onebase(OnebaseServer):
+class Onebase(harness.Onebase):
+    """The harness's server, its requests through httpx (as ChromaDB's client makes its own)."""
+
     def __init__(self, binary: Path, scratch: Path):
         super().__init__(binary, scratch)
-        self.retries = 0
-        self.retry_lock = threading.Lock()
-        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
         # Streamed uploads: long timeouts (the server may take its time reading a large body).
-        self.upload = httpx.Client(base_url=self.url, headers=self.headers, transport=transport,
-                                   timeout=httpx.Timeout(7200, connect=30))
+        self.upload = self.httpx_client(timeout=httpx.Timeout(7200, connect=30))
 
-    def call(self, method: str, path: str, ok=(200, 201, 202, 204), **kw):
-        """One request; 503 (`overloaded`) is retried after its Retry-After (at most 1 s here)."""
+    def api(self, method: str, path: str, ok=(200, 201, 202, 204), **kw):
+        """One request through this thread's httpx client, its JSON answer; 503 (`overloaded`) is
+        retried after its Retry-After (at most 1 s here), counted in retries_503."""
         for attempt in range(600):
-            res = self.client().request(method, path, **kw)
+            res = self.httpx().request(method, path, **kw)
             if res.status_code != 503 or attempt == 599:
                 break
-            with self.retry_lock:
-                self.retries += 1
+            with self.lock:
+                self.retries_503 += 1
             try:
                 time.sleep(min(1.0, float(res.headers.get("retry-after") or 0.2)))
             except ValueError:
                 time.sleep(0.2)
         if res.status_code not in ok:
-            raise ServerError(method, path, res)
+            raise ServerError(method, path, None, res.status_code, res.text)
         return res.json() if res.content else None
 
     def create_collection(self, body: dict) -> None:
-        res = self.client().delete(f"/v1/collections/{body['name']}")
+        res = self.httpx().delete(f"/v1/collections/{body['name']}")
         if res.status_code not in (200, 204, 404):
-            raise ServerError("DELETE", f"/v1/collections/{body['name']}", res)
-        self.call("POST", "/v1/collections", json=body)
+            raise ServerError("DELETE", f"/v1/collections/{body['name']}", None, res.status_code, res.text)
+        self.api("POST", "/v1/collections", json=body)
 
     def collection(self, name: str) -> dict:
-        return self.call("GET", f"/v1/collections/{name}")
+        return self.api("GET", f"/v1/collections/{name}")
 
     def search(self, q: np.ndarray, k: int) -> list[str]:
         body = b'{"vector":%s,"k":%d,"include":[]}' % (encode_vectors(q[None, :])[0], k)
-        res = self.call("POST", "/v1/collections/bulk/search", content=body,
-                        headers={"Content-Type": "application/json"})
+        res = self.api("POST", "/v1/collections/bulk/search", content=body,
+                       headers={"Content-Type": "application/json"})
         return [str(h["document_id"]) for h in res["hits"]]
 
     def background_jobs(self, collection: str) -> list[dict] | None:
         """The collection's unfinished jobs (merges...), or None if the job list can't be read."""
         try:
-            res = self.client().get("/v1/jobs", params={"collection": collection, "limit": 100})
+            res = self.httpx().get("/v1/jobs", params={"collection": collection, "limit": 100})
             body = res.json() if res.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None
@@ -266,14 +212,14 @@ class Onebase(OnebaseServer):
             uploading.clear()
         upload = time.perf_counter() - start
         if res.status_code not in (200, 201, 202):
-            raise ServerError("POST", f"/v1/collections/{collection}/import", res)
+            raise ServerError("POST", f"/v1/collections/{collection}/import", None, res.status_code, res.text)
         job = res.json()
         say(f"onebase: {label}: body sent in {upload:.1f} s, job {job.get('id')} {job.get('state')}")
         sample(job)
         last_print = time.perf_counter()
         while job.get("state") not in TERMINAL:
             time.sleep(0.5)
-            job = self.call("GET", f"/v1/jobs/{job['id']}")
+            job = self.api("GET", f"/v1/jobs/{job['id']}")
             sample(job)
             if time.perf_counter() - last_print >= 5:
                 last_print = time.perf_counter()
@@ -309,11 +255,11 @@ class Onebase(OnebaseServer):
         for s in range(0, len(docs), step):
             body = b'{"documents":[' + b",".join(docs[s:s + step]) + b"]}"
             try:
-                self.call("POST", "/v1/collections/bulk/documents", content=body,
-                          headers={"Content-Type": "application/json"})
+                self.api("POST", "/v1/collections/bulk/documents", content=body,
+                         headers={"Content-Type": "application/json"})
             except ServerError as e:
                 # A server with a smaller per-request cap than the batch: split, and say so.
-                m = re.search(r"1 to (\d+) documents", e.body)
+                m = re.search(r"1 to (\d+) documents", e.text)
                 if e.status != 400 or not m or hasattr(self, "max_batch"):
                     raise
                 self.max_batch = int(m.group(1))
@@ -324,17 +270,8 @@ class Onebase(OnebaseServer):
     def count(self) -> int:
         return self.collection("bulk")["document_count"]
 
-    def close(self) -> None:
-        self.upload.close()
-        super().close()
 
-
-class Chroma(ChromaServer):
-    def client(self):
-        if not hasattr(self.local, "client"):
-            self.local.client = self.chromadb.HttpClient(host="127.0.0.1", port=self.port)
-        return self.local.client
-
+class Chroma(harness.Chroma):
     def collection(self):
         if not hasattr(self.local, "collection"):
             self.local.collection = self.client().get_collection("bulk")
@@ -469,13 +406,13 @@ def text_phase(ob: Onebase, n_docs: int, results: dict, threads: int = 4) -> Non
     docs = text_docs(n_docs)
     words = sum(len(d.split()) for d in docs)
     say(f"text: {n_docs} documents, {words / n_docs:.0f} words on average")
-    model = ob.call("GET", "/v1/models")["data"][0]["id"]
+    model = ob.api("GET", "/v1/models")["data"][0]["id"]
     items = [{"id": f"d{i}", "text": t, "metadata": {"tag": i % 100}} for i, t in enumerate(docs)]
     batches = [items[i:i + 16] for i in range(0, len(items), 16)]
 
     def ingest(collection: str):
         def post(batch):
-            res = ob.call("POST", f"/v1/collections/{collection}/documents", json={"documents": batch})
+            res = ob.api("POST", f"/v1/collections/{collection}/documents", json={"documents": batch})
             return sum(d["chunks"] for d in res["documents"])
         return post
 
@@ -484,12 +421,12 @@ def text_phase(ob: Onebase, n_docs: int, results: dict, threads: int = 4) -> Non
     wall, counts = run_parallel(batches, threads, ingest("text"))
     say(f"text: warm-up ingest into `text`: {wall:.1f} s, {sum(counts)} chunks")
     _, lists = run_parallel([it["id"] for it in items], threads,
-                            lambda i: ob.call("GET", f"/v1/collections/text/documents/{i}/chunks"))
+                            lambda i: ob.api("GET", f"/v1/collections/text/documents/{i}/chunks"))
     chunks = [c["text"] for body in lists for c in (body.get("data") or body.get("chunks") or [])]
 
     # 2. The embedder alone on those chunks, 64 per request (base64: no float formatting to pay).
     def embed(batch):
-        res = ob.call("POST", "/v1/embeddings", json={"model": model, "input": batch, "encoding_format": "base64"})
+        res = ob.api("POST", "/v1/embeddings", json={"model": model, "input": batch, "encoding_format": "base64"})
         return res["usage"]["total_tokens"]
 
     eb = [chunks[i:i + 64] for i in range(0, len(chunks), 64)]
@@ -532,22 +469,6 @@ def text_phase(ob: Onebase, n_docs: int, results: dict, threads: int = 4) -> Non
 
 
 # ---------------------------------------------------------------------------------------------
-
-def fmt(v, spec: str = ".0f") -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "-"
-    return format(v, spec)
-
-
-def table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)] if rows else [len(h) for h in header]
-    line = lambda cells: "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"  # noqa: E731
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
-    print()
-
 
 def ratio(results: list[dict], key: str, **match) -> float | None:
     by = {r["system"]: r[key] for r in results if all(r.get(k) == v for k, v in match.items())}
@@ -612,8 +533,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000, help="Chroma's rows per add in the bulk load")
     ap.add_argument("--text-docs", type=int, default=2000)
     ap.add_argument("--sigma", type=float, default=0.35)
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "onebase"))
-    ap.add_argument("--chroma-venv", default=str(ROOT / ".onebase" / "bench-chroma"))
+    ap.add_argument("--binary", default=str(BINARY))
+    ap.add_argument("--chroma-venv", default=str(TOOLS / "bench-chroma"))
     ap.add_argument("--skip-chroma", action="store_true")
     ap.add_argument("--skip-onebase", action="store_true", help="Chroma alone (to check the script)")
     ap.add_argument("--only", default="bulk,incremental,text", help="comma list of bulk, incremental, text")
@@ -641,8 +562,7 @@ def main() -> None:
         sizes = [base] if "incremental" in phases else []  # the incremental phase needs a loaded collection
     vector_phases = bool(sizes)
     results: dict = {"bulk": [], "incremental": [], "text": []}
-    scratch = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    scratch.chmod(0o755)  # the embedded PostgreSQL may run as another user (onebase as root)
+    scratch = scratch_dir("bench-ingest-")
     systems: list = []
     failed = False
     try:
@@ -670,15 +590,14 @@ def main() -> None:
         if "text" in phases and use_onebase and args.text_docs:
             text_phase(systems[0], args.text_docs, results)
         for system in systems:
-            if isinstance(system, Onebase) and system.retries:
-                say(f"onebase: {system.retries} requests were retried after 503 overloaded")
+            if isinstance(system, Onebase) and system.retries_503:
+                say(f"onebase: {system.retries_503} requests were retried after 503 overloaded")
     except BenchError as e:
         failed = True
         say(f"\nERROR: {e}")
         for system in systems:
             if isinstance(system, Onebase):
-                lines = (system.scratch / "onebase.log").read_text(errors="replace").splitlines()[-20:]
-                say("onebase.log (last 20 lines):\n" + "\n".join(lines))
+                say("onebase.log (last 20 lines):\n" + system.log_tail())
     except Exception as e:  # chromadb's errors and the like: the message, not a traceback
         if type(e).__module__.split(".")[0] != "chromadb":
             raise

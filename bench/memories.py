@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Long-term memory and the context call (issue 12's benchmark; prints figures, asserts nothing).
 
 1. Memory search for one user, p50/p99, while the table holds only the 10 benchmark users'
@@ -9,9 +8,9 @@
    the query embedded once) against the sum of its three parts called one after another.
 Every query text is new (a counter in it), so neither side is helped by the query cache.
 
-    make bench-memories   (or: python scripts/bench_memories.py --others 9990)
+    make bench-memories   (or, from the repository root: python -m bench.memories --others 9990)
 
-The server is the release binary on a fresh embedded cluster (scripts/bench_runs.py's harness).
+The server is the release binary on a fresh embedded cluster (bench.harness's launcher).
 """
 
 from __future__ import annotations
@@ -20,13 +19,10 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_runs import ROOT, BenchError, Onebase, pct, say, table  # noqa: E402
+from .harness import BINARY, TOOLS, BenchError, Onebase, pct, run_parallel, say, scratch_dir, table
 
 FOODS = ["vegetarian meals", "spicy ramen", "sushi", "gluten-free bread", "dark chocolate", "oat milk lattes",
          "grilled fish", "lentil soup", "mango sorbet", "black coffee"]
@@ -71,14 +67,13 @@ def main() -> None:
     ap.add_argument("--others", type=int, default=9990, help="other users the memories are copied to by SQL")
     ap.add_argument("--calls", type=int, default=200, help="searches per case")
     ap.add_argument("--clients", type=int, default=8, help="clients writing the memories")
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "onebase"))
-    ap.add_argument("--tools", default=os.environ.get("ONEBASE_TOOLS_DIR") or str(ROOT / ".onebase"))
+    ap.add_argument("--binary", default=str(BINARY))
+    ap.add_argument("--tools", default=os.environ.get("ONEBASE_TOOLS_DIR") or str(TOOLS))
     args = ap.parse_args()
     binary, tools = Path(args.binary), Path(args.tools).resolve()
     # Near-identical facts only are merged: the benchmark wants its memories kept apart.
     os.environ.setdefault("ONEBASE_MEMORY_DEDUPE_THRESHOLD", "0.995")
-    scratch = Path(tempfile.mkdtemp(prefix="bench-memories-"))
-    scratch.chmod(0o755)
+    scratch = scratch_dir("bench-memories-")
     ob = None
     say(f"machine: {os.cpu_count()} cores; client and server share them (and with anything else running)")
     try:
@@ -91,8 +86,7 @@ def main() -> None:
             u, text = item
             ob.call("POST", "/v1/memories", {"content": text, "user_id": f"user-{u}", "metadata": {"n": len(text)}})
 
-        with ThreadPoolExecutor(args.clients) as pool:
-            list(pool.map(add, work))
+        run_parallel(work, args.clients, add)
         write_s = time.perf_counter() - start
         total = int(ob.psql("SELECT count(*) FROM memories;").strip())
         say(f"memories: {total} written through the API in {write_s:.1f} s ({total / write_s:.0f}/s, {args.clients} clients)")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Operations figures (issue 13), printed, asserting nothing:
 
 1. Backup and restore of N 384-d vectors with their documents in an HNSW-indexed collection:
@@ -9,10 +8,10 @@
    `ONEBASE_READ_DATABASE_URL`, so that its searches read from the replica.
 3. Time from `kill -9` of the embedded postmaster to `/ready` 200, over several kills.
 
-The release binary on a fresh embedded cluster (scripts/bench_runs.py's harness); the vectors go
-in through the import endpoint (binary COPY, one index build).
+The release binary on a fresh embedded cluster (bench.harness's launcher); the vectors go in
+through the import endpoint (binary COPY, one index build).
 
-    make bench-ops N=1000000
+    make bench-ops N=1000000   (or, from the repository root: python -m bench.ops --n 1000000)
 """
 from __future__ import annotations
 
@@ -20,16 +19,13 @@ import argparse
 import json
 import os
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_runs import ROOT, Conn, Onebase, free_port, say  # noqa: E402
+from .harness import BINARY, TOOLS, Conn, Onebase, free_port, say, scratch_dir
 
 
 def vectors_ndjson(path: Path, n: int, dim: int, seed: int = 7) -> None:
@@ -50,17 +46,6 @@ def wait_job(ob: Onebase, job_id: str, timeout: float = 7200) -> dict:
             return job
         time.sleep(1)
     raise RuntimeError(f"job {job_id} did not finish")
-
-
-def ready(port: int) -> bool:
-    try:
-        c = Conn("127.0.0.1", port, timeout=2)
-        c.request("GET", "/ready")
-        ok = c.getresponse().status == 200
-        c.close()
-        return ok
-    except OSError:
-        return False
 
 
 def as_postgres_user():
@@ -161,11 +146,10 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--qps-seconds", type=float, default=20)
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "onebase"))
-    ap.add_argument("--tools", default=os.environ.get("ONEBASE_TOOLS_DIR", str(ROOT / ".onebase")))
+    ap.add_argument("--binary", default=str(BINARY))
+    ap.add_argument("--tools", default=os.environ.get("ONEBASE_TOOLS_DIR") or str(TOOLS))
     args = ap.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="bench-ops-", dir=os.environ.get("BENCH_SCRATCH")))
-    scratch.chmod(0o755)  # the embedded Postgres may run as another OS user
+    scratch = scratch_dir("bench-ops-", os.environ.get("BENCH_SCRATCH"))
     ob = Onebase(Path(args.binary), scratch, Path(args.tools))
     env = dict(os.environ, ONEBASE_DATA_DIR=str(ob.pg_data), ONEBASE_PG_PORT=str(ob.pg_port),
                ONEBASE_TOOLS_DIR=args.tools, ONEBASE_LOG_FORMAT="json", RUST_LOG="warn")
@@ -206,25 +190,24 @@ def main() -> None:
             raise RuntimeError(out.stderr)
 
         replica, replica_url = start_replica(ob, Path(args.tools), scratch)
-        port2 = free_port()
-        env2 = dict(env, DATABASE_URL=f"host={ob.pg_host} port={ob.pg_port} user=postgres dbname={ob.db_name}",
-                    ONEBASE_READ_DATABASE_URL=replica_url, ONEBASE_BIND=f"127.0.0.1:{port2}", ONEBASE_ADMIN_KEY=ob.admin)
-        second = subprocess.Popen([args.binary, "serve"], cwd=ROOT, env=env2,
-                                  stdout=open(scratch / "onebase2.log", "wb"), stderr=subprocess.STDOUT)
+        second = None
         try:
-            while not ready(port2):
-                if second.poll() is not None:
-                    raise RuntimeError("the second server exited: " + (scratch / "onebase2.log").read_text()[-2000:])
+            # A second server on the first one's database, its reads on the replica.
+            second = Onebase(Path(args.binary), scratch, Path(args.tools), log_name="onebase2.log", admin=ob.admin,
+                             headers=ob.headers, env={
+                                 "DATABASE_URL": f"host={ob.pg_host} port={ob.pg_port} user=postgres dbname={ob.db_name}",
+                                 "ONEBASE_READ_DATABASE_URL": replica_url, "ONEBASE_PG_PORT": str(ob.pg_port)})
+            while not second.ready():
                 time.sleep(0.5)
             search_qps(ob.port, ob.headers, args.dim, seconds=3)  # warm the primary's caches
             primary_qps, primary_p50 = search_qps(ob.port, ob.headers, args.dim, seconds=args.qps_seconds)
-            search_qps(port2, ob.headers, args.dim, seconds=3)  # warm the replica's caches
-            before = replica_reads(port2)
-            replica_qps, replica_p50 = search_qps(port2, ob.headers, args.dim, seconds=args.qps_seconds)
-            on_replica = replica_reads(port2) - before
+            search_qps(second.port, ob.headers, args.dim, seconds=3)  # warm the replica's caches
+            before = replica_reads(second.port)
+            replica_qps, replica_p50 = search_qps(second.port, ob.headers, args.dim, seconds=args.qps_seconds)
+            on_replica = replica_reads(second.port) - before
         finally:
-            second.terminate()
-            second.wait()
+            if second is not None:
+                second.close()
             replica.terminate()
             replica.wait()
 
@@ -234,7 +217,7 @@ def main() -> None:
             os.kill(pid, 9)
             t = time.perf_counter()
             time.sleep(0.05)
-            while not ready(ob.port):
+            while not ob.ready():
                 time.sleep(0.02)
             back.append(time.perf_counter() - t)
             time.sleep(1)
