@@ -254,6 +254,10 @@ impl ResponseError for ApiError {
     }
 }
 
+/// What a request gets for U+0000 anywhere in it (a body, a path, a query string): PostgreSQL's
+/// text and jsonb cannot hold it.
+pub const NUL_MESSAGE: &str = "text may not contain the NUL character (\\u0000)";
+
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(err: deadpool_postgres::PoolError) -> Self {
         ApiError::DatabaseUnavailable(err.to_string())
@@ -271,7 +275,7 @@ impl From<tokio_postgres::Error> for ApiError {
         use tokio_postgres::error::SqlState;
         if matches!(err.code(), Some(c) if c == &SqlState::CHARACTER_NOT_IN_REPERTOIRE || c == &SqlState::UNTRANSLATABLE_CHARACTER)
         {
-            return ApiError::InvalidRequest("text may not contain the NUL character (\\u0000)".into());
+            return ApiError::InvalidRequest(NUL_MESSAGE.into());
         }
         ApiError::Internal(anyhow::Error::new(err))
     }

@@ -137,6 +137,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(from_fn(crate::api::refuse_nul))
                 .wrap(Compress::default())
                 .wrap(from_fn(crate::observe::observe))
                 .configure(|cfg| crate::api::configure(cfg, body_limit))

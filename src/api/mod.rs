@@ -7,7 +7,10 @@
 pub mod extract;
 pub mod v1;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
@@ -194,6 +197,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, body_limit: usize) {
     cfg.default_service(web::to(route_not_found));
 }
 
+/// U+0000 in the path or the query string (`%00`) is refused like one in a body
+/// ([`crate::http::body::JsonObject`]): no field may hold it, whichever way it came.
+pub async fn refuse_nul(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let uri = req.uri();
+    if uri.path().contains("%00") || uri.query().is_some_and(|q| q.contains("%00")) {
+        return Err(ApiError::InvalidRequest(crate::error::NUL_MESSAGE.into()).into());
+    }
+    next.call(req).await
+}
+
 async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound {
         method: req.method().to_string(),
@@ -228,10 +244,7 @@ fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
             ApiError::PayloadTooLarge { limit }
         }
         JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
-        JsonPayloadError::Deserialize(err) if err.is_data() => {
-            ApiError::InvalidRequest(format!("invalid request body: {err}"))
-        }
-        JsonPayloadError::Deserialize(err) => ApiError::InvalidJson(err.to_string()),
+        JsonPayloadError::Deserialize(err) => crate::http::body::body_error(&err),
         other => ApiError::InvalidRequest(format!("could not read the request body: {other}")),
     }
 }
@@ -241,5 +254,9 @@ fn path_error(err: PathError) -> ApiError {
 }
 
 fn query_error(err: QueryPayloadError) -> ApiError {
-    ApiError::InvalidRequest(format!("invalid query string: {err}"))
+    let id_error = match &err {
+        QueryPayloadError::Deserialize(inner) => crate::names::from_deserialize_error(&inner.to_string()),
+        _ => None,
+    };
+    id_error.unwrap_or_else(|| ApiError::InvalidRequest(format!("invalid query string: {err}")))
 }

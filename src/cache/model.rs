@@ -7,6 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::ApiError;
 use crate::http::body::integer;
 use crate::knowledge::index_text::IndexTarget;
+use crate::names::{cursor_schema, CacheKey, CacheKeyRule};
 
 pub const MAX_NAMESPACE: usize = 64;
 /// Keys stop at 190 characters so that `<namespace>:<key>` fits a document id (256 bytes).
@@ -27,7 +28,7 @@ pub fn check_namespace(namespace: &str) -> Result<(), ApiError> {
 
 /// 1 to 190 characters: letters, digits, `_`, `.`, `:`, `@`, `=`, `+`, `~`, `-`.
 pub fn check_key(key: &str) -> Result<(), ApiError> {
-    crate::names::check_ref("key", key, MAX_KEY)
+    CacheKey::parse(key).map(|_| ())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -103,7 +104,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
-    #[param(pattern = r"^[0-9]{1,16}_[A-Za-z0-9_.:@=+~-]{1,190}$")]
+    #[param(schema_with = cursor_schema::<CacheKeyRule>)]
     pub cursor: Option<String>,
 }
 

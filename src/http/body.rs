@@ -3,6 +3,9 @@
 //! * [`JsonObject`]: actix's `Json<T>` with a derived `Deserialize` also takes a JSON *array*,
 //!   because serde maps a sequence onto a struct's fields in order (`[null, null]` would be read
 //!   as `{}`). The schemas say `type: object`, so anything else is refused as `invalid_request`.
+//!   It also refuses U+0000 in any string of the body, key or value: PostgreSQL cannot store it,
+//!   and one rule for every field (rather than wherever a write happens to fail) is one the
+//!   OpenAPI document can state (`openapi::server_rules`).
 //! * [`integer`]: JSON Schema's `integer` includes numbers written with a zero fraction (`5.0`),
 //!   which serde's integer types refuse; these helpers take them, and only them.
 
@@ -14,9 +17,13 @@ use std::pin::Pin;
 use actix_web::{web, FromRequest, HttpRequest};
 use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
-/// A JSON request body that must be a JSON object, deserialized into `T`. Limits, content type
-/// and error mapping are those of `web::Json` (configured in [`crate::routes::configure`]).
+use crate::error::ApiError;
+
+/// A JSON request body that must be a JSON object with no U+0000 in it, deserialized into `T`.
+/// Limits, content type and syntax errors are those of `web::Json` (configured in
+/// [`crate::api::configure`]).
 pub struct JsonObject<T>(pub T);
 
 impl<T> JsonObject<T> {
@@ -48,8 +55,49 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonObject<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let json = web::Json::<ObjectOnly<T>>::from_request(req, payload);
-        Box::pin(async move { Ok(JsonObject(json.await?.into_inner().0)) })
+        // Read as raw JSON first (syntax checked, nothing built), so that the text can be checked
+        // for U+0000 before any field is; then parsed into `T`.
+        let raw = web::Json::<Box<RawValue>>::from_request(req, payload);
+        Box::pin(async move {
+            let raw = raw.await?.into_inner();
+            if has_nul_escape(raw.get().as_bytes()) {
+                return Err(ApiError::InvalidRequest(crate::error::NUL_MESSAGE.into()).into());
+            }
+            match serde_json::from_str::<ObjectOnly<T>>(raw.get()) {
+                Ok(ObjectOnly(value)) => Ok(JsonObject(value)),
+                Err(err) => Err(body_error(&err).into()),
+            }
+        })
+    }
+}
+
+/// True when JSON text holds the escape of U+0000. A raw NUL byte is not valid JSON (the parser
+/// refuses it); in a string it can only be written `\u0000`, and a backslash outside a string is
+/// not valid either, so walking the escapes finds every one.
+pub fn has_nul_escape(json: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(at) = json[i..].iter().position(|b| *b == b'\\') {
+        let escape = i + at;
+        if json.get(escape + 1) == Some(&b'u') && json.get(escape + 2..escape + 6) == Some(b"0000") {
+            return true;
+        }
+        // Skip the escaped character, so that `\\` is not read as the start of another escape.
+        i = escape + 2;
+        if i >= json.len() {
+            return false;
+        }
+    }
+    false
+}
+
+/// The error of a body that is JSON but not of the request's shape: a caller id's rule
+/// (`validation_failed`, naming the field), else `invalid_request`; or not JSON at all.
+pub fn body_error(err: &serde_json::Error) -> ApiError {
+    if err.is_data() {
+        crate::names::from_deserialize_error(&err.to_string())
+            .unwrap_or_else(|| ApiError::InvalidRequest(format!("invalid request body: {err}")))
+    } else {
+        ApiError::InvalidJson(err.to_string())
     }
 }
 
@@ -113,6 +161,23 @@ pub mod integer {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_an_escape_of_u0000_is_a_nul() {
+        assert!(has_nul_escape(br#"{"a": "x\u0000y"}"#));
+        assert!(has_nul_escape(br#"{"\u0000": 1}"#));
+        assert!(
+            has_nul_escape(br#"{"a": "\\\u0000"}"#),
+            "an escaped backslash, then the escape"
+        );
+        assert!(
+            !has_nul_escape(br#"{"a": "\\u0000"}"#),
+            "a backslash, then the text u0000"
+        );
+        assert!(!has_nul_escape(br#"{"a": "\u0001 \n \\"}"#));
+        assert!(!has_nul_escape(br#"{"a": "trailing \"#));
+    }
+
     use super::*;
 
     #[derive(Debug, Deserialize, PartialEq)]

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::conversation_model::check_ref;
 use super::conversations::{self, check_id};
 use crate::audit::{self, Event};
 use crate::auth::Principal;
 use crate::db::tenant_tx;
 use crate::error::ApiError;
+use crate::names::{AgentName, UserId};
 use crate::state::AppState;
 
 /// The version an `If-Match` header asks for: `3`, `"3"` or `W/"3"`. None without the header.
@@ -94,7 +94,7 @@ pub async fn put_agent_state(
     req: PutAgentState,
 ) -> Result<Saved<AgentState>, ApiError> {
     check_id(id)?;
-    check_ref("agent_name", agent, 256)?;
+    AgentName::parse(agent)?;
     require_object("state", &req.state)?;
     if req.workflow_step.as_ref().is_some_and(|s| s.chars().count() > 256) {
         return Err(ApiError::validation("workflow_step", "at most 256 characters"));
@@ -148,7 +148,7 @@ pub async fn put_agent_state(
 
 pub async fn get_agent_state(state: &AppState, tenant: Uuid, id: &str, agent: &str) -> Result<AgentState, ApiError> {
     check_id(id)?;
-    check_ref("agent_name", agent, 256).map_err(|_| ApiError::NotFound {
+    AgentName::parse(agent).map_err(|_| ApiError::NotFound {
         resource: "agent state",
         id: format!("{id}/{agent}"),
     })?;
@@ -373,7 +373,7 @@ pub struct Erased {
 /// the counts, not the content.
 pub async fn erase_user(state: &AppState, tenant: Uuid, principal: &Principal, user: &str) -> Result<Erased, ApiError> {
     // An id that breaks the naming rules is no user's.
-    check_ref("user_id", user, 256).map_err(|_| ApiError::NotFound {
+    UserId::parse(user).map_err(|_| ApiError::NotFound {
         resource: "user",
         id: user.to_string(),
     })?;

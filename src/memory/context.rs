@@ -17,6 +17,7 @@ use crate::http::body::integer;
 use crate::knowledge::query_vector::QueryVector;
 use crate::knowledge::search::search_in;
 use crate::knowledge::search_model::{Hit, SearchRequest};
+use crate::names::UserId;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -137,7 +138,7 @@ pub async fn context(state: &AppState, tenant: Uuid, id: &str, req: ContextReque
     let memories = match &req.memories {
         Some(m) => {
             let scope = Scope {
-                user_id: Some(conversation.user_id.clone()),
+                user_id: Some(UserId::parse(&conversation.user_id)?),
                 agent_id: None,
                 run_id: None,
             };

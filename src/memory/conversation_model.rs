@@ -8,13 +8,12 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::http::body::integer;
 use crate::knowledge::model::validate_metadata;
+use crate::names::{cursor_schema, ConversationId, ConversationIdRule, UserId};
 
 /// Characters of a message.
 pub const MAX_CONTENT: usize = 100_000;
 /// Messages per append.
 pub const MAX_APPEND: usize = 100;
-
-pub use crate::names::check_ref;
 
 fn check_len(field: &'static str, value: Option<&String>, max: usize) -> Result<(), ApiError> {
     if value.is_some_and(|v| v.chars().count() > max) {
@@ -30,11 +29,9 @@ fn check_len(field: &'static str, value: Option<&String>, max: usize) -> Result<
 pub struct CreateConversation {
     /// A caller-chosen id (a session id), 1 to 128 characters of letters, digits and `_.:@=+~-`;
     /// default a UUIDv7.
-    #[schema(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,128}$")]
-    pub id: Option<String>,
+    pub id: Option<ConversationId>,
     /// The user the conversation is with: 1 to 256 characters of letters, digits and `_.:@=+~-`.
-    #[schema(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub user_id: String,
+    pub user_id: UserId,
     #[schema(max_length = 1000)]
     pub title: Option<String>,
     #[schema(max_length = 128)]
@@ -49,10 +46,6 @@ pub struct CreateConversation {
 
 impl CreateConversation {
     pub fn validate(&self) -> Result<(), ApiError> {
-        if let Some(id) = &self.id {
-            check_ref("id", id, 128)?;
-        }
-        check_ref("user_id", &self.user_id, 256)?;
         check_len("title", self.title.as_ref(), 1000)?;
         check_len("channel", self.channel.as_ref(), 128)?;
         check_len("assistant", self.assistant.as_ref(), 256)?;
@@ -115,15 +108,14 @@ pub struct ConversationList {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ConversationFilter {
     /// Only this user's conversations.
-    #[param(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     /// A filter on the metadata (JSON, as in the collections' search).
     pub filter: Option<String>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
-    #[param(pattern = r"^[0-9]{1,16}_[A-Za-z0-9_.:@=+~-]{1,128}$")]
+    #[param(schema_with = cursor_schema::<ConversationIdRule>)]
     pub cursor: Option<String>,
 }
 
@@ -352,8 +344,7 @@ pub struct MessageSearch {
     #[schema(min_length = 1, max_length = 10000)]
     pub query: String,
     /// Tenant-wide search only (and required there): the user whose messages to search.
-    #[schema(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     /// 1 to 100 (default 10).
     #[serde(default, deserialize_with = "integer::option")]
     #[schema(minimum = 1, maximum = 100)]

@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::conversation_model::{
-    check_ref, Conversation, ConversationFilter, ConversationList, CreateConversation, UpdateConversation,
+    Conversation, ConversationFilter, ConversationList, CreateConversation, UpdateConversation,
 };
 use crate::audit::{self, Event};
 use crate::auth::Principal;
@@ -15,6 +15,7 @@ use crate::error::{is_unique_violation, ApiError};
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::http::pagination::Limit;
 use crate::knowledge::model::validate_metadata;
+use crate::names::ConversationId;
 use crate::state::AppState;
 
 const COLUMNS: &str =
@@ -45,7 +46,7 @@ pub fn not_found(id: &str) -> ApiError {
 
 /// Checks a conversation id from a path.
 pub fn check_id(id: &str) -> Result<(), ApiError> {
-    check_ref("id", id, 128).map_err(|_| not_found(id))
+    ConversationId::parse(id).map(|_| ()).map_err(|_| not_found(id))
 }
 
 /// Reads a conversation in `tx` (locking it for the rest of `tx` when asked).
@@ -82,7 +83,11 @@ pub async fn create(
     req: CreateConversation,
 ) -> Result<Conversation, ApiError> {
     req.validate()?;
-    let id = req.id.clone().unwrap_or_else(|| Uuid::now_v7().to_string());
+    let id = req
+        .id
+        .clone()
+        .map(ConversationId::into_string)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     let row = tx
@@ -138,7 +143,7 @@ fn parse_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
         .ok()
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(invalid)?;
-    check_ref("cursor", id, 128).map_err(|_| invalid())?;
+    ConversationId::parse_as("cursor", id).map_err(|_| invalid())?;
     Ok((at, id.to_string()))
 }
 
@@ -148,7 +153,6 @@ pub async fn list(state: &AppState, tenant: Uuid, query: &ConversationFilter) ->
     let mut params = SqlParams::new();
     let mut conditions = vec!["true".to_string()];
     if let Some(user) = &query.user_id {
-        check_ref("user_id", user, 256)?;
         conditions.push(format!("user_id = {}", params.push(user.clone())));
     }
     if let Some(text) = query.filter.as_deref().filter(|f| !f.trim().is_empty()) {

@@ -66,7 +66,7 @@ fn scope_sql(scope: &Scope, params: &mut SqlParams) -> String {
 async fn record_change(
     tx: &Transaction<'_>,
     memory: Uuid,
-    user: Option<&String>,
+    user: Option<&str>,
     event: &str,
     old: (Option<&str>, Option<&serde_json::Value>),
     new: (Option<&str>, Option<&serde_json::Value>),
@@ -149,7 +149,7 @@ pub async fn add(
             record_change(
                 &tx,
                 memory.id,
-                scope.user_id.as_ref(),
+                scope.user_id.as_deref(),
                 "add",
                 (None, None),
                 (Some(&memory.content), Some(&memory.metadata)),
@@ -189,7 +189,7 @@ pub async fn add(
                 record_change(
                     &tx,
                     memory.id,
-                    scope.user_id.as_ref(),
+                    scope.user_id.as_deref(),
                     "update",
                     (Some(&old.content), Some(&old.metadata)),
                     (Some(&memory.content), Some(&memory.metadata)),
@@ -236,14 +236,13 @@ pub async fn list(state: &AppState, tenant: Uuid, query: &MemoryFilter) -> Resul
     let cursor = query.cursor.as_deref().map(Cursor::parse).transpose()?;
     let mut params = SqlParams::new();
     let mut conditions = vec![LIVE.to_string()];
-    for (field, column, value) in [
-        ("user_id", "user_id", &query.user_id),
-        ("agent_id", "agent_id", &query.agent_id),
-        ("run_id", "run_id", &query.run_id),
+    for (column, value) in [
+        ("user_id", query.user_id.as_deref()),
+        ("agent_id", query.agent_id.as_deref()),
+        ("run_id", query.run_id.as_deref()),
     ] {
         if let Some(v) = value {
-            super::conversation_model::check_ref(field, v, 256)?;
-            conditions.push(format!("{column} = {}", params.push(v.clone())));
+            conditions.push(format!("{column} = {}", params.push(v.to_string())));
         }
     }
     let sql = newest_first_sql(COLUMNS, "memories", conditions, &mut params, limit, cursor);
@@ -297,7 +296,7 @@ pub async fn update(
     record_change(
         &tx,
         id,
-        memory.user_id.as_ref(),
+        memory.user_id.as_deref(),
         "update",
         (Some(&old.content), Some(&old.metadata)),
         (Some(&memory.content), Some(&memory.metadata)),
@@ -323,7 +322,7 @@ pub async fn delete(state: &AppState, tenant: Uuid, principal: &Principal, id: U
     record_change(
         &tx,
         id,
-        old.user_id.as_ref(),
+        old.user_id.as_deref(),
         "delete",
         (Some(&old.content), Some(&old.metadata)),
         (None, None),
@@ -379,12 +378,12 @@ pub async fn nearest(
     let mut conditions = vec![LIVE.to_string()];
     // Only the scope ids given narrow the search (a user's memories across agents, say).
     for (column, value) in [
-        ("user_id", &scope.user_id),
-        ("agent_id", &scope.agent_id),
-        ("run_id", &scope.run_id),
+        ("user_id", scope.user_id.as_deref()),
+        ("agent_id", scope.agent_id.as_deref()),
+        ("run_id", scope.run_id.as_deref()),
     ] {
         if let Some(v) = value {
-            conditions.push(format!("{column} = {}", params.push(v.clone())));
+            conditions.push(format!("{column} = {}", params.push(v.to_string())));
         }
     }
     if let Some(filter) = filter {

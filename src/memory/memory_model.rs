@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::conversation_model::check_ref;
 use crate::error::ApiError;
 use crate::http::body::integer;
+use crate::names::{AgentId, RunRef, UserId};
 
 /// Characters of a memory.
 pub const MAX_MEMORY: usize = 10_000;
@@ -15,18 +15,13 @@ pub const MAX_MEMORY: usize = 10_000;
 /// Who a memory is about or for: at least one of the three.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
-    pub user_id: Option<String>,
-    pub agent_id: Option<String>,
-    pub run_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub agent_id: Option<AgentId>,
+    pub run_id: Option<RunRef>,
 }
 
 impl Scope {
-    pub fn new(user_id: Option<String>, agent_id: Option<String>, run_id: Option<String>) -> Result<Scope, ApiError> {
-        for (field, value) in [("user_id", &user_id), ("agent_id", &agent_id), ("run_id", &run_id)] {
-            if let Some(v) = value {
-                check_ref(field, v, 256)?;
-            }
-        }
+    pub fn new(user_id: Option<UserId>, agent_id: Option<AgentId>, run_id: Option<RunRef>) -> Result<Scope, ApiError> {
         if user_id.is_none() && agent_id.is_none() && run_id.is_none() {
             return Err(ApiError::validation(
                 "user_id",
@@ -49,12 +44,9 @@ pub struct AddMemory {
     /// 1 to 10000 characters.
     #[schema(min_length = 1, max_length = 10000)]
     pub content: String,
-    #[schema(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub user_id: Option<String>,
-    #[schema(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub agent_id: Option<String>,
-    #[schema(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub run_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub agent_id: Option<AgentId>,
+    pub run_id: Option<RunRef>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     /// When the memory stops being returned (and is purged by the sweep).
@@ -150,12 +142,9 @@ pub struct MemoryList {
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct MemoryFilter {
-    #[param(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub user_id: Option<String>,
-    #[param(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub agent_id: Option<String>,
-    #[param(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub run_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub agent_id: Option<AgentId>,
+    pub run_id: Option<RunRef>,
     /// Page size, 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -171,12 +160,9 @@ pub struct MemorySearch {
     /// 1 to 10000 characters.
     #[schema(min_length = 1, max_length = 10000)]
     pub query: String,
-    #[schema(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub user_id: Option<String>,
-    #[schema(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub agent_id: Option<String>,
-    #[schema(pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")]
-    pub run_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub agent_id: Option<AgentId>,
+    pub run_id: Option<RunRef>,
     /// A filter on the memories' metadata (the collections' filter language).
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,

@@ -11,6 +11,9 @@ use crate::api::v1::{
 };
 use crate::embed::ModelInfo;
 use crate::error::ErrorBody;
+use crate::knowledge::doc_model::DocumentOrder;
+use crate::knowledge::import::OnError;
+use crate::names::{AgentId, AgentName, CacheKey, ConversationId, RunRef, UserId};
 use crate::state::EmbedLimits;
 
 #[derive(OpenApi)]
@@ -55,7 +58,11 @@ use crate::state::EmbedLimits;
         memories::search_memories, memories::get_memory, memories::update_memory, memories::delete_memory,
         memories::memory_history, ops::tenant_stats, ops::database_stats, ops::retention,
     ),
-    components(schemas(ErrorBody)),
+    // Named schemas that only parameters refer to (utoipa collects those of bodies itself): the
+    // caller ids, and the enums of query strings.
+    components(schemas(
+        ErrorBody, AgentId, AgentName, CacheKey, ConversationId, RunRef, UserId, DocumentOrder, OnError
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "system", description = "Health, readiness, metrics and API docs"),

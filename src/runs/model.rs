@@ -444,6 +444,13 @@ pub struct UsageReport {
     pub total: UsageTotals,
 }
 
+pub fn run_not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound {
+        resource: "run",
+        id: id.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,12 +481,5 @@ mod tests {
         assert!(Queued.may_become(Running) && Running.may_become(Completed) && Queued.may_become(Cancelled));
         assert!(!Completed.may_become(Running) && !Queued.may_become(Completed) && !Failed.may_become(Cancelled));
         assert!(Running.may_become(Running));
-    }
-}
-
-pub fn run_not_found(id: Uuid) -> ApiError {
-    ApiError::NotFound {
-        resource: "run",
-        id: id.to_string(),
     }
 }

@@ -131,3 +131,56 @@ async fn links_name_operations_that_exist() {
         assert!(operation_ids.contains(&target), "link to unknown operation {target}");
     }
 }
+
+#[tokio::test]
+async fn every_schema_reference_resolves_and_caller_ids_share_one_rule() {
+    let app = spawn_app().await;
+
+    let (_, spec) = json(app.get("/openapi.json").await).await;
+
+    fn refs<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(r) = map.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = vec![];
+    refs(&spec, &mut found);
+    let schemas = &spec["components"]["schemas"];
+    let mut unresolved: Vec<&str> = found
+        .iter()
+        .copied()
+        .filter(|r| {
+            let name = r
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("a schema ref: {r}"));
+            !schemas[name].is_object()
+        })
+        .collect();
+    unresolved.sort_unstable();
+    unresolved.dedup();
+    assert!(unresolved.is_empty(), "references to no schema: {unresolved:?}");
+    // The ids callers choose are one schema each, their pattern built from one rule.
+    for (name, max) in [
+        ("UserId", 256),
+        ("AgentName", 256),
+        ("ConversationId", 128),
+        ("CacheKey", 190),
+    ] {
+        assert_eq!(
+            schemas[name]["pattern"],
+            format!("^[A-Za-z0-9_.:@=+~-]{{1,{max}}}$"),
+            "{name}"
+        );
+        assert!(
+            found.contains(&format!("#/components/schemas/{name}").as_str()),
+            "{name} is used"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use crate::cache::model::{
 use crate::cache::service;
 use crate::error::{ApiError, ErrorBody};
 use crate::http::body::JsonObject;
+use crate::names::CacheKey;
 use crate::state::AppState;
 
 /// Stores a tool result under (namespace, key) and says whether it changed (writer). The same
@@ -19,7 +20,7 @@ use crate::state::AppState;
     put, path = "/v1/cache/{namespace}/{key}", tag = "cache", request_body = PutEntry,
     params(
         ("namespace" = String, Path, description = "1 to 64 characters: letters, digits, '_', '.', '-'", pattern = r"^[A-Za-z0-9_.-]{1,64}$"),
-        ("key" = String, Path, description = "1 to 190 characters: letters, digits, '_', '.', ':', '@', '=', '+', '~', '-'", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,190}$"),
+        ("key" = CacheKey, Path, description = "The key"),
     ),
     security(("bearer" = [])),
     responses(
@@ -53,7 +54,7 @@ pub async fn put_entry(
     get, path = "/v1/cache/{namespace}/{key}", tag = "cache",
     params(
         ("namespace" = String, Path, description = "The namespace", pattern = r"^[A-Za-z0-9_.-]{1,64}$"),
-        ("key" = String, Path, description = "The key", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,190}$"),
+        ("key" = CacheKey, Path, description = "The key"),
         GetParams,
     ),
     security(("bearer" = [])),
@@ -80,7 +81,7 @@ pub async fn get_entry(
     delete, path = "/v1/cache/{namespace}/{key}", tag = "cache",
     params(
         ("namespace" = String, Path, description = "The namespace", pattern = r"^[A-Za-z0-9_.-]{1,64}$"),
-        ("key" = String, Path, description = "The key", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,190}$"),
+        ("key" = CacheKey, Path, description = "The key"),
     ),
     security(("bearer" = [])),
     responses(
@@ -105,7 +106,7 @@ pub async fn delete_entry(
     get, path = "/v1/cache/{namespace}/{key}/history", tag = "cache",
     params(
         ("namespace" = String, Path, description = "The namespace", pattern = r"^[A-Za-z0-9_.-]{1,64}$"),
-        ("key" = String, Path, description = "The key", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,190}$"),
+        ("key" = CacheKey, Path, description = "The key"),
         HistoryParams,
     ),
     security(("bearer" = [])),

@@ -14,6 +14,7 @@ use crate::memory::conversation_model::{
     MessageHits, MessageList, MessagePage, MessageSearch, MessagesBody, UpdateConversation, UpdateMessage,
 };
 use crate::memory::{conversations, messages};
+use crate::names::{AgentName, UserId};
 use crate::state::AppState;
 
 const ID: &str = "The conversation's id";
@@ -251,7 +252,7 @@ fn saved<T: serde::Serialize>(value: &T, version: i64, created: bool) -> HttpRes
     put, path = "/v1/conversations/{id}/agents/{agent_name}/state", tag = "conversations", request_body = PutAgentState,
     params(
         ("id" = String, Path, description = ID),
-        ("agent_name" = String, Path, description = "The agent, 1 to 256 characters of letters, digits and `_.:@=+~-`", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$"),
+        ("agent_name" = AgentName, Path, description = "The agent"),
         ("If-Match" = Option<String>, Header, nullable = false, description = "Save only if the state is at this version (its ETag)", pattern = r#"^(W/)?"?[1-9][0-9]{0,17}"?$"#),
     ),
     security(("bearer" = [])),
@@ -283,7 +284,7 @@ pub async fn put_agent_state(
     get, path = "/v1/conversations/{id}/agents/{agent_name}/state", tag = "conversations",
     params(
         ("id" = String, Path, description = ID),
-        ("agent_name" = String, Path, description = "The agent", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$"),
+        ("agent_name" = AgentName, Path, description = "The agent"),
     ),
     security(("bearer" = [])),
     responses(
@@ -381,7 +382,7 @@ pub async fn workflow_history(
 /// (owner).
 #[utoipa::path(
     delete, path = "/v1/users/{user_id}/data", tag = "conversations",
-    params(("user_id" = String, Path, description = "The user", pattern = r"^[A-Za-z0-9_.:@=+~-]{1,256}$")),
+    params(("user_id" = UserId, Path, description = "The user")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "What was removed (zeros for a user with no data)", body = Erased),
