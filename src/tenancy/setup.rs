@@ -6,8 +6,8 @@ use base64::Engine;
 use deadpool_postgres::Pool;
 use rand::RngCore;
 
-use super::{keys, token, Actor, Principal, Role};
 use crate::audit::{self, Event};
+use crate::auth::{keys, token, Actor, Principal, Role};
 
 /// The configured secret (which must be long enough), or the one generated on first start and
 /// kept in `onebase_meta`, so that tokens survive restarts without any configuration.

@@ -1,0 +1,4 @@
+//! The tenancy plane: tenants, their API keys and users, the audit log's reading side, and the
+//! first-run setup (the default tenant, its owner key, the JWT secret).
+
+pub mod setup;
