@@ -9,6 +9,7 @@ pub mod canonical;
 pub mod config;
 pub mod db;
 pub mod embed;
+pub mod embeddings;
 pub mod error;
 pub mod filter;
 pub mod http;
