@@ -36,7 +36,7 @@ LAYERS = [
     # The jobs machinery (queue, claims, heartbeats); the kinds' work lives in the planes.
     {"jobs"},
     # The planes, a service per plane. One plane may call another's service, without cycles.
-    {"knowledge", "memory", "runs", "cache", "ops", "admin"},
+    {"knowledge", "memory", "runs", "cache", "ops", "tenancy", "embeddings"},
     # The front doors (handlers, the spec, middleware) and the composition root.
     {"api", "openapi", "observe", "startup", "lib", "main"},
 ]

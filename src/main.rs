@@ -78,7 +78,7 @@ async fn restore(
             .wal_archive
             .clone()
             .context("--base needs --wal-archive")?;
-        let mut opts = onebase::db::embedded::EmbeddedOptions::from_config(&config);
+        let mut opts = onebase::db::embedded::EmbeddedOptions::from_config(config);
         // The restored cluster does not archive into the same directory until the server
         // starts it with --wal-archive again.
         opts.wal_archive = None;

@@ -16,7 +16,6 @@ use anyhow::Context;
 use deadpool_postgres::Pool;
 use futures_util::future::BoxFuture;
 
-use crate::auth::setup::FirstRun;
 use crate::auth::{keys, AuthConfig};
 use crate::config::Config;
 use crate::db;
@@ -26,6 +25,7 @@ use crate::jobs::model::JobKind;
 use crate::jobs::{JobCtx, JobKinds, Outcome};
 use crate::metrics::Metrics;
 use crate::state::{AppState, EmbedLimits};
+use crate::tenancy::setup::FirstRun;
 
 /// Search query embeddings kept (about 1.6 KB each for 384 dimensions).
 const QUERY_CACHE_ENTRIES: usize = 4096;
@@ -75,7 +75,7 @@ impl Application {
         prepare_database(&pool).await?;
         let replicas = read_replicas(config)?;
         let auth = auth_config(config, &pool).await?;
-        let first_run = crate::auth::setup::first_run(&pool).await?;
+        let first_run = crate::tenancy::setup::first_run(&pool).await?;
 
         let listener = TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr().context("reading the bound address")?.port();
@@ -251,7 +251,7 @@ async fn auth_config(config: &Config, pool: &Pool) -> anyhow::Result<AuthConfig>
         None => None,
     };
     Ok(AuthConfig {
-        jwt_secret: crate::auth::setup::jwt_secret(pool, config.jwt_secret.as_deref()).await?,
+        jwt_secret: crate::tenancy::setup::jwt_secret(pool, config.jwt_secret.as_deref()).await?,
         token_ttl: std::time::Duration::from_secs(config.token_ttl_secs),
         admin_key_hash,
     })

@@ -12,7 +12,6 @@ pub mod key_cache;
 pub mod keys;
 pub mod password;
 pub mod principal;
-pub mod setup;
 pub mod token;
 
 pub use principal::{Actor, Principal, RequestTenant, Role, TenantRole};

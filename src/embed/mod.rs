@@ -33,6 +33,7 @@ use load::*;
 use pipeline::{lock, EmbedStats, Pipeline, Worker};
 
 pub use crate::config::{PoolingKind, DEFAULT_MODEL};
+use crate::error::ApiError;
 
 /// The files a BERT-style model directory must contain.
 const MODEL_FILE: &str = "model.onnx";
@@ -111,6 +112,27 @@ pub enum EmbedError {
 
     #[error("the embedder is shutting down")]
     ShuttingDown,
+}
+
+/// How an embedding failure reaches a client: a full queue or a stopping server is a 503 to
+/// retry, too many inputs a 413; anything else is the server's fault. Every plane that embeds
+/// (and `AppState::embed_query`) relies on this conversion, so it lives beside the error.
+impl From<EmbedError> for ApiError {
+    fn from(err: EmbedError) -> Self {
+        match err {
+            EmbedError::Overloaded { retry_after_secs } => ApiError::Overloaded {
+                message: "the embedding queue is full; retry later".into(),
+                retry_after_secs: u32::try_from(retry_after_secs).unwrap_or(u32::MAX),
+            },
+            EmbedError::TooManyInputs { count, max } => ApiError::TooManyInputs { count, max },
+            // The server is stopping; another instance (or this one after restart) can serve it.
+            EmbedError::ShuttingDown => ApiError::Overloaded {
+                message: "the server is shutting down; retry later".into(),
+                retry_after_secs: 1,
+            },
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]

@@ -104,7 +104,7 @@ impl Modify for BearerAuth {
 /// error responses every operation shares (see [`add_common_responses`]). Built once at startup.
 pub fn document(embed_limits: &EmbedLimits, model: &ModelInfo) -> anyhow::Result<serde_json::Value> {
     let mut doc = serde_json::to_value(ApiDoc::openapi())?;
-    embeddings::document_limits(&mut doc, embed_limits, model.dims);
+    crate::embeddings::document_limits(&mut doc, embed_limits, model.dims);
     crate::knowledge::model::document_limits(&mut doc, model.max_length);
     add_common_responses(&mut doc);
     camel_case_links(&mut doc);

@@ -1,64 +1,12 @@
-//! Reading the audit log.
+//! HTTP handler of `/v1/audit` (reading the audit log): extract, authorize, call the tenancy
+//! plane's service.
 
 use actix_web::web;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::auth::{Principal, Role};
-use crate::db::tenant_tx;
 use crate::error::{ApiError, ErrorBody};
-use crate::http::pagination::Limit;
 use crate::state::AppState;
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"id": 42, "tenant_id": "0b6e3f5c-4a34-4c6f-9d8e-2f1d1c3b9a10", "actor_type": "api_key",
-    "actor_id": "5d1c7e0e-1b9a-4f0e-8e59-3c8a7f6b2d11", "action": "api_key.create", "resource_type": "api_key",
-    "resource_id": "7f3e2d1c-0b9a-4f8e-9d7c-6b5a4f3e2d1c", "request_id": "5b0f5e0e-2f4c-4a4b-9a57-0d8cbbd0f1a7",
-    "outcome": "success", "details": {"role": "writer"}, "created_at": "2026-11-22T10:00:00Z"}))]
-pub struct AuditEntry {
-    pub id: i64,
-    pub tenant_id: Uuid,
-    /// `api_key`, `user`, `admin` or `system`.
-    pub actor_type: String,
-    pub actor_id: String,
-    /// e.g. `tenant.update`, `api_key.create`, `api_key.revoke`, `user.register`.
-    pub action: String,
-    pub resource_type: String,
-    pub resource_id: Option<String>,
-    pub request_id: Option<String>,
-    pub outcome: String,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditList {
-    /// Newest first.
-    pub data: Vec<AuditEntry>,
-    /// Pass as `cursor` for the next (older) page; null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct AuditParams {
-    /// Only entries about this resource type (e.g. `api_key`).
-    pub resource_type: Option<String>,
-    /// Only entries by this actor id (a key or user id, or `admin`).
-    pub actor: Option<String>,
-    /// Only entries at or after this time (RFC 3339).
-    pub since: Option<DateTime<Utc>>,
-    /// Page size, 1 to 500 (default 100).
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
-    /// `next_cursor` from the previous page.
-    #[param(pattern = r"^[0-9]{1,18}$")]
-    pub cursor: Option<String>,
-    /// For the admin key: which tenant's log.
-    pub tenant_id: Option<Uuid>,
-}
+use crate::tenancy::audit_log::{self, AuditList, AuditParams};
 
 /// The tenant's audit log, newest first (owners, or the admin naming `tenant_id`).
 #[utoipa::path(
@@ -79,46 +27,5 @@ pub async fn list_audit(
 ) -> Result<web::Json<AuditList>, ApiError> {
     let tenant = principal.acting_tenant(query.tenant_id)?;
     principal.require_tenant(tenant, Role::Owner)?;
-    let limit = Limit::parse(query.limit)?;
-    let before: Option<i64> = match &query.cursor {
-        Some(c) => Some(
-            c.parse()
-                .map_err(|_| ApiError::validation("cursor", "not a cursor returned by this endpoint"))?,
-        ),
-        None => None,
-    };
-    let mut client = state.pool.get().await?;
-    let tx = tenant_tx(&mut client, tenant).await?;
-    let rows = tx
-        .query(
-            "SELECT id, tenant_id, actor_type, actor_id, action, resource_type, resource_id, request_id, outcome, details, created_at \
-             FROM audit_log \
-             WHERE ($1::text IS NULL OR resource_type = $1) AND ($2::text IS NULL OR actor_id = $2) \
-               AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::bigint IS NULL OR id < $4) \
-             ORDER BY id DESC LIMIT $5",
-            &[&query.resource_type, &query.actor, &query.since, &before, &limit.fetch()],
-        )
-        .await?;
-    tx.commit().await?;
-    let mut data: Vec<AuditEntry> = rows
-        .iter()
-        .map(|r| AuditEntry {
-            id: r.get(0),
-            tenant_id: r.get(1),
-            actor_type: r.get(2),
-            actor_id: r.get(3),
-            action: r.get(4),
-            resource_type: r.get(5),
-            resource_id: r.get(6),
-            request_id: r.get(7),
-            outcome: r.get(8),
-            details: r.get(9),
-            created_at: r.get(10),
-        })
-        .collect();
-    let next_cursor = limit
-        .trim(&mut data)
-        .then(|| data.last().map(|e| e.id.to_string()))
-        .flatten();
-    Ok(web::Json(AuditList { data, next_cursor }))
+    Ok(web::Json(audit_log::list(&state, tenant, &query).await?))
 }

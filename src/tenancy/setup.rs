@@ -6,8 +6,8 @@ use base64::Engine;
 use deadpool_postgres::Pool;
 use rand::RngCore;
 
-use super::{keys, token, Actor, Principal, Role};
 use crate::audit::{self, Event};
+use crate::auth::{keys, token, Actor, Principal, Role};
 
 /// The configured secret (which must be long enough), or the one generated on first start and
 /// kept in `onebase_meta`, so that tokens survive restarts without any configuration.
@@ -63,7 +63,7 @@ pub async fn first_run(pool: &Pool) -> anyhow::Result<Option<FirstRun>> {
     let tenant_id: uuid::Uuid = tx
         .query_one("INSERT INTO tenants (name) VALUES ('default') RETURNING id", &[])
         .await?
-        .get(0);
+        .try_get("id")?;
     let key = keys::generate();
     let key_id: uuid::Uuid = tx
         .query_one(
@@ -72,7 +72,7 @@ pub async fn first_run(pool: &Pool) -> anyhow::Result<Option<FirstRun>> {
             &[&tenant_id, &key.prefix, &key.hash.as_slice()],
         )
         .await?
-        .get(0);
+        .try_get("id")?;
     let system = Principal {
         actor: Actor::System,
         role: Role::Admin,
