@@ -14,10 +14,12 @@ run: bootstrap
 # against /openapi.json) driving the debug binary that the Rust suite built.
 test: test-lint test-rust test-python
 
-# rustfmt.toml's format and clippy's default lints, on every target (tests and benches too).
+# rustfmt.toml's format, clippy's default lints on every target (tests and benches too), and the
+# import graph of src/: no cycles, no arrow up a layer (scripts/module_graph.py, standard library).
 test-lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --quiet -- -D warnings
+	python3 scripts/module_graph.py
 
 test-rust: bootstrap-tests
 	$(CARGO) test

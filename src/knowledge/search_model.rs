@@ -57,40 +57,55 @@ pub enum Include {
     Scores,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"query": "how many days of leave do I get?", "mode": "hybrid", "k": 5,
-    "filter": {"team": "people"}, "include": ["text", "metadata", "scores"]}))]
-pub struct SearchRequest {
-    /// The query text (1 to 8192 characters): embedded for vector search, parsed for text search.
-    #[schema(min_length = 1, max_length = 8192)]
-    pub query: Option<String>,
-    /// A query vector instead of `query` for vector search (bring-your-own collections).
-    pub vector: Option<Vec<f64>>,
-    /// Default `vector`. `vector` and `hybrid` need `query` (embedded) or `vector`; `text` and
-    /// `hybrid` need `query`.
-    pub mode: Option<SearchMode>,
-    /// Hits to return, 1 to 100 (default 10).
-    #[serde(default, deserialize_with = "integer::option")]
-    #[schema(minimum = 1, maximum = 100)]
-    pub k: Option<u32>,
-    /// The filter language of the documents' listing (metadata, id, times, `$text`).
-    #[schema(value_type = Option<Object>)]
-    pub filter: Option<serde_json::Value>,
-    /// Drop hits scoring below this.
-    pub min_score: Option<f64>,
-    pub fusion: Option<Fusion>,
-    pub group_by: Option<GroupBy>,
-    /// What each hit carries (default text, metadata, scores).
-    #[schema(max_items = 5)]
-    pub include: Option<Vec<Include>>,
-    /// HNSW candidate list size for this query, 1 to 1000 (default 100).
-    #[serde(default, deserialize_with = "integer::option")]
-    #[schema(minimum = 1, maximum = 1000)]
-    pub ef_search: Option<u32>,
-    /// Report which plan ran and why.
-    pub explain: Option<bool>,
+/// A search body: its own fields, then the search every collection runs, declared once for
+/// `POST /v1/collections/{name}/search` and `POST /v1/search`. (serde's `flatten` cannot be
+/// combined with `deny_unknown_fields`, which both keep.)
+macro_rules! search_body {
+    ($(#[$attr:meta])* $name:ident { $($(#[$fattr:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$attr])*
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fattr])* pub $field: $ty,)*
+            /// The query text (1 to 8192 characters): embedded for vector search, parsed for text
+            /// search.
+            #[schema(min_length = 1, max_length = 8192)]
+            pub query: Option<String>,
+            /// A query vector instead of `query` for vector search (bring-your-own collections).
+            pub vector: Option<Vec<f64>>,
+            /// Default `vector`. `vector` and `hybrid` need `query` (embedded) or `vector`; `text`
+            /// and `hybrid` need `query`.
+            pub mode: Option<SearchMode>,
+            /// Hits to return, 1 to 100 (default 10).
+            #[serde(default, deserialize_with = "integer::option")]
+            #[schema(minimum = 1, maximum = 100)]
+            pub k: Option<u32>,
+            /// The filter language of the documents' listing (metadata, id, times, `$text`).
+            #[schema(value_type = Option<Object>)]
+            pub filter: Option<serde_json::Value>,
+            /// Drop hits scoring below this.
+            pub min_score: Option<f64>,
+            pub fusion: Option<Fusion>,
+            pub group_by: Option<GroupBy>,
+            /// What each hit carries (default text, metadata, scores).
+            #[schema(max_items = 5)]
+            pub include: Option<Vec<Include>>,
+            /// HNSW candidate list size for this query, 1 to 1000 (default 100).
+            #[serde(default, deserialize_with = "integer::option")]
+            #[schema(minimum = 1, maximum = 1000)]
+            pub ef_search: Option<u32>,
+        }
+    };
 }
+
+search_body!(
+    #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+    #[schema(example = json!({"query": "how many days of leave do I get?", "mode": "hybrid", "k": 5,
+        "filter": {"team": "people"}, "include": ["text", "metadata", "scores"]}))]
+    SearchRequest {
+        /// Report which plan ran and why.
+        explain: Option<bool>,
+    }
+);
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Scores {
@@ -146,31 +161,15 @@ pub struct SearchResponse {
 /// Collections one `POST /v1/search` may cover.
 pub const MAX_COLLECTIONS: usize = 16;
 
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"collections": ["handbook", "wiki"], "query": "parental leave", "mode": "hybrid", "k": 5}))]
-pub struct MultiSearchRequest {
-    /// 1 to 16 collection names of the tenant, each searched with the rest of this request.
-    #[schema(min_items = 1, max_items = 16)]
-    pub collections: Vec<String>,
-    #[schema(min_length = 1, max_length = 8192)]
-    pub query: Option<String>,
-    pub vector: Option<Vec<f64>>,
-    pub mode: Option<SearchMode>,
-    #[serde(default, deserialize_with = "integer::option")]
-    #[schema(minimum = 1, maximum = 100)]
-    pub k: Option<u32>,
-    #[schema(value_type = Option<Object>)]
-    pub filter: Option<serde_json::Value>,
-    pub min_score: Option<f64>,
-    pub fusion: Option<Fusion>,
-    pub group_by: Option<GroupBy>,
-    #[schema(max_items = 5)]
-    pub include: Option<Vec<Include>>,
-    #[serde(default, deserialize_with = "integer::option")]
-    #[schema(minimum = 1, maximum = 1000)]
-    pub ef_search: Option<u32>,
-}
+search_body!(
+    #[derive(Debug, Clone, Deserialize, ToSchema)]
+    #[schema(example = json!({"collections": ["handbook", "wiki"], "query": "parental leave", "mode": "hybrid", "k": 5}))]
+    MultiSearchRequest {
+        /// 1 to 16 collection names of the tenant, each searched with the rest of this request.
+        #[schema(min_items = 1, max_items = 16)]
+        collections: Vec<String>,
+    }
+);
 
 impl MultiSearchRequest {
     /// The search each collection runs, and the collections.

@@ -22,63 +22,58 @@ fn check_len(field: &'static str, value: Option<&String>, max: usize) -> Result<
     Ok(())
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"id": "sess-42", "user_id": "user-7", "title": "Refund for order 1182", "channel": "web",
-    "assistant": "support-bot", "metadata": {"locale": "en"}, "embed_messages": true}))]
-pub struct CreateConversation {
-    /// A caller-chosen id (a session id), 1 to 128 characters of letters, digits and `_.:@=+~-`;
-    /// default a UUIDv7.
-    pub id: Option<ConversationId>,
-    /// The user the conversation is with: 1 to 256 characters of letters, digits and `_.:@=+~-`.
-    pub user_id: UserId,
-    #[schema(max_length = 1000)]
-    pub title: Option<String>,
-    #[schema(max_length = 128)]
-    pub channel: Option<String>,
-    #[schema(max_length = 256)]
-    pub assistant: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
-    /// Embed new messages (searchable by meaning). Absent: the tenant's `embed_messages` setting.
-    pub embed_messages: Option<bool>,
+/// A conversation's create and update bodies: their own fields, then the details both take,
+/// declared once with one validation. (serde's `flatten` would share them too, but it cannot be
+/// combined with `deny_unknown_fields`, which both bodies keep.)
+macro_rules! conversation_body {
+    ($(#[$attr:meta])* $name:ident { $($(#[$fattr:meta])* $field:ident: $ty:ty,)* }) => {
+        #[derive(Debug, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        $(#[$attr])*
+        pub struct $name {
+            $($(#[$fattr])* pub $field: $ty,)*
+            #[schema(max_length = 1000)]
+            pub title: Option<String>,
+            #[schema(max_length = 128)]
+            pub channel: Option<String>,
+            #[schema(max_length = 256)]
+            pub assistant: Option<String>,
+            /// On update, replaces the metadata.
+            #[schema(value_type = Option<Object>)]
+            pub metadata: Option<serde_json::Value>,
+            /// Embed new messages (searchable by meaning). Absent at creation: the tenant's
+            /// `embed_messages` setting.
+            pub embed_messages: Option<bool>,
+        }
+
+        impl $name {
+            pub fn validate(&self) -> Result<(), ApiError> {
+                check_len("title", self.title.as_ref(), 1000)?;
+                check_len("channel", self.channel.as_ref(), 128)?;
+                check_len("assistant", self.assistant.as_ref(), 256)?;
+                validate_metadata("metadata", self.metadata.clone())?;
+                Ok(())
+            }
+        }
+    };
 }
 
-impl CreateConversation {
-    pub fn validate(&self) -> Result<(), ApiError> {
-        check_len("title", self.title.as_ref(), 1000)?;
-        check_len("channel", self.channel.as_ref(), 128)?;
-        check_len("assistant", self.assistant.as_ref(), 256)?;
-        validate_metadata("metadata", self.metadata.clone())?;
-        Ok(())
+conversation_body!(
+    #[schema(example = json!({"id": "sess-42", "user_id": "user-7", "title": "Refund for order 1182", "channel": "web",
+        "assistant": "support-bot", "metadata": {"locale": "en"}, "embed_messages": true}))]
+    CreateConversation {
+        /// A caller-chosen id (a session id), 1 to 128 characters of letters, digits and
+        /// `_.:@=+~-`; default a UUIDv7.
+        id: Option<ConversationId>,
+        /// The user the conversation is with: 1 to 256 characters of letters, digits and `_.:@=+~-`.
+        user_id: UserId,
     }
-}
+);
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"title": "Refund for order 1182 (resolved)"}))]
-pub struct UpdateConversation {
-    #[schema(max_length = 1000)]
-    pub title: Option<String>,
-    #[schema(max_length = 128)]
-    pub channel: Option<String>,
-    #[schema(max_length = 256)]
-    pub assistant: Option<String>,
-    /// Replaces the metadata.
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
-    pub embed_messages: Option<bool>,
-}
-
-impl UpdateConversation {
-    pub fn validate(&self) -> Result<(), ApiError> {
-        check_len("title", self.title.as_ref(), 1000)?;
-        check_len("channel", self.channel.as_ref(), 128)?;
-        check_len("assistant", self.assistant.as_ref(), 256)?;
-        validate_metadata("metadata", self.metadata.clone())?;
-        Ok(())
-    }
-}
+conversation_body!(
+    #[schema(example = json!({"title": "Refund for order 1182 (resolved)"}))]
+    UpdateConversation {}
+);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Conversation {

@@ -182,6 +182,67 @@ async fn text_with_a_nul_character_is_a_400_not_a_500() {
 }
 
 #[tokio::test]
+async fn nul_is_refused_in_every_body_path_and_query_not_only_where_it_would_be_stored() {
+    let app = spawn_app().await;
+    let conversation = app
+        .with(Method::POST, "/v1/conversations", &app.owner_key)
+        .json(&serde_json::json!({"id": "sess-nul", "user_id": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conversation.status(), 201);
+
+    // Fields that are embedded or compared, never stored, took U+0000 before: now every field
+    // refuses it, whichever endpoint, before the handler runs.
+    let refused = [
+        (
+            Method::POST,
+            "/v1/embeddings",
+            serde_json::json!({"input": "hi", "user": "a\u{0}b"}),
+        ),
+        (
+            Method::POST,
+            "/v1/search",
+            serde_json::json!({"collections": ["none"], "query": "q\u{0}"}),
+        ),
+        (
+            Method::PUT,
+            "/v1/conversations/sess-nul/workflow",
+            serde_json::json!({"workflow_type": "refund", "current_step": "s\u{0}", "state": {"step": 1}}),
+        ),
+        (
+            Method::POST,
+            "/v1/memories/search",
+            serde_json::json!({"query": "x", "user_id": "u1", "filter": {"k": "v\u{0}"}}),
+        ),
+    ];
+    for (method, path, body) in refused {
+        let res = app.with(method, path, &app.owner_key).json(&body).send().await.unwrap();
+        let error = assert_error(res, 400, "invalid_request").await;
+        assert!(error["message"].as_str().unwrap().contains("NUL"), "{path}: {error}");
+    }
+    for path in ["/v1/collections/a%00b", "/v1/conversations?user_id=u%001"] {
+        let res = app.with(Method::GET, path, &app.owner_key).send().await.unwrap();
+        assert_error(res, 400, "invalid_request").await;
+    }
+    // A backslash followed by the text `u0000` is not the character.
+    let literal = app
+        .with(Method::PATCH, "/v1/conversations/sess-nul", &app.owner_key)
+        .json(&serde_json::json!({"title": "C:\\u0000 is text"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(literal.status(), 200);
+
+    let workflow = app
+        .with(Method::GET, "/v1/conversations/sess-nul/workflow", &app.owner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(workflow.status(), 404, "the refused workflow was not saved");
+}
+
+#[tokio::test]
 async fn integers_written_with_a_zero_fraction_are_integers() {
     let app = spawn_app().await;
 
