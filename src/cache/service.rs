@@ -24,25 +24,25 @@ use crate::knowledge::model::validate_metadata;
 use crate::state::AppState;
 
 const COLUMNS: &str = "namespace, key, data, metadata, content_hash, version, fetched_at, expires_at, changed_at, \
-    created_at, index_target, extract(epoch FROM now() - fetched_at)::float8, now() >= expires_at";
+    created_at, index_target, extract(epoch FROM now() - fetched_at)::float8 AS age_secs, now() >= expires_at AS expired";
 
 /// An entry row, with whether it is stale for a given `max_age`.
 fn from_row(row: &Row, max_age: Option<u64>) -> Result<CacheEntry, ApiError> {
-    let target: Option<serde_json::Value> = row.try_get(10)?;
-    let age: f64 = row.try_get(11)?;
-    let expired: bool = row.try_get(12)?;
-    let hash: Vec<u8> = row.try_get(4)?;
+    let target: Option<serde_json::Value> = row.try_get("index_target")?;
+    let age: f64 = row.try_get("age_secs")?;
+    let expired: bool = row.try_get("expired")?;
+    let hash: Vec<u8> = row.try_get("content_hash")?;
     Ok(CacheEntry {
-        namespace: row.try_get(0)?,
-        key: row.try_get(1)?,
-        data: row.try_get(2)?,
-        metadata: row.try_get(3)?,
+        namespace: row.try_get("namespace")?,
+        key: row.try_get("key")?,
+        data: row.try_get("data")?,
+        metadata: row.try_get("metadata")?,
         content_hash: canonical::display(&hash),
-        version: row.try_get(5)?,
-        fetched_at: row.try_get(6)?,
-        expires_at: row.try_get(7)?,
-        changed_at: row.try_get(8)?,
-        created_at: row.try_get(9)?,
+        version: row.try_get("version")?,
+        fetched_at: row.try_get("fetched_at")?,
+        expires_at: row.try_get("expires_at")?,
+        changed_at: row.try_get("changed_at")?,
+        created_at: row.try_get("created_at")?,
         age_seconds: age.max(0.0),
         stale: expired || max_age.is_some_and(|max| age > max as f64),
         indexed_in: target.and_then(|t| t.get("collection").and_then(|c| c.as_str()).map(str::to_string)),

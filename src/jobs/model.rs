@@ -156,28 +156,28 @@ pub struct Job {
 pub const COLUMNS: &str =
     "id, kind, state, collection_name, done, total, params, errors, error_count, error, error_code, \
     cancel_requested, attempts, created_at, started_at, finished_at, heartbeat_at, checkpoint, \
-    extract(epoch FROM (coalesce(finished_at, now()) - started_at))::float8";
+    extract(epoch FROM (coalesce(finished_at, now()) - started_at))::float8 AS elapsed_secs";
 
 pub fn from_row(row: &tokio_postgres::Row) -> Result<Job, ApiError> {
     let corrupt = |what: &str| ApiError::Internal(anyhow::anyhow!("job row has a bad {what}"));
-    let kind: String = row.try_get(1)?;
-    let state: String = row.try_get(2)?;
+    let kind: String = row.try_get("kind")?;
+    let state: String = row.try_get("state")?;
     let state = JobState::parse(&state).ok_or_else(|| corrupt("state"))?;
-    let done: i64 = row.try_get(4)?;
-    let total: Option<i64> = row.try_get(5)?;
-    let errors: serde_json::Value = row.try_get(7)?;
-    let checkpoint: serde_json::Value = row.try_get(17)?;
-    let elapsed: Option<f64> = row.try_get(18)?;
+    let done: i64 = row.try_get("done")?;
+    let total: Option<i64> = row.try_get("total")?;
+    let errors: serde_json::Value = row.try_get("errors")?;
+    let checkpoint: serde_json::Value = row.try_get("checkpoint")?;
+    let elapsed: Option<f64> = row.try_get("elapsed_secs")?;
     let rate = elapsed.filter(|&s| s > 0.0 && done > 0).map(|s| done as f64 / s);
     let eta = match (rate, total) {
         (Some(r), Some(t)) if !state.is_finished() => Some(((t - done).max(0) as f64) / r),
         _ => None,
     };
     Ok(Job {
-        id: row.try_get(0)?,
+        id: row.try_get("id")?,
         kind: JobKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
         state,
-        collection: row.try_get(3)?,
+        collection: row.try_get("collection_name")?,
         progress: Progress {
             done,
             total,
@@ -189,17 +189,17 @@ pub fn from_row(row: &tokio_postgres::Row) -> Result<Job, ApiError> {
             phase: checkpoint.get("phase").and_then(|p| p.as_str()).map(str::to_string),
             embedded: checkpoint.get("embedded").and_then(|n| n.as_i64()),
         },
-        params: row.try_get(6)?,
+        params: row.try_get("params")?,
         errors: serde_json::from_value(errors).map_err(|_| corrupt("errors"))?,
-        error_count: row.try_get(8)?,
-        error: row.try_get(9)?,
-        error_code: row.try_get(10)?,
-        cancel_requested: row.try_get(11)?,
-        attempts: row.try_get(12)?,
-        created_at: row.try_get(13)?,
-        started_at: row.try_get(14)?,
-        finished_at: row.try_get(15)?,
-        heartbeat_at: row.try_get(16)?,
+        error_count: row.try_get("error_count")?,
+        error: row.try_get("error")?,
+        error_code: row.try_get("error_code")?,
+        cancel_requested: row.try_get("cancel_requested")?,
+        attempts: row.try_get("attempts")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        heartbeat_at: row.try_get("heartbeat_at")?,
     })
 }
 

@@ -42,30 +42,30 @@ const COLUMNS: &str = "id, name, description, model, dimension, distance, index_
 
 fn from_row(row: &tokio_postgres::Row) -> Result<Collection, ApiError> {
     let corrupt = |what: &str| ApiError::Internal(anyhow::anyhow!("collection registry row has a bad {what}"));
-    let distance: String = row.try_get(5)?;
-    let index: serde_json::Value = row.try_get(6)?;
-    let chunking: serde_json::Value = row.try_get(8)?;
+    let distance: String = row.try_get("distance")?;
+    let index: serde_json::Value = row.try_get("index_config")?;
+    let chunking: serde_json::Value = row.try_get("chunking")?;
     Ok(Collection {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        description: row.try_get(2)?,
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
         embedding: EmbeddingInfo {
-            model: row.try_get(3)?,
-            dimension: row.try_get(4)?,
+            model: row.try_get("model")?,
+            dimension: row.try_get("dimension")?,
         },
         distance: Distance::parse(&distance).ok_or_else(|| corrupt("distance"))?,
         index: serde_json::from_value(index).map_err(|_| corrupt("index"))?,
         text_search: TextSearchInfo {
-            language: row.try_get(7)?,
+            language: row.try_get("text_language")?,
         },
         chunking: serde_json::from_value(chunking).map_err(|_| corrupt("chunking"))?,
-        metadata: row.try_get(9)?,
-        document_count: row.try_get(10)?,
-        chunk_count: row.try_get(11)?,
-        stored_bytes: row.try_get(12)?,
+        metadata: row.try_get("metadata")?,
+        document_count: row.try_get("document_count")?,
+        chunk_count: row.try_get("chunk_count")?,
+        stored_bytes: row.try_get("stored_bytes")?,
         disk_bytes: None,
-        created_at: row.try_get(13)?,
-        updated_at: row.try_get(14)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 

@@ -27,13 +27,13 @@ const SELECT: &str = "d.id, d.text, d.metadata, d.chunk_count, d.bytes, d.create
 
 fn from_row(row: &tokio_postgres::Row) -> Result<Document, ApiError> {
     Ok(Document {
-        id: row.try_get(0)?,
-        text: row.try_get(1)?,
-        metadata: row.try_get(2)?,
-        chunk_count: row.try_get(3)?,
-        bytes: row.try_get(4)?,
-        created_at: row.try_get(5)?,
-        updated_at: row.try_get(6)?,
+        id: row.try_get("id")?,
+        text: row.try_get("text")?,
+        metadata: row.try_get("metadata")?,
+        chunk_count: row.try_get("chunk_count")?,
+        bytes: row.try_get("bytes")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 

@@ -365,8 +365,8 @@ fn vector_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlParams) {
         embedding,
     } = VectorSql::new(loaded, query);
     let sql = format!(
-        "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
-           (c.embedding {op} {q})::float8 FROM {chunks} c WHERE {condition} \
+        "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, \
+           {embedding} AS embedding, (c.embedding {op} {q})::float8 AS value FROM {chunks} c WHERE {condition} \
          ORDER BY c.embedding {op} {q} LIMIT {fetch}",
         chunks = loaded.tables.chunks,
         fetch = query.fetch,
@@ -390,8 +390,8 @@ fn filtered_exact_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlP
              SELECT c.document_id, c.chunk_index, c.pending, (c.embedding {op} {q})::float8 AS d \
              FROM {chunks} c WHERE {condition} LIMIT {EXACT_THRESHOLD}), \
            top AS (SELECT * FROM m ORDER BY d, document_id, chunk_index LIMIT {fetch}) \
-         SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, top.d, \
-           (SELECT count(*) FROM m) \
+         SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, \
+           {embedding} AS embedding, top.d AS value, (SELECT count(*) FROM m) \
          FROM top JOIN {chunks} c ON c.tenant_id = {tenant} AND c.document_id = top.document_id \
            AND c.chunk_index = top.chunk_index AND c.pending = top.pending \
          ORDER BY top.d",

@@ -206,7 +206,7 @@ pub const CHUNK_COLUMNS: Columns = Columns {
     tsv: "c.tsv",
 };
 
-/// A chunk found by one of the two searches.
+/// A chunk found by one of the two searches (each statement names its columns so).
 #[derive(Debug, Clone)]
 pub(super) struct Found {
     pub(super) document_id: String,
@@ -222,13 +222,13 @@ pub(super) struct Found {
 
 pub(super) fn found(row: &tokio_postgres::Row) -> Result<Found, ApiError> {
     Ok(Found {
-        document_id: row.try_get(0)?,
-        chunk_index: row.try_get(1)?,
-        text: row.try_get(2)?,
-        metadata: row.try_get(3)?,
-        start_char: row.try_get(4)?,
-        end_char: row.try_get(5)?,
-        embedding: row.try_get(6)?,
-        value: row.try_get::<_, Option<f64>>(7)?.unwrap_or(f64::NAN),
+        document_id: row.try_get("document_id")?,
+        chunk_index: row.try_get("chunk_index")?,
+        text: row.try_get("text")?,
+        metadata: row.try_get("metadata")?,
+        start_char: row.try_get("start_char")?,
+        end_char: row.try_get("end_char")?,
+        embedding: row.try_get("embedding")?,
+        value: row.try_get::<_, Option<f64>>("value")?.unwrap_or(f64::NAN),
     })
 }

@@ -36,11 +36,11 @@ pub(super) async fn text_statement(
     };
     let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
     let sql = format!(
-        "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, {embedding}, \
-           ts_rank_cd(c.tsv, tq.query)::float8 AS rank \
+        "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, \
+           {embedding} AS embedding, ts_rank_cd(c.tsv, tq.query)::float8 AS value \
          FROM {chunks} c, (SELECT websearch_to_tsquery({lang}::text::regconfig, {q}) AS query) tq \
          WHERE c.tsv @@ tq.query AND {condition} \
-         ORDER BY rank DESC, c.document_id, c.chunk_index LIMIT {fetch}",
+         ORDER BY value DESC, c.document_id, c.chunk_index LIMIT {fetch}",
         chunks = loaded.tables.chunks
     );
     // Without the vectors the text is fixed per collection and filter shape: prepared once per

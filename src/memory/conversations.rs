@@ -23,17 +23,17 @@ const COLUMNS: &str =
 
 fn from_row(row: &Row) -> Result<Conversation, ApiError> {
     Ok(Conversation {
-        id: row.try_get(0)?,
-        user_id: row.try_get(1)?,
-        title: row.try_get(2)?,
-        channel: row.try_get(3)?,
-        assistant: row.try_get(4)?,
-        metadata: row.try_get(5)?,
-        embed_messages: row.try_get(6)?,
-        message_count: row.try_get(7)?,
-        last_seq: row.try_get(8)?,
-        created_at: row.try_get(9)?,
-        updated_at: row.try_get(10)?,
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        title: row.try_get("title")?,
+        channel: row.try_get("channel")?,
+        assistant: row.try_get("assistant")?,
+        metadata: row.try_get("metadata")?,
+        embed_messages: row.try_get("embed_messages")?,
+        message_count: row.try_get("message_count")?,
+        last_seq: row.try_get("last_seq")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 

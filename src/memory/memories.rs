@@ -29,15 +29,15 @@ const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
 
 fn from_row(row: &Row) -> Result<Memory, ApiError> {
     Ok(Memory {
-        id: row.try_get(0)?,
-        content: row.try_get(1)?,
-        user_id: row.try_get(2)?,
-        agent_id: row.try_get(3)?,
-        run_id: row.try_get(4)?,
-        metadata: row.try_get(5)?,
-        expires_at: row.try_get(6)?,
-        created_at: row.try_get(7)?,
-        updated_at: row.try_get(8)?,
+        id: row.try_get("id")?,
+        content: row.try_get("content")?,
+        user_id: row.try_get("user_id")?,
+        agent_id: row.try_get("agent_id")?,
+        run_id: row.try_get("run_id")?,
+        metadata: row.try_get("metadata")?,
+        expires_at: row.try_get("expires_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 

@@ -22,24 +22,24 @@ use crate::knowledge::model::validate_metadata;
 use crate::state::AppState;
 
 const COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.agent_name, m.metadata, m.token_count, \
-    m.cost_usd::text, m.rating, m.embedding IS NOT NULL, m.created_at";
+    m.cost_usd::text AS cost_usd, m.rating, m.embedding IS NOT NULL AS embedded, m.created_at";
 
 fn from_row(row: &Row) -> Result<Message, ApiError> {
-    let role: String = row.try_get(3)?;
+    let role: String = row.try_get("role")?;
     Ok(Message {
-        id: row.try_get(0)?,
-        conversation_id: row.try_get(1)?,
-        seq: row.try_get(2)?,
+        id: row.try_get("id")?,
+        conversation_id: row.try_get("conversation_id")?,
+        seq: row.try_get("seq")?,
         role: MessageRole::parse(&role)
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a message with role {role}")))?,
-        content: row.try_get(4)?,
-        agent_name: row.try_get(5)?,
-        metadata: row.try_get(6)?,
-        token_count: row.try_get(7)?,
-        cost_usd: row.try_get(8)?,
-        rating: row.try_get(9)?,
-        embedded: row.try_get(10)?,
-        created_at: row.try_get(11)?,
+        content: row.try_get("content")?,
+        agent_name: row.try_get("agent_name")?,
+        metadata: row.try_get("metadata")?,
+        token_count: row.try_get("token_count")?,
+        cost_usd: row.try_get("cost_usd")?,
+        rating: row.try_get("rating")?,
+        embedded: row.try_get("embedded")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 

@@ -22,51 +22,51 @@ const STEP_COLUMNS: &str = "id, run_id, step_number, node_name, input_data, outp
     completed_at, llm_call_id, error_message, created_at";
 const ARTIFACT_COLUMNS: &str = "id, run_id, artifact_type, url, metadata, created_at";
 const CALL_COLUMNS: &str = "id, run_id, step_id, model, provider, prompt_tokens, completion_tokens, total_tokens, \
-    cost_usd::text, latency_ms, created_at";
+    cost_usd::text AS cost_usd, latency_ms, created_at";
 
 fn step_from_row(row: &Row) -> Result<Step, ApiError> {
-    let status: String = row.try_get(6)?;
+    let status: String = row.try_get("status")?;
     Ok(Step {
-        id: row.try_get(0)?,
-        run_id: row.try_get(1)?,
-        step_number: row.try_get(2)?,
-        node_name: row.try_get(3)?,
-        input_data: row.try_get(4)?,
-        output_data: row.try_get(5)?,
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        step_number: row.try_get("step_number")?,
+        node_name: row.try_get("node_name")?,
+        input_data: row.try_get("input_data")?,
+        output_data: row.try_get("output_data")?,
         status: StepStatus::parse(&status)
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a step with status {status}")))?,
-        started_at: row.try_get(7)?,
-        completed_at: row.try_get(8)?,
-        llm_call_id: row.try_get(9)?,
-        error_message: row.try_get(10)?,
-        created_at: row.try_get(11)?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        llm_call_id: row.try_get("llm_call_id")?,
+        error_message: row.try_get("error_message")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
 fn artifact_from_row(row: &Row) -> Result<Artifact, ApiError> {
     Ok(Artifact {
-        id: row.try_get(0)?,
-        run_id: row.try_get(1)?,
-        artifact_type: row.try_get(2)?,
-        url: row.try_get(3)?,
-        metadata: row.try_get(4)?,
-        created_at: row.try_get(5)?,
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        artifact_type: row.try_get("artifact_type")?,
+        url: row.try_get("url")?,
+        metadata: row.try_get("metadata")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
 fn call_from_row(row: &Row) -> Result<LlmCall, ApiError> {
     Ok(LlmCall {
-        id: row.try_get(0)?,
-        run_id: row.try_get(1)?,
-        step_id: row.try_get(2)?,
-        model: row.try_get(3)?,
-        provider: row.try_get(4)?,
-        prompt_tokens: row.try_get(5)?,
-        completion_tokens: row.try_get(6)?,
-        total_tokens: row.try_get(7)?,
-        cost_usd: row.try_get(8)?,
-        latency_ms: row.try_get(9)?,
-        created_at: row.try_get(10)?,
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        step_id: row.try_get("step_id")?,
+        model: row.try_get("model")?,
+        provider: row.try_get("provider")?,
+        prompt_tokens: row.try_get("prompt_tokens")?,
+        completion_tokens: row.try_get("completion_tokens")?,
+        total_tokens: row.try_get("total_tokens")?,
+        cost_usd: row.try_get("cost_usd")?,
+        latency_ms: row.try_get("latency_ms")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 

@@ -20,23 +20,23 @@ const COLUMNS: &str = "id, actor, status, request_payload, autonomy_level, trace
     error_message, indexed_in, created_at, started_at, completed_at, updated_at";
 
 fn from_row(row: &Row) -> Result<Run, ApiError> {
-    let status: String = row.try_get(2)?;
+    let status: String = row.try_get("status")?;
     Ok(Run {
-        id: row.try_get(0)?,
-        actor: row.try_get(1)?,
+        id: row.try_get("id")?,
+        actor: row.try_get("actor")?,
         status: RunStatus::parse(&status)
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a run with status {status}")))?,
-        request_payload: row.try_get(3)?,
-        autonomy_level: row.try_get(4)?,
-        trace_id: row.try_get(5)?,
-        idempotency_key: row.try_get(6)?,
-        metadata: row.try_get(7)?,
-        error_message: row.try_get(8)?,
-        indexed_in: row.try_get(9)?,
-        created_at: row.try_get(10)?,
-        started_at: row.try_get(11)?,
-        completed_at: row.try_get(12)?,
-        updated_at: row.try_get(13)?,
+        request_payload: row.try_get("request_payload")?,
+        autonomy_level: row.try_get("autonomy_level")?,
+        trace_id: row.try_get("trace_id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        metadata: row.try_get("metadata")?,
+        error_message: row.try_get("error_message")?,
+        indexed_in: row.try_get("indexed_in")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        updated_at: row.try_get("updated_at")?,
         artifacts: None,
     })
 }
