@@ -16,6 +16,8 @@ pub struct Tables {
     pub chunks_main: String,
     /// Chunks written since the last merge: no ANN index, scanned exactly by every search.
     pub chunks_pending: String,
+    /// The chunks' text statistics for BM25 (see [`create_text_stats`]).
+    pub terms: String,
     chunks_bare: String,
 }
 
@@ -28,6 +30,7 @@ impl Tables {
             chunks: format!("{schema}.chunks_{c}"),
             chunks_main: format!("{schema}.chunks_{c}_main"),
             chunks_pending: format!("{schema}.chunks_{c}_pending"),
+            terms: format!("{schema}.terms_{c}"),
             chunks_bare: format!("chunks_{c}"),
             schema,
         }
@@ -85,8 +88,50 @@ pub fn create_tables(t: &Tables, dimension: Option<i32>, language: &str) -> Stri
              PRIMARY KEY (tenant_id, id)
          );
          GRANT SELECT, INSERT, UPDATE, DELETE ON {docs} TO onebase_app;
-         {chunks}",
+         {chunks}
+         {stats}",
         chunks = create_chunks(t, dimension, language),
+        stats = create_text_stats(t),
+    )
+}
+
+/// The collection's text statistics (migrations/V8): per term, how many chunks hold it; per
+/// collection (the row of the empty lexeme), how many chunks there are and their total length.
+/// Append-only deltas written by the chunk table's triggers in the writer's transaction, summed
+/// by a text search ([`super::search_text`]), compacted by the merge job ([`compact_text_stats`]).
+/// Keyed by tenant first, like every tenant table.
+pub fn create_text_stats(t: &Tables) -> String {
+    let (chunks, terms, bare) = (&t.chunks, &t.terms, &t.chunks_bare);
+    format!(
+        "CREATE TABLE {terms} (
+             tenant_id uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+             lexeme    text NOT NULL,
+             chunks    bigint NOT NULL,
+             tokens    bigint NOT NULL,
+             id        uuid NOT NULL DEFAULT uuidv7(),
+             PRIMARY KEY (tenant_id, lexeme, id)
+         );
+         GRANT SELECT, INSERT, DELETE ON {terms} TO onebase_app;
+         CREATE TRIGGER {bare}_stats_insert AFTER INSERT ON {chunks} REFERENCING NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}');
+         CREATE TRIGGER {bare}_stats_delete AFTER DELETE ON {chunks} REFERENCING OLD TABLE AS old_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}');
+         CREATE TRIGGER {bare}_stats_update AFTER UPDATE ON {chunks}
+             REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+             FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}');"
+    )
+}
+
+/// Sums a collection's statistics deltas into one row per term (and drops terms no chunk holds
+/// any more). Deltas committed meanwhile are not visible to the DELETE and stay, so the sums
+/// stay exact.
+pub fn compact_text_stats(t: &Tables) -> String {
+    format!(
+        "WITH gone AS (DELETE FROM {terms} WHERE tenant_id = $1 RETURNING lexeme, chunks, tokens) \
+         INSERT INTO {terms} (tenant_id, lexeme, chunks, tokens) \
+         SELECT $1, lexeme, sum(chunks), sum(tokens) FROM gone GROUP BY lexeme \
+         HAVING sum(chunks) <> 0 OR lexeme = ''",
+        terms = t.terms
     )
 }
 

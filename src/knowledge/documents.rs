@@ -267,6 +267,8 @@ async fn delete_where(
             &[&loaded.collection.id, &docs, &chunks, &bytes],
         )
         .await?;
+        // For its compaction of the text statistics the removed chunks changed.
+        crate::jobs::store::enqueue_merge(tx, loaded.tenant, loaded.collection.id, &loaded.collection.name).await?;
     }
     Ok((docs, ids))
 }

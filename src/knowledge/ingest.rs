@@ -407,9 +407,12 @@ pub async fn apply(
             embedded: true,
         });
     }
-    let pending = writes_pending(&loaded) && rows.len() > 0;
+    let written = rows.len() > 0;
+    let pending = writes_pending(&loaded) && written;
     rows.insert(tx, &loaded, tenant, pending).await?;
-    if pending {
+    // The merge moves pending rows into the ANN index and compacts the text statistics, which
+    // every chunk written or removed changed.
+    if written || chunk_delta != 0 {
         crate::jobs::store::enqueue_merge(tx, tenant, loaded.collection.id, name).await?;
     }
     check_quota(tx, tenant, doc_delta, byte_delta).await?;

@@ -92,6 +92,13 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         )
         .await?;
     }
+    // Every write queues a merge (also in collections without pending rows), so the text
+    // statistics' deltas of the writes since the last one are summed here.
+    let mut client = ctx.state.pool.get().await?;
+    let tx = tenant_tx(&mut client, loaded.tenant).await?;
+    tx.execute(&ddl::compact_text_stats(&loaded.tables), &[&loaded.tenant])
+        .await?;
+    tx.commit().await?;
     Ok(Outcome::Completed)
 }
 

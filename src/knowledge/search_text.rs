@@ -1,5 +1,6 @@
-//! The text half of a search: the full-text query on a collection's chunks, and the fusion of
-//! its hits with the vector query's (reciprocal rank, or weighted scores).
+//! The text half of a search: BM25 over a collection's chunks (the query's terms OR-ed, weighed
+//! by the collection's statistics, which the chunk table's triggers keep exact), and the fusion
+//! of its hits with the vector query's (reciprocal rank, or weighted scores).
 
 use std::collections::HashMap;
 
@@ -12,11 +13,129 @@ use super::search_model::{Fusion, Scores};
 use crate::error::ApiError;
 use crate::filter::{Filter, SqlParams};
 
+/// BM25's term-frequency saturation and length normalization (Lucene's and Elasticsearch's
+/// defaults).
+const K1: f64 = 1.2;
+const B: f64 = 0.75;
+/// Query terms scored at most (the rarest): a query of thousands of words costs what 64 do.
+const MAX_TERMS: usize = 64;
+/// Chunks a text search reads at most, about: candidates come from the query's rarest terms, as
+/// many as stay under this many chunks together (at least the rarest one). A chunk that holds
+/// only the query's common terms would rank below them anyway (their IDF is low), so the bound
+/// costs little relevance and keeps a query of common words from reading the whole collection.
+const CANDIDATE_CHUNKS: i64 = 20_000;
+
 /// A text query, prepared: [`text_statement`] awaits the statement, so that running it sends the
-/// query at once (in order, before anything issued after it).
-pub(super) struct TextQuery {
-    statement: tokio_postgres::Statement,
-    params: SqlParams,
+/// query at once (in order, before anything issued after it). `None`: no term of the query is in
+/// the collection, nothing can match.
+pub(super) struct TextQuery(Option<(tokio_postgres::Statement, SqlParams)>);
+
+/// What a query asks for, in the `websearch_to_tsquery` syntax users know: words, of which a
+/// chunk needs at least one (OR, ranked by BM25); `"quoted phrases"`, which it must hold; and
+/// `-words`, which it must not. A quote that never closes runs to the end.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct ParsedQuery {
+    /// The words to rank by: the plain words and the phrases' words.
+    pub terms: String,
+    pub phrases: Vec<String>,
+    pub excluded: Vec<String>,
+}
+
+pub(super) fn parse_query(query: &str) -> ParsedQuery {
+    let mut parsed = ParsedQuery::default();
+    let mut words = vec![];
+    let mut rest = query;
+    loop {
+        rest = rest.trim_start();
+        let Some(first) = rest.chars().next() else { break };
+        if first == '"' {
+            let inner = &rest[1..];
+            let (phrase, after) = inner.split_once('"').unwrap_or((inner, ""));
+            if !phrase.trim().is_empty() {
+                parsed.phrases.push(phrase.trim().to_string());
+                words.push(phrase.trim().to_string());
+            }
+            rest = after;
+            continue;
+        }
+        let end = rest.find(|c: char| c.is_whitespace() || c == '"').unwrap_or(rest.len());
+        let word = &rest[..end];
+        match word.strip_prefix('-') {
+            Some(excluded) if !excluded.is_empty() => parsed.excluded.push(excluded.to_string()),
+            _ => words.push(word.to_string()),
+        }
+        rest = &rest[end..];
+    }
+    parsed.terms = words.join(" ");
+    parsed
+}
+
+/// A query's terms with their weight: BM25's inverse document frequency in the collection.
+struct Weighted {
+    lexemes: Vec<String>,
+    idf: Vec<f64>,
+    /// The rarest terms, whose chunks are the candidates, as a tsquery (`'a' | 'b'`).
+    candidates: String,
+    avg_length: f64,
+}
+
+/// Reads the collection's statistics for the query's terms (stemmed and stop words dropped as
+/// the stored text was, by `to_tsvector` in the collection's language) and weighs them.
+async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Option<Weighted>, ApiError> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT q.lexeme, coalesce(sum(t.chunks), 0)::int8 AS chunks, coalesce(sum(t.tokens), 0)::int8 AS tokens \
+                 FROM (SELECT lexeme FROM unnest(to_tsvector($1::text::regconfig, $2)) UNION SELECT '') q \
+                 LEFT JOIN {terms} t ON t.tenant_id = $3 AND t.lexeme = q.lexeme GROUP BY q.lexeme",
+                terms = loaded.tables.terms
+            ),
+            &[&loaded.language(), &terms, &loaded.tenant],
+        )
+        .await?;
+    let mut total = (0_i64, 0_i64);
+    let mut found: Vec<(String, i64)> = vec![];
+    for row in &rows {
+        let lexeme: String = row.try_get("lexeme")?;
+        let chunks: i64 = row.try_get("chunks")?;
+        if lexeme.is_empty() {
+            total = (chunks, row.try_get("tokens")?);
+        } else if chunks > 0 {
+            found.push((lexeme, chunks));
+        }
+    }
+    let (n, tokens) = total;
+    if found.is_empty() || n <= 0 {
+        return Ok(None);
+    }
+    // Rarest first; ties by lexeme, so that the same query always reads the same candidates.
+    found.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    found.truncate(MAX_TERMS);
+    let mut budget = 0;
+    let mut rare = vec![];
+    for (lexeme, df) in &found {
+        if !rare.is_empty() && budget + df > CANDIDATE_CHUNKS {
+            break;
+        }
+        budget += df;
+        rare.push(tsquery_lexeme(lexeme));
+    }
+    let idf = found
+        .iter()
+        .map(|(_, df)| (1.0 + (n as f64 - *df as f64 + 0.5) / (*df as f64 + 0.5)).ln())
+        .collect();
+    Ok(Some(Weighted {
+        lexemes: found.into_iter().map(|(l, _)| l).collect(),
+        idf,
+        candidates: rare.join(" | "),
+        avg_length: (tokens as f64 / n as f64).max(1.0),
+    }))
+}
+
+/// A lexeme as a tsquery operand: quoted, its quotes doubled and backslashes escaped, so that no
+/// character of it is read as tsquery syntax (it is already normalized: no stemming again).
+fn tsquery_lexeme(lexeme: &str) -> String {
+    format!("'{}'", lexeme.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 pub(super) async fn text_statement(
@@ -27,34 +146,65 @@ pub(super) async fn text_statement(
     fetch: u32,
     want_embedding: bool,
 ) -> Result<TextQuery, ApiError> {
-    let mut params = SqlParams::new();
-    let lang = params.push(loaded.language().to_string());
-    let q = params.push(query.to_string());
-    let condition = match filter {
-        Some(f) => f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params),
-        None => "true".into(),
+    let parsed = parse_query(query);
+    let Some(weighted) = weigh(tx, loaded, &parsed.terms).await? else {
+        return Ok(TextQuery(None));
     };
+    let mut params = SqlParams::new();
+    let candidates = params.push(weighted.candidates);
+    let lexemes = params.push(weighted.lexemes);
+    let idf = params.push(weighted.idf);
+    let avg_length = params.push(weighted.avg_length);
+    let mut conditions = vec![format!("c.tsv @@ {candidates}::text::tsquery")];
+    // Bound only when a phrase or an exclusion reads it: a parameter no statement names has no type.
+    let lang = if parsed.phrases.is_empty() && parsed.excluded.is_empty() {
+        String::new()
+    } else {
+        params.push(loaded.language().to_string())
+    };
+    for phrase in parsed.phrases {
+        let p = params.push(phrase);
+        conditions.push(format!("c.tsv @@ phraseto_tsquery({lang}::text::regconfig, {p})"));
+    }
+    for word in parsed.excluded {
+        let w = params.push(word);
+        conditions.push(format!("NOT (c.tsv @@ plainto_tsquery({lang}::text::regconfig, {w}))"));
+    }
+    if let Some(f) = filter {
+        conditions.push(f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params));
+    }
     let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
+    // BM25: per query term the chunk holds, idf * tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)),
+    // tf from the term's positions in the chunk's tsvector, dl the chunk's length in tokens.
     let sql = format!(
         "SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, \
-           {embedding} AS embedding, ts_rank_cd(c.tsv, tq.query)::float8 AS value \
-         FROM {chunks} c, (SELECT websearch_to_tsquery({lang}::text::regconfig, {q}) AS query) tq \
-         WHERE c.tsv @@ tq.query AND {condition} \
-         ORDER BY value DESC, c.document_id, c.chunk_index LIMIT {fetch}",
-        chunks = loaded.tables.chunks
+           {embedding} AS embedding, s.value \
+         FROM {chunks} c, LATERAL ( \
+           SELECT sum(w.idf * (f.tf * ({K1} + 1)) / (f.tf + {K1} * (1 - {B} + {B} * l.dl / {avg_length})))::float8 AS value \
+           FROM (SELECT onebase_tsv_length(c.tsv)::float8 AS dl) l, \
+             unnest(c.tsv) u \
+             JOIN unnest({lexemes}::text[], {idf}::float8[]) AS w(lexeme, idf) ON w.lexeme = u.lexeme, \
+             LATERAL (SELECT coalesce(cardinality(u.positions), 1)::float8 AS tf) f) s \
+         WHERE {conditions} \
+         ORDER BY s.value DESC, c.document_id, c.chunk_index LIMIT {fetch}",
+        chunks = loaded.tables.chunks,
+        conditions = conditions.join(" AND "),
     );
-    // Without the vectors the text is fixed per collection and filter shape: prepared once per
-    // connection, as the vector query is.
+    // Without the vectors the text is fixed per collection and query shape (how many phrases and
+    // exclusions, the filter's shape): prepared once per connection, as the vector query is.
     let statement = if !want_embedding {
         crate::db::pool::prepared(tx, &sql).await?
     } else {
         tx.prepare(&sql).await?
     };
-    Ok(TextQuery { statement, params })
+    Ok(TextQuery(Some((statement, params))))
 }
 
 pub(super) async fn text_search(tx: &Transaction<'_>, query: &TextQuery) -> Result<Vec<Found>, ApiError> {
-    let rows = tx.query(&query.statement, &query.params.as_refs()).await?;
+    let Some((statement, params)) = &query.0 else {
+        return Ok(vec![]);
+    };
+    let rows = tx.query(statement, &params.as_refs()).await?;
     rows.iter().map(found).collect()
 }
 

@@ -1,5 +1,7 @@
-//! Converts collections created before migration V4 (one unpartitioned chunk table) to the
-//! partitioned layout of [`super::ddl::create_chunks`], one transaction per collection, at startup.
+//! Converts collections created by older versions, one transaction per collection, at startup:
+//! layout 1 (before migration V4: one unpartitioned chunk table) to the partitioned layout of
+//! [`super::ddl::create_chunks`]; layout 2 (before V8) to layout 3, which adds the text
+//! statistics BM25 reads ([`super::ddl::create_text_stats`]), counted from the existing chunks.
 
 use deadpool_postgres::Pool;
 use uuid::Uuid;
@@ -29,6 +31,7 @@ pub async fn run(pool: &Pool) -> anyhow::Result<()> {
             "ALTER TABLE {chunks} RENAME TO {bare_old};
              DROP INDEX IF EXISTS {schema}.{idx}, {schema}.chunks_{c}_tsv_idx, {schema}.chunks_{c}_metadata_idx;
              {create};
+             {stats}
              INSERT INTO {chunks} (tenant_id, document_id, chunk_index, text, start_char, end_char, metadata, created_at, updated_at, embedding)
                SELECT tenant_id, document_id, chunk_index, text, start_char, end_char, metadata, created_at, updated_at, embedding FROM {old};
              DROP TABLE {old};",
@@ -37,6 +40,7 @@ pub async fn run(pool: &Pool) -> anyhow::Result<()> {
             idx = t.vector_index_name(),
             c = id.simple(),
             create = ddl::create_chunks(&t, dimension, &language),
+            stats = ddl::create_text_stats(&t),
         );
         if let (Some(_), Some(index)) = (dimension, ddl::vector_index(&t, distance, &index)) {
             sql.push_str(&index);
@@ -44,10 +48,40 @@ pub async fn run(pool: &Pool) -> anyhow::Result<()> {
         }
         let tx = client.transaction().await?;
         tx.batch_execute(&sql).await?;
-        tx.execute("UPDATE collections SET layout = 2 WHERE id = $1", &[&id])
+        // Layout 2's tables, with the statistics of layout 3 counted by the triggers as the rows
+        // are copied in.
+        tx.execute("UPDATE collections SET layout = 3 WHERE id = $1", &[&id])
             .await?;
         tx.commit().await?;
         tracing::info!(collection = %id, "collection converted to the partitioned chunk layout");
+    }
+    let rows = client
+        .query("SELECT tenant_id, id FROM collections WHERE layout = 2", &[])
+        .await?;
+    for row in rows {
+        let (tenant, id): (Uuid, Uuid) = (row.try_get("tenant_id")?, row.try_get("id")?);
+        let t = Tables::new(tenant, id);
+        let tx = client.transaction().await?;
+        // No write may land between the count and the triggers.
+        tx.batch_execute(
+            &format!(
+                "LOCK TABLE {chunks} IN SHARE MODE;
+             {create}
+             INSERT INTO {terms} (tenant_id, lexeme, chunks, tokens)
+               SELECT tenant_id, lexeme, count(*), 0 FROM {chunks}, unnest(tsv) GROUP BY 1, 2
+               UNION ALL
+               SELECT $tenant$, '', count(*), coalesce(sum(onebase_tsv_length(tsv)), 0) FROM {chunks};",
+                chunks = t.chunks,
+                terms = t.terms,
+                create = ddl::create_text_stats(&t),
+            )
+            .replace("$tenant$", &format!("'{tenant}'::uuid")),
+        )
+        .await?;
+        tx.execute("UPDATE collections SET layout = 3 WHERE id = $1", &[&id])
+            .await?;
+        tx.commit().await?;
+        tracing::info!(collection = %id, "collection given text statistics (layout 3)");
     }
     Ok(())
 }

@@ -22,4 +22,5 @@ mod search;
 mod stats;
 mod system;
 mod tenancy;
+mod text_ranking;
 mod users;

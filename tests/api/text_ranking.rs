@@ -1,0 +1,213 @@
+//! Text search ranks by BM25 over the query's terms OR-ed, with the collection's statistics kept
+//! exact by the chunk table's triggers; phrases and exclusions keep their meaning.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::api::helpers::{call, collection, spawn_app, TestApp};
+
+fn ids(res: &serde_json::Value) -> Vec<String> {
+    res["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("hits: {res}"))
+        .iter()
+        .map(|h| h["document_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn add(app: &TestApp, name: &str, docs: &[(&str, &str)]) {
+    let docs: Vec<_> = docs.iter().map(|(id, text)| json!({"id": id, "text": text})).collect();
+    let (status, body) = call(
+        app,
+        Method::PUT,
+        &format!("/v1/collections/{name}/documents"),
+        Some(json!({"documents": docs})),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{body}");
+}
+
+async fn text(app: &TestApp, name: &str, query: &str) -> serde_json::Value {
+    let (status, body) = call(
+        app,
+        Method::POST,
+        &format!("/v1/collections/{name}/search"),
+        Some(json!({"query": query, "mode": "text", "k": 10})),
+    )
+    .await;
+    assert_eq!(status, 200, "{}: {body}", &query[..query.len().min(80)]);
+    body
+}
+
+#[tokio::test]
+async fn a_rare_term_outranks_a_common_one_and_any_term_may_match() {
+    let app = spawn_app().await;
+    collection(&app, json!({"name": "kb"})).await;
+    let common: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("r{i}"), format!("The quarterly report number {i} was filed.")))
+        .collect();
+    let mut docs = vec![("rare", "The zeppelin report was filed on Monday.")];
+    docs.extend(common.iter().map(|(id, t)| (id.as_str(), t.as_str())));
+    docs.push(("other", "Lunch is served at noon in the canteen."));
+    add(&app, "kb", &docs).await;
+
+    let both = text(&app, "kb", "zeppelin report").await;
+    let question = text(
+        &app,
+        "kb",
+        "which report mentioned a zeppelin airship over the canteen?",
+    )
+    .await;
+
+    let both = ids(&both);
+    assert_eq!(both[0], "rare", "the chunk with the rare term first: {both:?}");
+    assert_eq!(both.len(), 10, "chunks with only `report` match too (OR): {both:?}");
+    let question = ids(&question);
+    assert_eq!(question[0], "rare", "{question:?}");
+    assert!(
+        question.contains(&"other".to_string()),
+        "`canteen` alone matches: {question:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_short_chunk_outranks_a_long_one_with_the_term_as_often() {
+    let app = spawn_app().await;
+    collection(&app, json!({"name": "kb"})).await;
+    let filler = "alpha beta gamma delta epsilon zeta theta iota kappa lambda ".repeat(6);
+    let long = format!("A whale surfaced. {filler}");
+    add(
+        &app,
+        "kb",
+        &[("short", "A whale surfaced near the boat."), ("long", long.as_str())],
+    )
+    .await;
+
+    let hits = text(&app, "kb", "whale").await;
+
+    assert_eq!(ids(&hits), ["short", "long"], "{hits}");
+    let (short, long) = (
+        hits["hits"][0]["scores"]["text"].as_f64().unwrap(),
+        hits["hits"][1]["scores"]["text"].as_f64().unwrap(),
+    );
+    assert!(short > long && long > 0.0, "BM25 scores: {short} {long}");
+}
+
+#[tokio::test]
+async fn phrases_must_match_exclusions_must_not_and_odd_queries_are_no_error() {
+    let app = spawn_app().await;
+    collection(&app, json!({"name": "kb"})).await;
+    add(
+        &app,
+        "kb",
+        &[
+            ("ny", "The best pizza in New York is sold by the slice."),
+            ("swapped", "York has new pizza places every year."),
+            ("rome", "Pizza in Rome is thin and crisp."),
+        ],
+    )
+    .await;
+
+    let phrase = text(&app, "kb", "\"new york\" pizza").await;
+    let excluded = text(&app, "kb", "pizza -york").await;
+    let unclosed = text(&app, "kb", "pizza \"new york").await;
+    let stop_words = text(&app, "kb", "the of and is").await;
+    let absent = text(&app, "kb", "submarine").await;
+    let many = text(&app, "kb", &"pizza slice thin crisp ".repeat(300)).await;
+
+    assert_eq!(ids(&phrase), ["ny"], "{phrase}");
+    assert_eq!(ids(&excluded), ["rome"], "{excluded}");
+    assert_eq!(
+        ids(&unclosed),
+        ["ny"],
+        "a quote that never closes runs to the end: {unclosed}"
+    );
+    assert_eq!(
+        ids(&stop_words),
+        Vec::<String>::new(),
+        "only stop words: nothing to rank by"
+    );
+    assert_eq!(ids(&absent), Vec::<String>::new());
+    assert_eq!(ids(&many).len(), 3, "{many}");
+}
+
+/// The statistics a text search reads (summed deltas) against a count of the chunks themselves.
+async fn statistics_match_the_chunks(app: &TestApp, name: &str) {
+    let client = app.pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT 'tenant_' || replace(tenant_id::text, '-', ''), replace(id::text, '-', '') FROM collections WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    let (schema, id): (String, String) = (row.get(0), row.get(1));
+    let (chunks, terms) = (format!("{schema}.chunks_{id}"), format!("{schema}.terms_{id}"));
+    let mismatched: i64 = client
+        .query_one(
+            &format!(
+                "WITH truth AS (
+                   SELECT lexeme, count(*) AS chunks, 0::numeric AS tokens FROM {chunks}, unnest(tsv) GROUP BY lexeme
+                   UNION ALL SELECT '', count(*), coalesce(sum(onebase_tsv_length(tsv)), 0) FROM {chunks}),
+                 kept AS (
+                   SELECT lexeme, sum(chunks) AS chunks, sum(tokens) AS tokens FROM {terms} GROUP BY lexeme
+                   HAVING sum(chunks) <> 0 OR lexeme = '')
+                 SELECT count(*) FROM truth FULL JOIN kept USING (lexeme)
+                 WHERE truth.chunks IS DISTINCT FROM kept.chunks OR truth.tokens IS DISTINCT FROM kept.tokens"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mismatched, 0, "terms whose statistics disagree with the chunks");
+}
+
+#[tokio::test]
+async fn statistics_stay_exact_through_concurrent_writes_replacements_and_deletes() {
+    let app = spawn_app().await;
+    collection(
+        &app,
+        json!({"name": "kb", "chunking": {"max_tokens": 32, "overlap_tokens": 0}}),
+    )
+    .await;
+
+    let writers = (0..6).map(|w| {
+        let app = &app;
+        async move {
+            for round in 0..3 {
+                let docs: Vec<(String, String)> = (0..5)
+                    .map(|d| {
+                        (
+                            format!("w{w}-d{d}"),
+                            format!("Writer {w} round {round}: the shared harbour report about ships and cargo {d}. ")
+                                .repeat(1 + d % 3),
+                        )
+                    })
+                    .collect();
+                let refs: Vec<(&str, &str)> = docs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+                add(app, "kb", &refs).await;
+            }
+        }
+    });
+    futures_util::future::join_all(writers).await;
+    statistics_match_the_chunks(&app, "kb").await;
+
+    let (status, _) = call(&app, Method::DELETE, "/v1/collections/kb/documents/w0-d0", None).await;
+    assert_eq!(status, 204);
+    let (status, body) = call(
+        &app,
+        Method::POST,
+        "/v1/collections/kb/documents/delete",
+        Some(json!({"filter": {"id": {"$in": ["w1-d1", "w2-d2", "w3-d3"]}}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    statistics_match_the_chunks(&app, "kb").await;
+
+    let before = text(&app, "kb", "harbour ships").await;
+    assert!(
+        !ids(&before).contains(&"w0-d0".to_string()),
+        "a deleted document is not found"
+    );
+}
