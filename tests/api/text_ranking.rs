@@ -211,3 +211,53 @@ async fn statistics_stay_exact_through_concurrent_writes_replacements_and_delete
         "a deleted document is not found"
     );
 }
+
+#[tokio::test]
+async fn a_collection_from_before_the_statistics_gets_them_counted_at_startup() {
+    let app = spawn_app().await;
+    collection(&app, json!({"name": "old"})).await;
+    add(
+        &app,
+        "old",
+        &[
+            ("a", "Tide tables for the harbour."),
+            ("b", "The harbour master's report."),
+        ],
+    )
+    .await;
+    // As a collection written before migration V8 left it: no statistics table, no triggers.
+    let client = app.pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT 'tenant_' || replace(tenant_id::text, '-', ''), replace(id::text, '-', '') FROM collections WHERE name = 'old'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (schema, id): (String, String) = (row.get(0), row.get(1));
+    client
+        .batch_execute(&format!(
+            "DROP TRIGGER chunks_{id}_stats_insert ON {schema}.chunks_{id};
+             DROP TRIGGER chunks_{id}_stats_delete ON {schema}.chunks_{id};
+             DROP TRIGGER chunks_{id}_stats_update ON {schema}.chunks_{id};
+             DROP TABLE {schema}.terms_{id};
+             UPDATE collections SET layout = 2 WHERE name = 'old';"
+        ))
+        .await
+        .unwrap();
+
+    onebase::knowledge::upgrade::run(&app.pool)
+        .await
+        .expect("the upgrade runs");
+
+    let layout: i32 = client
+        .query_one("SELECT layout FROM collections WHERE name = 'old'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(layout, 3);
+    statistics_match_the_chunks(&app, "old").await;
+    add(&app, "old", &[("c", "Harbour dues are paid monthly.")]).await;
+    statistics_match_the_chunks(&app, "old").await;
+    assert_eq!(ids(&text(&app, "old", "tide harbour").await)[0], "a");
+}
