@@ -4,7 +4,7 @@ TOOLS ?= $(or $(ONEBASE_TOOLS_DIR),.onebase)
 ONEBASE_BIND ?= 127.0.0.1:8080
 export ONEBASE_BIND
 
-.PHONY: run test test-lint test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest bench-runs bench-messages bench-memories bench-ops clean-data
+.PHONY: run test test-lint test-rust test-python test-hub bootstrap bootstrap-tests build bench bench-search bench-ingest bench-runs bench-messages bench-memories bench-ops bench-retrieval clean-data
 
 run: bootstrap
 	$(CARGO) build --release
@@ -91,6 +91,21 @@ bench-messages: bootstrap
 bench-memories: bootstrap
 	$(CARGO) build --release
 	$(abspath $(TOOLS))/venv/bin/python -m bench.memories --tools $(abspath $(TOOLS)) $(ARGS)
+
+# Retrieval quality on the CISI test collection (bench/retrieval.py; prints figures, asserts
+# nothing): loads its 1,460 documents through the API into a fresh server, then prints one table of
+# nDCG@10 and recall@10 (and p50/mean ms per search) over the 76 judged queries for mode vector, text
+# and hybrid (default fusion, RRF k 60, weighted 0.7/0.3 and 0.5/0.5), group_by document, beside
+# references computed outside onebase (rank_bm25 BM25, exact cosine with the served model, their
+# fusions) and issue 22's reference figures. Its packages (bench/requirements-retrieval.txt) go into
+# a scratch venv beside the tools, made anew when that file changes. The data is read from
+# CISI_DIR (default ../shared/data/ir/cisi); e.g. ARGS="--json /tmp/retrieval.json --chunking 128:16".
+RETRIEVAL_VENV ?= $(abspath $(TOOLS))/bench-retrieval
+CISI_DIR ?= ../shared/data/ir/cisi
+bench-retrieval: bootstrap
+	$(CARGO) build --release
+	cmp -s bench/requirements-retrieval.txt $(RETRIEVAL_VENV)/requirements.txt || { rm -rf $(RETRIEVAL_VENV) && python3 -m venv $(RETRIEVAL_VENV) && $(RETRIEVAL_VENV)/bin/pip install --quiet -r bench/requirements-retrieval.txt && cp bench/requirements-retrieval.txt $(RETRIEVAL_VENV)/requirements.txt; }
+	$(RETRIEVAL_VENV)/bin/python -m bench.retrieval --data-dir $(CISI_DIR) --tools $(abspath $(TOOLS)) $(ARGS)
 
 # Removes the embedded cluster's data (asks first).
 clean-data:
