@@ -1,17 +1,12 @@
 -- BM25 ranks a collection's chunks by the statistics of its text: how many chunks hold each term
--- (document frequency), how many chunks there are, and their total length. Each collection keeps
+-- (document frequency), how many chunks there are, and their total length (in
+-- distinct terms: `length(tsv)`, which PostgreSQL reads from the tsvector's header). Each collection keeps
 -- them in its own table (`terms_<collection>`, beside its chunks, see src/knowledge/ddl.rs),
 -- written by these triggers in the same transaction as the chunk rows, so a search never sees
 -- counts that disagree with the rows it reads. They are append-only deltas, one row per term and
 -- statement: two concurrent writers never update the same row (a counter row per common term
 -- would serialize every write of the collection). Searches sum them; the collection's merge job
 -- compacts them.
-
--- A chunk's length in tokens: the positions of its lexemes (a lexeme without positions, from a
--- stripped tsvector, counts once).
-CREATE FUNCTION onebase_tsv_length(tsv tsvector) RETURNS int
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN (SELECT coalesce(sum(coalesce(cardinality(positions), 1)), 0)::int FROM unnest(tsv));
 
 -- Statement-level, with transition tables (PostgreSQL allows one event per such trigger, so a
 -- collection has three). TG_ARGV[0] is the statistics table, a name the server built from UUIDs.
@@ -24,7 +19,7 @@ DECLARE
         INSERT INTO %1$s (tenant_id, lexeme, chunks, tokens)
         SELECT tenant_id, lexeme, %2$s count(*), 0 FROM %3$s, unnest(tsv) GROUP BY 1, 2
         UNION ALL
-        SELECT tenant_id, '', %2$s count(*), %2$s sum(onebase_tsv_length(tsv)) FROM %3$s GROUP BY 1$q$;
+        SELECT tenant_id, '', %2$s count(*), %2$s sum(length(tsv)) FROM %3$s GROUP BY 1$q$;
     changed constant text := $q$(SELECT %1$s.tenant_id, %1$s.tsv FROM old_rows o
         JOIN new_rows n USING (tenant_id, document_id, chunk_index) WHERE o.tsv IS DISTINCT FROM n.tsv) c$q$;
 BEGIN

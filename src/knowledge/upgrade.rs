@@ -70,7 +70,7 @@ pub async fn run(pool: &Pool) -> anyhow::Result<()> {
              INSERT INTO {terms} (tenant_id, lexeme, chunks, tokens)
                SELECT tenant_id, lexeme, count(*), 0 FROM {chunks}, unnest(tsv) GROUP BY 1, 2
                UNION ALL
-               SELECT $tenant$, '', count(*), coalesce(sum(onebase_tsv_length(tsv)), 0) FROM {chunks};",
+               SELECT $tenant$, '', count(*), coalesce(sum(length(tsv)), 0) FROM {chunks};",
                 chunks = t.chunks,
                 terms = t.terms,
                 create = ddl::create_text_stats(&t),

@@ -148,7 +148,7 @@ async fn statistics_match_the_chunks(app: &TestApp, name: &str) {
             &format!(
                 "WITH truth AS (
                    SELECT lexeme, count(*) AS chunks, 0::numeric AS tokens FROM {chunks}, unnest(tsv) GROUP BY lexeme
-                   UNION ALL SELECT '', count(*), coalesce(sum(onebase_tsv_length(tsv)), 0) FROM {chunks}),
+                   UNION ALL SELECT '', count(*), coalesce(sum(length(tsv)), 0) FROM {chunks}),
                  kept AS (
                    SELECT lexeme, sum(chunks) AS chunks, sum(tokens) AS tokens FROM {terms} GROUP BY lexeme
                    HAVING sum(chunks) <> 0 OR lexeme = '')
