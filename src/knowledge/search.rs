@@ -28,6 +28,8 @@ use crate::state::AppState;
 /// the matching chunks is both faster and exact, where the HNSW index with iterative scan loses
 /// recall on a selective filter (the 1M figures are in docs/benchmarks.md).
 pub const EXACT_THRESHOLD: i64 = 20_000;
+/// Candidates each side of a hybrid search brings to the fusion, at least.
+const HYBRID_DEPTH: u32 = 60;
 pub const DEFAULT_K: u32 = 10;
 pub const DEFAULT_EF_SEARCH: u32 = 100;
 const MAX_QUERY_CHARS: usize = 8192;
@@ -141,7 +143,7 @@ async fn search_loaded(
     let mode = req.mode.unwrap_or(SearchMode::Vector);
     let mut fetch = if req.group_by.is_some() { k * 4 } else { k };
     if mode == SearchMode::Hybrid {
-        fetch = fetch.max(k * 4).max(40);
+        fetch = fetch.max(k * 4).max(HYBRID_DEPTH);
     }
     if let Some(query) = &query_vector {
         query.check(&loaded)?;

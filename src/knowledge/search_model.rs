@@ -14,7 +14,8 @@ use crate::http::body::integer;
 pub enum SearchMode {
     /// Nearest vectors (the query embedded by the collection's model, or `vector`).
     Vector,
-    /// Full text: `websearch_to_tsquery` over the chunks, ranked by `ts_rank_cd`.
+    /// Full text, ranked by BM25: the query's words OR-ed (stemmed, stop words dropped, in the
+    /// collection's language), `"quoted phrases"` required, `-words` excluded.
     Text,
     /// Both, fused (`fusion`, default reciprocal rank fusion with k = 60).
     Hybrid,
@@ -30,7 +31,9 @@ pub enum Fusion {
         #[schema(minimum = 1, maximum = 1000)]
         k: Option<u32>,
     },
-    /// A weighted sum of the vector score and the text rank (scaled to [0, 1] by the best rank).
+    /// A weighted sum of the vector score and the BM25 score, each first normalized over the
+    /// query's candidates on its side (mean - 3 sd to 0, mean + 3 sd to 1). The default fusion,
+    /// with 0.7 / 0.3.
     Weighted {
         #[schema(minimum = 0, maximum = 1)]
         vector_weight: f64,
@@ -113,7 +116,7 @@ pub struct Scores {
     pub vector: Option<f64>,
     /// The raw distance pgvector computed.
     pub distance: Option<f64>,
-    /// `ts_rank_cd` of the text query.
+    /// The BM25 score of the text query.
     pub text: Option<f64>,
 }
 
