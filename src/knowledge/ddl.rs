@@ -217,5 +217,5 @@ pub fn set_dimension(t: &Tables, dimension: i32) -> String {
 }
 
 pub fn drop_tables(t: &Tables) -> String {
-    format!("DROP TABLE IF EXISTS {}, {}", t.chunks, t.docs)
+    format!("DROP TABLE IF EXISTS {}, {}, {}", t.chunks, t.terms, t.docs)
 }

@@ -99,7 +99,11 @@ async fn create_read_list_update_delete() {
     assert_eq!(renamed_status, 200, "{renamed}");
     assert_eq!(renamed["description"], "HR policies");
     assert_eq!(renamed["metadata"], json!({"team": "people"}));
-    assert_eq!(tables_before.len(), 2, "docs and chunks tables: {tables_before:?}");
+    assert_eq!(
+        tables_before.len(),
+        3,
+        "docs, chunks and text statistics tables: {tables_before:?}"
+    );
     assert_eq!(deleted.status().as_u16(), 204);
     assert_error(after, 404, "not_found").await;
     assert!(
@@ -257,7 +261,7 @@ async fn collection_tables_live_in_the_tenants_schema_and_go_with_the_tenant() {
         .unwrap()
         .get(0);
 
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3, "docs, chunks and text statistics");
     for row in rows {
         let (table, in_tenant_schema, fk): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
         assert!(
