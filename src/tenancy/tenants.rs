@@ -263,6 +263,15 @@ pub async fn update(state: &AppState, principal: &Principal, id: Uuid, req: Upda
 pub async fn delete(state: &AppState, principal: &Principal, id: Uuid) -> Result<(), ApiError> {
     let mut client = state.pool.get().await?;
     let tx = system_tx(&mut client).await?;
+    // The tenant's collection tables live in its own schema, dropped first: the cascade from
+    // `tenants` would otherwise delete their rows one statement at a time and fire the chunk
+    // tables' statistics triggers, whose rows would then reference a tenant already gone. Rolled
+    // back with the rest if the tenant does not exist.
+    tx.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {} CASCADE",
+        crate::knowledge::ddl::schema_name(id)
+    ))
+    .await?;
     // Every tenant-owned table references tenants ON DELETE CASCADE (a test enforces it).
     let deleted = tx
         .query_opt("DELETE FROM tenants WHERE id = $1 RETURNING name", &[&id])
@@ -271,12 +280,6 @@ pub async fn delete(state: &AppState, principal: &Principal, id: Uuid) -> Result
         return Err(not_found(id));
     };
     let name: String = row.try_get("name")?;
-    // The tenant's collection tables live in its own schema, which the cascade does not reach.
-    tx.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS {} CASCADE",
-        crate::knowledge::ddl::schema_name(id)
-    ))
-    .await?;
     audit::record_admin(
         &tx,
         None,
