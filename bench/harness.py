@@ -12,9 +12,11 @@ import http.client
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -525,3 +527,40 @@ class Chroma:
     def close(self) -> None:
         stop_process(self.proc, 60)
         self.log.close()
+
+
+def binary_and_tools(binary: str, tools: str, need_psql: bool = True) -> tuple[Path, Path]:
+    """The server binary and the tools directory of the command line, or exit saying what is
+    missing."""
+    binary_path, tools_path = Path(binary), Path(tools).resolve()
+    if not binary_path.is_file():
+        sys.exit(f"no onebase binary at {binary_path} (cargo build --release, or --binary)")
+    if need_psql and not (tools_path / "pg" / "bin" / "psql").exists():
+        sys.exit(f"no psql at {tools_path}/pg/bin/psql (scripts/bootstrap, or --tools)")
+    return binary_path, tools_path
+
+
+def run_against_onebase(binary: Path, scratch: Path, tools: Path | None, phases) -> bool:
+    """Starts onebase in `scratch`, runs `phases(ob)`, and always stops it and removes the scratch
+    directory. A BenchError is printed with the end of the server's log; retries and reconnects
+    are reported. Returns False when a phase failed (the caller still prints what it measured)."""
+    ob = None
+    try:
+        ob = Onebase(binary, scratch, tools)
+        say(f"onebase: serving at {ob.url}, tenant {ob.tenant}, scratch {scratch}")
+        phases(ob)
+        if ob.retries_503 or ob.reconnects:
+            say(f"onebase: {ob.retries_503} requests retried after 503, {ob.reconnects} connections reopened")
+        return True
+    except BenchError as e:
+        say(f"\nERROR: {e}")
+        if ob is not None:
+            say("onebase.log (last 20 lines):\n" + ob.log_tail())
+        return False
+    finally:
+        if ob is not None:
+            try:
+                ob.close()
+            except Exception as e:  # noqa: BLE001
+                say(f"onebase: close: {e}")
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -49,13 +49,12 @@ import json
 import os
 import random
 import re
-import shutil
 import sys
 import time
-from pathlib import Path
 
 from .harness import (
-    BINARY, TOOLS, BenchError, CpuMeter, Onebase, cpu_note, fmt, latency_row, pct, run_load, say, scratch_dir, table,
+    BINARY, TOOLS, BenchError, CpuMeter, Onebase, binary_and_tools, cpu_note, fmt, latency_row, pct,
+    run_against_onebase, run_load, say, scratch_dir, table,
 )
 
 
@@ -594,43 +593,21 @@ def main() -> None:
         ap.error(f"--only: unknown phase(s) {', '.join(sorted(phases - set(PHASES)))}")
     if args.history < 1000 or args.search_messages < 1 or args.other_users < 1 or args.clients < 1:
         ap.error("--history at least 1000 (before=1000 is measured); --search-messages, --other-users, --clients at least 1")
-    binary, tools = Path(args.binary), Path(args.tools).resolve()
-    if not binary.is_file():
-        sys.exit(f"no onebase binary at {binary} (cargo build --release, or --binary)")
-    if not (tools / "pg" / "bin" / "psql").exists():
-        sys.exit(f"no psql at {tools}/pg/bin/psql (scripts/bootstrap, or --tools)")
+    binary, tools = binary_and_tools(args.binary, args.tools)
 
     results: dict = {"append": [], "list": [], "search": []}
     scratch = scratch_dir("bench-memory-")
-    ob = None
-    failed = False
     say(f"machine: {os.cpu_count()} cores; client and server share them (and with anything else running)")
-    try:
-        ob = Onebase(binary, scratch, tools)
-        say(f"onebase: serving at {ob.url}, tenant {ob.tenant}, scratch {scratch}")
+
+    def phases_of(ob: Onebase) -> None:
         ob.measure_cpu()
         results["background"] = background_load()
         say(f"machine: server idle for 3 s: {cpu_note(results['background'])}")
-        if "append" in phases:
-            append_phase(ob, args, results)
-        if "list" in phases:
-            list_phase(ob, args, results)
-        if "search" in phases:
-            search_phase(ob, args, results)
-        if ob.retries_503 or ob.reconnects:
-            say(f"onebase: {ob.retries_503} requests retried after 503, {ob.reconnects} connections reopened")
-    except BenchError as e:
-        failed = True
-        say(f"\nERROR: {e}")
-        if ob is not None:
-            say("onebase.log (last 20 lines):\n" + ob.log_tail())
-    finally:
-        if ob is not None:
-            try:
-                ob.close()
-            except Exception as e:  # noqa: BLE001
-                say(f"onebase: close: {e}")
-        shutil.rmtree(scratch, ignore_errors=True)
+        for name, step in (("append", append_phase), ("list", list_phase), ("search", search_phase)):
+            if name in phases:
+                step(ob, args, results)
+
+    failed = not run_against_onebase(binary, scratch, tools, phases_of)
     report(results, args)
     if failed:
         sys.exit(1)

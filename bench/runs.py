@@ -39,16 +39,15 @@ import json
 import os
 import random
 import re
-import shutil
 import sys
 import threading
 import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from .harness import (
-    BINARY, TOOLS, BenchError, Onebase, cpu_note, fmt, latency_row, pct, run_load, say, scratch_dir, table,
+    BINARY, TOOLS, BenchError, Onebase, binary_and_tools, cpu_note, fmt, latency_row, pct, run_against_onebase,
+    run_load, say, scratch_dir, table,
 )
 
 STATUSES = ("completed", "failed", "cancelled", "running", "queued")
@@ -436,44 +435,23 @@ def main() -> None:
         ap.error(f"--only: unknown phase(s) {', '.join(sorted(phases - set(PHASES)))}")
     if not 1 <= args.actors <= 10000:
         ap.error("--actors: 1 to 10000")
-    binary, tools = Path(args.binary), Path(args.tools).resolve()
-    if not binary.is_file():
-        sys.exit(f"no onebase binary at {binary} (cargo build --release, or --binary)")
-    if "seed" in phases and not (tools / "pg" / "bin" / "psql").exists():
-        sys.exit(f"no psql at {tools}/pg/bin/psql (scripts/bootstrap, or --tools)")
+    binary, tools = binary_and_tools(args.binary, args.tools, need_psql="seed" in phases)
 
     results: dict = {"list": [], "usage": [], "cache": []}
     scratch = scratch_dir("bench-runs-")
-    ob = None
-    failed = False
     say(f"machine: {os.cpu_count()} cores; client and server share them (and with anything else running)")
-    try:
-        ob = Onebase(binary, scratch, tools)
-        say(f"onebase: serving at {ob.url}, tenant {ob.tenant}, scratch {scratch}")
-        if "seed" in phases and (args.runs_seed or args.calls_seed):
-            seed_phase(ob, args, results)
-        if "list" in phases:
-            list_phase(ob, args, results)
-        if "usage" in phases:
-            usage_phase(ob, args, results)
-        if "write" in phases:
-            write_phase(ob, args, results)
-        if "cache" in phases:
-            cache_phase(ob, args, results)
-        if ob.retries_503 or ob.reconnects:
-            say(f"onebase: {ob.retries_503} requests retried after 503, {ob.reconnects} connections reopened")
-    except BenchError as e:
-        failed = True
-        say(f"\nERROR: {e}")
-        if ob is not None:
-            say("onebase.log (last 20 lines):\n" + ob.log_tail())
-    finally:
-        if ob is not None:
-            try:
-                ob.close()
-            except Exception as e:  # noqa: BLE001
-                say(f"onebase: close: {e}")
-        shutil.rmtree(scratch, ignore_errors=True)
+
+    steps = [("seed", seed_phase), ("list", list_phase), ("usage", usage_phase), ("write", write_phase),
+             ("cache", cache_phase)]
+    if not (args.runs_seed or args.calls_seed):
+        phases.discard("seed")
+
+    def phases_of(ob: Onebase) -> None:
+        for name, step in steps:
+            if name in phases:
+                step(ob, args, results)
+
+    failed = not run_against_onebase(binary, scratch, tools, phases_of)
     report(results, args)
     if failed:
         sys.exit(1)
