@@ -353,3 +353,40 @@ pub(super) fn fuse(
         (None, None) => vec![],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_splits_into_words_phrases_and_exclusions() {
+        let parsed = parse_query(r#"pizza "new york" -chicago  crust "never closed"#);
+        assert_eq!(parsed.terms, "pizza new york crust never closed");
+        assert_eq!(parsed.phrases, ["new york", "never closed"]);
+        assert_eq!(parsed.excluded, ["chicago"]);
+        assert_eq!(parse_query("   "), ParsedQuery::default());
+        assert_eq!(
+            parse_query("- a-b \"\"").terms,
+            "- a-b",
+            "a lone dash and inner dashes are words"
+        );
+    }
+
+    #[test]
+    fn a_lexeme_cannot_be_read_as_tsquery_syntax() {
+        assert_eq!(tsquery_lexeme("o'neil"), "'o''neil'");
+        assert_eq!(tsquery_lexeme(r"a\b"), r"'a\\b'");
+        assert_eq!(tsquery_lexeme("x & !y"), "'x & !y'");
+    }
+
+    #[test]
+    fn scores_normalize_by_their_spread_and_clip() {
+        let n = Normalized::over([1.0, 2.0, 3.0].into_iter());
+        assert!((n.apply(2.0) - 0.5).abs() < 1e-9, "the mean maps to the middle");
+        assert!(n.apply(3.0) < 1.0 && n.apply(3.0) > 0.5);
+        assert_eq!(n.apply(100.0), 1.0);
+        assert_eq!(n.apply(-100.0), 0.0);
+        let one = Normalized::over([0.42].into_iter());
+        assert_eq!(one.apply(0.42), 1.0, "a lone candidate counts fully");
+    }
+}
