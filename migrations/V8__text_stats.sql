@@ -8,6 +8,19 @@
 -- would serialize every write of the collection). Searches sum them; the collection's merge job
 -- compacts them.
 
+-- A UUIDv7 (time-ordered) for the statistics' delta rows: PostgreSQL 18 has uuidv7(), but an
+-- external PostgreSQL 17 (the compose file's) does not; this builds one from gen_random_uuid()
+-- with the millisecond timestamp in its first 48 bits and the version bits set.
+CREATE FUNCTION onebase_uuidv7() RETURNS uuid
+LANGUAGE sql VOLATILE PARALLEL SAFE
+RETURN encode(
+    set_bit(set_bit(
+        overlay(uuid_send(gen_random_uuid())
+                placing substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)
+                FROM 1 FOR 6),
+        52, 1), 53, 1),
+    'hex')::uuid;
+
 -- Statement-level, with transition tables (PostgreSQL allows one event per such trigger, so a
 -- collection has three). TG_ARGV[0] is the statistics table, a name the server built from UUIDs.
 -- An UPDATE counts only rows whose text changed: a merge moving rows between partitions, or a

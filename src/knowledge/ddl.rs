@@ -108,7 +108,7 @@ pub fn create_text_stats(t: &Tables) -> String {
              lexeme    text NOT NULL,
              chunks    bigint NOT NULL,
              tokens    bigint NOT NULL,
-             id        uuid NOT NULL DEFAULT uuidv7(),
+             id        uuid NOT NULL DEFAULT onebase_uuidv7(),
              PRIMARY KEY (tenant_id, lexeme, id)
          );
          GRANT SELECT, INSERT, DELETE ON {terms} TO onebase_app;

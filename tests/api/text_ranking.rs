@@ -161,6 +161,28 @@ async fn statistics_match_the_chunks(app: &TestApp, name: &str) {
         .unwrap()
         .get(0);
     assert_eq!(mismatched, 0, "terms whose statistics disagree with the chunks");
+    // The delta rows' ids are UUIDv7 (onebase_uuidv7, for PostgreSQL 17 too): version 7, and
+    // their first 48 bits this millisecond's clock.
+    let (version, skew_ms): (String, f64) = {
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT substr(id::text, 15, 1), \
+                       abs(('x' || substr(replace(id::text, '-', ''), 1, 12))::bit(48)::bigint \
+                           - extract(epoch FROM clock_timestamp()) * 1000)::float8 \
+                     FROM {terms} ORDER BY id DESC LIMIT 1"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(version, "7");
+    assert!(
+        skew_ms < 600_000.0,
+        "the newest delta was written minutes ago at most: {skew_ms} ms"
+    );
 }
 
 #[tokio::test]
