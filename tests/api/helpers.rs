@@ -282,17 +282,20 @@ pub async fn collection(app: &TestApp, body: serde_json::Value) {
     assert_eq!(status, 201, "{created}");
 }
 
-/// Rows of the collection's chunk table (every chunk carries its vector).
-pub async fn chunk_rows(app: &TestApp, name: &str) -> i64 {
+/// The names of a collection's tables, as the server builds them (`knowledge::ddl::Tables`).
+pub async fn collection_tables(app: &TestApp, name: &str) -> onebase::knowledge::ddl::Tables {
     let client = app.pool.get().await.unwrap();
     let row = client
-        .query_one(
-            "SELECT 'tenant_' || replace(tenant_id::text, '-', '') || '.chunks_' || replace(id::text, '-', '') FROM collections WHERE name = $1",
-            &[&name],
-        )
+        .query_one("SELECT tenant_id, id FROM collections WHERE name = $1", &[&name])
         .await
         .unwrap();
-    let table: String = row.get(0);
+    onebase::knowledge::ddl::Tables::new(row.get(0), row.get(1))
+}
+
+/// Rows of the collection's chunk table (every chunk carries its vector).
+pub async fn chunk_rows(app: &TestApp, name: &str) -> i64 {
+    let table = collection_tables(app, name).await.chunks;
+    let client = app.pool.get().await.unwrap();
     client
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::api::helpers::{call, collection, spawn_app, TestApp};
+use crate::api::helpers::{call, collection, collection_tables, spawn_app, TestApp};
 
 fn ids(res: &serde_json::Value) -> Vec<String> {
     res["hits"]
@@ -133,16 +133,9 @@ async fn phrases_must_match_exclusions_must_not_and_odd_queries_are_no_error() {
 
 /// The statistics a text search reads (summed deltas) against a count of the chunks themselves.
 async fn statistics_match_the_chunks(app: &TestApp, name: &str) {
+    let tables = collection_tables(app, name).await;
+    let (chunks, terms) = (tables.chunks, tables.terms);
     let client = app.pool.get().await.unwrap();
-    let row = client
-        .query_one(
-            "SELECT 'tenant_' || replace(tenant_id::text, '-', ''), replace(id::text, '-', '') FROM collections WHERE name = $1",
-            &[&name],
-        )
-        .await
-        .unwrap();
-    let (schema, id): (String, String) = (row.get(0), row.get(1));
-    let (chunks, terms) = (format!("{schema}.chunks_{id}"), format!("{schema}.terms_{id}"));
     let mismatched: i64 = client
         .query_one(
             &format!(
@@ -248,21 +241,17 @@ async fn a_collection_from_before_the_statistics_gets_them_counted_at_startup() 
     )
     .await;
     // As a collection written before migration V8 left it: no statistics table, no triggers.
+    let tables = collection_tables(&app, "old").await;
+    let (chunks, terms) = (&tables.chunks, &tables.terms);
+    // Triggers are named after their table, unqualified.
+    let bare = chunks.rsplit('.').next().unwrap();
     let client = app.pool.get().await.unwrap();
-    let row = client
-        .query_one(
-            "SELECT 'tenant_' || replace(tenant_id::text, '-', ''), replace(id::text, '-', '') FROM collections WHERE name = 'old'",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (schema, id): (String, String) = (row.get(0), row.get(1));
     client
         .batch_execute(&format!(
-            "DROP TRIGGER chunks_{id}_stats_insert ON {schema}.chunks_{id};
-             DROP TRIGGER chunks_{id}_stats_delete ON {schema}.chunks_{id};
-             DROP TRIGGER chunks_{id}_stats_update ON {schema}.chunks_{id};
-             DROP TABLE {schema}.terms_{id};
+            "DROP TRIGGER {bare}_stats_insert ON {chunks};
+             DROP TRIGGER {bare}_stats_delete ON {chunks};
+             DROP TRIGGER {bare}_stats_update ON {chunks};
+             DROP TABLE {terms};
              UPDATE collections SET layout = 2 WHERE name = 'old';"
         ))
         .await

@@ -38,16 +38,8 @@ async fn incremental_batches_into_an_indexed_collection_are_searchable_during_me
     wait_idle(&app).await;
     let (_, merges) = call(&app, Method::GET, "/v1/jobs?kind=merge", None).await;
     assert!(!merges["data"].as_array().unwrap().is_empty(), "writes queued merges");
+    let table = collection_tables(&app, "inc").await.chunks_pending;
     let client = app.pool.get().await.unwrap();
-    let table: String = client
-        .query_one(
-            "SELECT 'tenant_' || replace(tenant_id::text, '-', '') || '.chunks_' || replace(id::text, '-', '') || '_pending' \
-             FROM collections WHERE name = 'inc'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
     let pending: i64 = client
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::api::helpers::{assert_error, call, chunk_rows, collection, json, spawn_app, spawn_app_with, TestApp};
+use crate::api::helpers::{
+    assert_error, call, chunk_rows, collection, collection_tables, json, spawn_app, spawn_app_with, TestApp,
+};
 
 mod imports;
 mod maintenance;
