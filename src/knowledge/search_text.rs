@@ -87,23 +87,25 @@ async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Opt
     let rows = tx
         .query(
             &format!(
-                "SELECT q.lexeme, coalesce(sum(t.chunks), 0)::int8 AS chunks, coalesce(sum(t.tokens), 0)::int8 AS tokens \
-                 FROM (SELECT lexeme FROM unnest(to_tsvector($1::text::regconfig, $2)) UNION SELECT '') q \
-                 LEFT JOIN {terms} t ON t.tenant_id = $3 AND t.lexeme = q.lexeme GROUP BY q.lexeme",
+                "SELECT q.lexeme, q.count, coalesce(sum(t.chunks), 0)::int8 AS chunks, \
+                   coalesce(sum(t.tokens), 0)::int8 AS tokens \
+                 FROM (SELECT lexeme, coalesce(cardinality(positions), 1)::int4 AS count \
+                       FROM unnest(to_tsvector($1::text::regconfig, $2)) UNION ALL SELECT '', 1) q \
+                 LEFT JOIN {terms} t ON t.tenant_id = $3 AND t.lexeme = q.lexeme GROUP BY q.lexeme, q.count",
                 terms = loaded.tables.terms
             ),
             &[&loaded.language(), &terms, &loaded.tenant],
         )
         .await?;
     let mut total = (0_i64, 0_i64);
-    let mut found: Vec<(String, i64)> = vec![];
+    let mut found: Vec<(String, i64, i32)> = vec![];
     for row in &rows {
         let lexeme: String = row.try_get("lexeme")?;
         let chunks: i64 = row.try_get("chunks")?;
         if lexeme.is_empty() {
             total = (chunks, row.try_get("tokens")?);
         } else if chunks > 0 {
-            found.push((lexeme, chunks));
+            found.push((lexeme, chunks, row.try_get("count")?));
         }
     }
     let (n, tokens) = total;
@@ -115,19 +117,21 @@ async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Opt
     found.truncate(MAX_TERMS);
     let mut budget = 0;
     let mut rare = vec![];
-    for (lexeme, df) in &found {
+    for (lexeme, df, _) in &found {
         if !rare.is_empty() && budget + df > CANDIDATE_CHUNKS {
             break;
         }
         budget += df;
         rare.push(tsquery_lexeme(lexeme));
     }
+    // A term the question repeats counts as often as it is written (as BM25 sums over the query's
+    // words in Lucene and rank_bm25): a long question names its subject more than once.
     let idf = found
         .iter()
-        .map(|(_, df)| (1.0 + (n as f64 - *df as f64 + 0.5) / (*df as f64 + 0.5)).ln())
+        .map(|(_, df, count)| f64::from(*count) * (1.0 + (n as f64 - *df as f64 + 0.5) / (*df as f64 + 0.5)).ln())
         .collect();
     Ok(Some(Weighted {
-        lexemes: found.into_iter().map(|(l, _)| l).collect(),
+        lexemes: found.into_iter().map(|(l, _, _)| l).collect(),
         idf,
         candidates: rare.join(" | "),
         avg_length: (tokens as f64 / n as f64).max(1.0),

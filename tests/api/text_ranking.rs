@@ -71,6 +71,27 @@ async fn a_rare_term_outranks_a_common_one_and_any_term_may_match() {
 }
 
 #[tokio::test]
+async fn a_term_the_question_repeats_weighs_more() {
+    let app = spawn_app().await;
+    collection(&app, json!({"name": "kb"})).await;
+    // Equally rare terms in chunks of equal length: without the query's counts the two would tie,
+    // and the tie goes to the lower document id.
+    add(
+        &app,
+        "kb",
+        &[
+            ("b-apple", "An apple orchard in the hills."),
+            ("a-cherry", "A cherry orchard in the hills."),
+        ],
+    )
+    .await;
+    let once = ids(&text(&app, "kb", "apple cherry").await);
+    let twice = ids(&text(&app, "kb", "which apple? an apple or a cherry").await);
+    assert_eq!(once, ["a-cherry", "b-apple"], "a tie, broken by id");
+    assert_eq!(twice, ["b-apple", "a-cherry"], "`apple` written twice counts twice");
+}
+
+#[tokio::test]
 async fn a_short_chunk_outranks_a_long_one_with_the_term_as_often() {
     let app = spawn_app().await;
     collection(&app, json!({"name": "kb"})).await;
