@@ -133,9 +133,9 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     }
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
-    if !fast && ingest::writes_pending(&loaded) {
-        crate::jobs::store::enqueue_merge(&tx, tenant, loaded.collection.id, &name).await?;
-    }
+    // Also after a fast import, whose rows went straight to the indexed partition: the merge job
+    // sums the text statistics' deltas (one set a batch), which every text search reads.
+    crate::jobs::store::enqueue_merge(&tx, tenant, loaded.collection.id, &name).await?;
     ctx.checkpoint(&tx, &mark(json!({"phase": "done", "fast": fast}), embedded), done)
         .await?;
     tx.commit().await?;
