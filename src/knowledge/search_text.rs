@@ -19,13 +19,24 @@ const K1: f64 = 1.2;
 const B: f64 = 0.75;
 /// Query terms scored at most (the rarest): a query of thousands of words costs what 64 do.
 const MAX_TERMS: usize = 64;
-/// Chunks a text search scores at most, about: candidates come from the query's rarest terms, as
-/// many as stay under this many chunks together (at least the rarest one). A chunk that holds
-/// only the query's common terms would rank below them anyway (their IDF is low), so the bound
-/// costs little relevance and keeps a query of common words from reading the whole collection.
-/// Scoring costs about 25 µs a candidate (its tsvector read and cut to the query's terms), so
-/// this bounds a text search to about an eighth of a second.
-const CANDIDATE_CHUNKS: i64 = 5_000;
+/// Chunks a text search means to score, about: the candidates are the chunks that hold one of a
+/// few sets of the query's heaviest terms ([`clauses`]), chosen so that their expected number
+/// stays under this. Scoring costs 10 to 20 µs a candidate (its row read, its tsvector cut to the
+/// query's terms), so this bounds the scoring to about 10 ms whatever the query. Chosen by
+/// measurement (docs/benchmarks.md): on CISI it loses nothing against scoring every chunk that
+/// holds a term; at a million chunks of common words it keeps the median text search under 20 ms.
+const CANDIDATE_CHUNKS: f64 = 500.0;
+/// Candidates a text search means to score at least, when the query's terms allow: enough for a
+/// page of hits, and for the vector side's candidates to meet them in a hybrid search.
+const MIN_CANDIDATES: f64 = 200.0;
+/// Candidates read at most: the expectation assumes terms occur independently, and words that go
+/// together (a name, a set phrase) can be in many more chunks than it says.
+const CANDIDATE_LIMIT: i64 = 4_000;
+/// Sets of two or three terms the candidates are read by at most: each is one GIN index scan
+/// (2 to 5 ms when the terms are each in 2% of a million chunks).
+const MAX_CLAUSES: usize = 4;
+/// The heaviest terms the sets of two or three are made of.
+const CLAUSE_TERMS: usize = 8;
 
 /// A text query, prepared: [`text_statement`] awaits the statement, so that running it sends the
 /// query at once (in order, before anything issued after it). `None`: no term of the query is in
@@ -76,8 +87,8 @@ pub(super) fn parse_query(query: &str) -> ParsedQuery {
 struct Weighted {
     lexemes: Vec<String>,
     idf: Vec<f64>,
-    /// The rarest terms, whose chunks are the candidates, as a tsquery (`'a' | 'b'`).
-    candidates: String,
+    /// The term sets whose chunks are the candidates, each as a tsquery (`'a' & 'b'`).
+    clauses: Vec<String>,
     avg_length: f64,
 }
 
@@ -112,30 +123,119 @@ async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Opt
     if found.is_empty() || n <= 0 {
         return Ok(None);
     }
-    // Rarest first; ties by lexeme, so that the same query always reads the same candidates.
-    found.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-    found.truncate(MAX_TERMS);
-    let mut budget = 0;
-    let mut rare = vec![];
-    for (lexeme, df, _) in &found {
-        if !rare.is_empty() && budget + df > CANDIDATE_CHUNKS {
-            break;
-        }
-        budget += df;
-        rare.push(tsquery_lexeme(lexeme));
-    }
     // A term the question repeats counts as often as it is written (as BM25 sums over the query's
     // words in Lucene and rank_bm25): a long question names its subject more than once.
-    let idf = found
-        .iter()
-        .map(|(_, df, count)| f64::from(*count) * (1.0 + (n as f64 - *df as f64 + 0.5) / (*df as f64 + 0.5)).ln())
+    let mut terms: Vec<(String, i64, f64)> = found
+        .into_iter()
+        .map(|(lexeme, df, count)| {
+            let idf = (1.0 + (n as f64 - df as f64 + 0.5) / (df as f64 + 0.5)).ln();
+            (lexeme, df, f64::from(count) * idf)
+        })
         .collect();
+    // Heaviest first; ties by lexeme, so that the same query always reads the same candidates.
+    terms.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    terms.truncate(MAX_TERMS);
+    let sets = clauses(&terms.iter().map(|t| (t.1, t.2)).collect::<Vec<_>>(), n);
+    // The single terms are one tsquery, one GIN scan (a union of posting lists); each set of two
+    // or three is its own scan, which GIN drives by its rarest term.
+    let singles: Vec<String> = sets
+        .iter()
+        .filter(|s| s.len() == 1)
+        .map(|s| tsquery_lexeme(&terms[s[0]].0))
+        .collect();
+    let mut clauses: Vec<String> = sets
+        .iter()
+        .filter(|s| s.len() > 1)
+        .map(|set| {
+            set.iter()
+                .map(|&i| tsquery_lexeme(&terms[i].0))
+                .collect::<Vec<_>>()
+                .join(" & ")
+        })
+        .collect();
+    if !singles.is_empty() {
+        clauses.insert(0, singles.join(" | "));
+    }
     Ok(Some(Weighted {
-        lexemes: found.into_iter().map(|(l, _, _)| l).collect(),
-        idf,
-        candidates: rare.join(" | "),
+        idf: terms.iter().map(|t| t.2).collect(),
+        lexemes: terms.into_iter().map(|t| t.0).collect(),
+        clauses,
         avg_length: (tokens as f64 / n as f64).max(1.0),
     }))
+}
+
+/// The sets of terms whose chunks are a query's candidates; `terms` are the query's terms'
+/// chunk counts and weights, heaviest first (indexes into it). A chunk ranks high when it holds
+/// the query's heavy terms, and several of them: single terms are taken first, heaviest first,
+/// then pairs, then triples of the [`CLAUSE_TERMS`] heaviest, heaviest sets first, while the
+/// chunks they are expected to hold (the collection's size times each term's share, as if terms
+/// were independent) stay under [`CANDIDATE_CHUNKS`]. A set that holds one already taken adds
+/// nothing and is skipped. With rare terms this is the query's terms OR-ed, as exhaustive BM25
+/// reads them; in a large collection of common words it reads the chunks that hold several of
+/// the heaviest, in a bounded number of index scans.
+fn clauses(terms: &[(i64, f64)], n: i64) -> Vec<Vec<usize>> {
+    let n = n.max(1) as f64;
+    let expected = |set: &[usize]| set.iter().fold(n, |e, &i| e * (terms[i].0 as f64 / n).min(1.0));
+    let weight = |set: &[usize]| set.iter().map(|&i| terms[i].1).sum::<f64>();
+    let few = terms.len().min(CLAUSE_TERMS);
+    let mut sets: Vec<Vec<usize>> = (0..terms.len()).map(|a| vec![a]).collect();
+    for a in 0..few {
+        for b in a + 1..few {
+            sets.push(vec![a, b]);
+            for c in b + 1..few {
+                sets.push(vec![a, b, c]);
+            }
+        }
+    }
+    // By size, then heaviest first, then by position: a stable order.
+    sets.sort_by(|x, y| {
+        x.len()
+            .cmp(&y.len())
+            .then_with(|| weight(y).total_cmp(&weight(x)))
+            .then_with(|| x.cmp(y))
+    });
+    let mut taken: Vec<Vec<usize>> = vec![];
+    let mut total = 0.0;
+    let scans = |taken: &[Vec<usize>]| taken.iter().filter(|t| t.len() > 1).count();
+    let open = |taken: &[Vec<usize>], set: &[usize]| {
+        !taken.iter().any(|t| t.iter().all(|i| set.contains(i))) && (set.len() == 1 || scans(taken) < MAX_CLAUSES)
+    };
+    for set in &sets {
+        let e = expected(set);
+        if open(&taken, set) && total + e <= CANDIDATE_CHUNKS {
+            total += e;
+            taken.push(set.clone());
+        }
+    }
+    // Too few to fill a page (every term common, or a rare one just over the budget): the
+    // heaviest set expected in at most as many chunks again, in place of the sets it holds (which
+    // add nothing beside it), until enough.
+    let without = |taken: &[Vec<usize>], set: &[usize]| -> Vec<Vec<usize>> {
+        taken
+            .iter()
+            .filter(|t| !set.iter().all(|i| t.contains(i)))
+            .cloned()
+            .collect()
+    };
+    while total < MIN_CANDIDATES {
+        let Some(next) = sets
+            .iter()
+            .filter(|set| !taken.contains(set) && open(&without(&taken, set), set))
+            .filter(|set| expected(set) <= CANDIDATE_CHUNKS * 2.0 - total)
+            .max_by(|x, y| weight(x).total_cmp(&weight(y)).then_with(|| y.cmp(x)))
+        else {
+            break;
+        };
+        taken = without(&taken, next);
+        taken.push(next.clone());
+        total = taken.iter().map(|t| expected(t)).sum();
+    }
+    // Every set expected in more chunks than the budget: the one in the fewest (the hard limit on
+    // candidates holds).
+    if taken.is_empty() {
+        taken.extend(sets.iter().min_by(|x, y| expected(x).total_cmp(&expected(y))).cloned());
+    }
+    taken
 }
 
 /// A lexeme as a tsquery operand: quoted, its quotes doubled and backslashes escaped, so that no
@@ -158,11 +258,17 @@ pub(super) async fn text_statement(
     };
     let mut params = SqlParams::new();
     let tenant = params.push(loaded.tenant);
-    let candidates = params.push(weighted.candidates);
     let lexemes = params.push(weighted.lexemes);
     let idf = params.push(weighted.idf);
     let avg_length = params.push(weighted.avg_length);
-    let mut conditions = vec![format!("c.tsv @@ {candidates}::text::tsquery")];
+    let any_clause: Vec<String> = weighted
+        .clauses
+        .into_iter()
+        .map(|clause| format!("c.tsv @@ {}::text::tsquery", params.push(clause)))
+        .collect();
+    // Each term set its own condition, so that each is its own GIN scan (OR-ed bitmaps): one
+    // tsquery of them all would make GIN test every chunk that holds any of the terms.
+    let mut conditions = vec![format!("({})", any_clause.join(" OR "))];
     // Bound only when a phrase or an exclusion reads it: a parameter no statement names has no type.
     let lang = if parsed.phrases.is_empty() && parsed.excluded.is_empty() {
         String::new()
@@ -188,12 +294,15 @@ pub(super) async fn text_statement(
     // five times the rest of the query. Only the best `fetch` chunks are then read whole.
     let sql = format!(
         "WITH candidate AS MATERIALIZED ( \
-           SELECT c.document_id, c.chunk_index, c.pending, c.tsv FROM {chunks} c WHERE {conditions}), \
+           SELECT c.document_id, c.chunk_index, c.pending, \
+             ts_filter(setweight(c.tsv, 'A', {lexemes}::text[]), '{{a}}') AS hits, \
+             ({K1}::float8 * (1 - {B}::float8 + {B}::float8 * length(c.tsv) / {avg_length}::float8)) AS norm \
+           FROM {chunks} c WHERE {conditions} LIMIT {CANDIDATE_LIMIT}), \
          scored AS ( \
            SELECT k.document_id, k.chunk_index, k.pending, \
-             sum(({idf}::float8[])[array_position({lexemes}::text[], u.lexeme)] * (f.tf * ({K1} + 1)) \
-               / (f.tf + {K1} * (1 - {B} + {B} * length(k.tsv) / {avg_length}::float8)))::float8 AS value \
-           FROM candidate k, unnest(ts_filter(setweight(k.tsv, 'A', {lexemes}::text[]), '{{a}}')) u, \
+             sum(({idf}::float8[])[array_position({lexemes}::text[], u.lexeme)] * f.tf * ({K1}::float8 + 1) \
+               / (f.tf + k.norm))::float8 AS value \
+           FROM candidate k, unnest(k.hits) u, \
              LATERAL (SELECT coalesce(cardinality(u.positions), 1)::float8 AS tf) f \
            GROUP BY 1, 2, 3 ORDER BY value DESC, 1, 2 LIMIT {fetch}) \
          SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, \
@@ -218,7 +327,12 @@ pub(super) async fn text_search(tx: &Transaction<'_>, query: &TextQuery) -> Resu
     let Some((statement, params)) = &query.0 else {
         return Ok(vec![]);
     };
-    let rows = tx.query(statement, &params.as_refs()).await?;
+    // The generic plan: the custom one PostgreSQL would otherwise plan anew on every call (the
+    // terms' estimates from their values make it look cheaper) is the same plan, and planning it
+    // cost 2 ms of a 20 ms search at a million chunks. Sent with the query, in one write.
+    let generic = tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan");
+    let refs = params.as_refs();
+    let (_, rows) = tokio::try_join!(generic, tx.query(statement, &refs))?;
     rows.iter().map(found).collect()
 }
 
@@ -392,5 +506,56 @@ mod tests {
         assert_eq!(n.apply(-100.0), 0.0);
         let one = Normalized::over([0.42].into_iter());
         assert_eq!(one.apply(0.42), 1.0, "a lone candidate counts fully");
+    }
+
+    #[test]
+    fn rare_terms_are_read_alone_and_together() {
+        // Three rare terms in a million chunks: all three, each alone (their chunks fit).
+        let rare = [(40, 9.0), (80, 8.0), (120, 7.5)];
+        assert_eq!(clauses(&rare, 1_000_000), [vec![0], vec![1], vec![2]]);
+        // In a small collection every term fits too: exhaustive, as BM25 over every chunk.
+        let small = [(30, 3.0), (50, 2.0), (60, 1.5), (90, 1.0)];
+        assert_eq!(clauses(&small, 2_000).len(), 4);
+    }
+
+    #[test]
+    fn common_terms_are_read_in_sets_within_the_budget() {
+        let n = 1_000_000;
+        // Each term in 2% to 27% of the chunks: no term alone fits, pairs and triples do.
+        let common = [
+            (22_000, 3.8),
+            (26_000, 3.6),
+            (29_000, 3.5),
+            (53_000, 2.9),
+            (110_000, 2.1),
+            (270_000, 1.3),
+        ];
+        let sets = clauses(&common, n);
+        assert!(!sets.is_empty() && sets.len() <= MAX_CLAUSES, "{sets:?}");
+        assert!(sets.iter().all(|s| s.len() > 1), "no common term alone: {sets:?}");
+        let expected: f64 = sets
+            .iter()
+            .map(|s| s.iter().fold(n as f64, |e, &i| e * common[i].0 as f64 / n as f64))
+            .sum();
+        assert!(
+            (MIN_CANDIDATES..=2.0 * CANDIDATE_CHUNKS).contains(&expected),
+            "{expected}"
+        );
+        assert!(sets[0].contains(&0), "the heaviest term leads: {sets:?}");
+        for (i, a) in sets.iter().enumerate() {
+            for b in &sets[i + 1..] {
+                assert!(
+                    !a.iter().all(|t| b.contains(t)) && !b.iter().all(|t| a.contains(t)),
+                    "{sets:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_query_of_the_commonest_terms_still_reads_one_set() {
+        let everywhere = [(900_000, 0.1), (950_000, 0.05)];
+        assert_eq!(clauses(&everywhere, 1_000_000), [vec![0, 1]]);
+        assert_eq!(clauses(&[(5_000, 1.0)], 5_000), [vec![0]]);
     }
 }
