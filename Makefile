@@ -52,13 +52,14 @@ bench: bootstrap
 # repository root as `python -m bench.NAME`.
 
 # Search against a ChromaDB server from PyPI, side by side (prints figures; bench/search.py).
-# N vectors (default 100000); ChromaDB goes into a scratch venv beside the tools.
+# N vectors (default 100000); ChromaDB goes into a scratch venv beside the tools. Text at a
+# million chunks of real text: make bench-search ARGS="--text-corpus cisi --text-docs 1000000 --text-only".
 N ?= 100000
 CHROMA_VENV ?= $(abspath $(TOOLS))/bench-chroma
 bench-search: bootstrap
 	$(CARGO) build --release
 	test -x $(CHROMA_VENV)/bin/chroma || { python3 -m venv $(CHROMA_VENV) && $(CHROMA_VENV)/bin/pip install --quiet chromadb==1.5.9; }
-	$(CHROMA_VENV)/bin/python -m bench.search --n $(N) --chroma-venv $(CHROMA_VENV)
+	$(CHROMA_VENV)/bin/python -m bench.search --n $(N) --chroma-venv $(CHROMA_VENV) $(ARGS)
 
 # Ingest against the same ChromaDB (prints figures; bench/ingest.py): bulk import vs add,
 # incremental batches into the loaded collection, text ingest vs the embedder alone.

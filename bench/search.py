@@ -12,6 +12,12 @@ Measured per system: ingest time; search p50 / p99 latency and QPS with 1 and 8 
 at ef_search 20 / 40 / 100 / 200, with recall@10; the 1%-filtered search (rows returned, recall, p50);
 and, for onebase, hybrid against vector-only latency on a text corpus (scripts/sentences.py).
 
+`--text-corpus cisi --text-docs 1000000 --text-only` times text search at scale on real text:
+documents of 3 to 6 sentences drawn (seeded) from the CISI test collection's abstracts
+(../shared/data/ir/cisi, see bench/retrieval.py), each with one of the vectors above (brought by
+the client: nothing is embedded), loaded through the import endpoint; probes are CISI's 76 judged
+questions, each with a query vector. Text, vector and hybrid p50/p90/p99 with one client.
+
 By hand, from the repository root and in the ChromaDB venv (httpx, numpy, chromadb):
 `.onebase/bench-chroma/bin/python -m bench.search --n 2000 --chroma-venv .onebase/bench-chroma`.
 The vectors are bench.vectors's; the servers are bench.harness's launchers.
@@ -21,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
+import re
 import shutil
 import statistics
 import time
@@ -32,6 +40,7 @@ from scripts.sentences import sentences
 
 from . import harness
 from .harness import BINARY, ROOT, pct, run_parallel, say
+from .retrieval import DATA_DIR, load_cisi
 from .vectors import make_data
 
 K = 10
@@ -151,6 +160,43 @@ class Onebase(harness.Onebase):
             return [int(h["document_id"]) for h in res.json()["hits"]]
         return run
 
+    def import_text(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Documents with their text and a vector each into a collection `text` without a model,
+        through the import endpoint; returns when the import and the merge after it are done."""
+        res = self.httpx().post("/v1/collections", json={
+            "name": "text", "embedding": {"dimension": vectors.shape[1]},
+            "index": {"type": "hnsw", "m": HNSW["m"], "ef_construction": HNSW["ef_construction"]}})
+        res.raise_for_status()
+        path = self.scratch / "text.ndjson"
+        with open(path, "w") as f:
+            for i, text in enumerate(texts):
+                vec = np.round(vectors[i].astype(np.float64), 6).tolist()
+                f.write(json.dumps({"id": str(i), "text": text, "embedding": vec}) + "\n")
+        with open(path, "rb") as f, self.httpx_client(timeout=14400) as upload:
+            res = upload.post("/v1/collections/text/import?on_error=abort", content=f,
+                              headers={"Content-Type": "application/x-ndjson"})
+        res.raise_for_status()
+        path.unlink()
+        job = res.json()["id"]
+        while (state := self.httpx().get(f"/v1/jobs/{job}").json()["state"]) in ("queued", "running"):
+            time.sleep(2)
+        if state != "completed":
+            raise RuntimeError(f"import job {job}: {state}")
+        self.wait_merged()
+
+    def probe(self, mode: str):
+        """A search of `text` by a (question, vector) probe in `mode`; the hits' ids."""
+        def run(p: tuple[str, np.ndarray]) -> list[int]:
+            body: dict = {"mode": mode, "k": K, "include": []}
+            if mode != "vector":
+                body["query"] = p[0]
+            if mode != "text":
+                body["vector"] = p[1].tolist()
+            res = self.httpx().post("/v1/collections/text/search", json=body)
+            res.raise_for_status()
+            return [int(h["document_id"]) for h in res.json()["hits"]]
+        return run
+
 
 class Chroma(harness.Chroma):
     def collection(self):
@@ -187,6 +233,11 @@ def main() -> None:
     ap.add_argument("--binary", default=str(BINARY))
     ap.add_argument("--chroma-venv", default="")
     ap.add_argument("--text-docs", type=int, default=2000)
+    ap.add_argument("--text-corpus", choices=["sentences", "cisi"], default="sentences",
+                    help="the text corpus: synthetic sentences embedded by the server (default), or CISI's "
+                         "sentences mixed into --text-docs documents with vectors of their own, imported")
+    ap.add_argument("--text-only", action="store_true", help="only the text corpus's searches (with --text-corpus cisi)")
+    ap.add_argument("--cisi-dir", default=str(DATA_DIR))
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=128,
                     help="onebase's default; at 1M, 64 leaves about 5-10%% of the 2,000 tight clusters unreachable")
@@ -198,6 +249,10 @@ def main() -> None:
     scratch = ROOT / "target" / "tmp" / "bench-search"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
+    if args.text_corpus == "cisi":
+        text_at_scale(args, scratch)
+        if args.text_only:
+            return
 
     say(f"data: {args.n} x {args.dim}, 2000 clusters, sigma {args.sigma}; {args.queries} queries; k = {K}; "
         f"HNSW m {args.m}, ef_construction {args.ef_construction}")
@@ -256,6 +311,45 @@ def main() -> None:
     print()
     print(f"onebase text corpus ({args.text_docs} sentences): vector p50 {text_rows['vector']:.2f} ms, "
           f"hybrid p50 {text_rows['hybrid']:.2f} ms ({text_rows['hybrid'] / text_rows['vector']:.2f}x)")
+
+
+def cisi_texts(cisi_dir: Path, n: int, seed: int = 7) -> tuple[list[str], list[str]]:
+    """n documents of 3 to 6 sentences drawn from CISI's abstracts (sentences of 5 words or more),
+    and CISI's judged questions."""
+    docs, queries, _ = load_cisi(cisi_dir)
+    pool = [s.strip() for t in docs.values() for s in re.split(r"(?<=[.?!])\s+", t) if len(s.split()) > 4]
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(pool) for _ in range(rng.randint(3, 6))) for _ in range(n)], list(queries.values())
+
+
+def text_at_scale(args, scratch: Path) -> None:
+    texts, questions = cisi_texts(Path(args.cisi_dir), args.text_docs)
+    vectors, query_vectors = make_data(args.text_docs, len(questions), args.dim, args.sigma)
+    probes = list(zip(questions, query_vectors))
+    say(f"text corpus: {args.text_docs} documents of CISI sentences with {args.dim}-d vectors; {len(probes)} probes")
+    onebase = Onebase(Path(args.binary), scratch)
+    rows = {}
+    try:
+        t = time.perf_counter()
+        onebase.import_text(texts, vectors)
+        say(f"onebase: imported and merged {args.text_docs} documents in {time.perf_counter() - t:.0f} s")
+        del texts, vectors
+        # Two passes of every mode first: the timed pass reads a warm cache, as a serving system does.
+        for _ in range(2):
+            for mode in ("text", "vector", "hybrid"):
+                run_clients(onebase.probe(mode), probes, 1, 1)
+        for mode in ("text", "vector", "hybrid"):
+            lat, _, _ = run_clients(onebase.probe(mode), probes, 1, 2)
+            rows[mode] = (pct(lat, 0.5), pct(lat, 0.9), pct(lat, 0.99))
+            say(f"{mode}: p50 {rows[mode][0]:.1f} ms")
+    finally:
+        onebase.close()
+    print()
+    print(f"onebase, {args.text_docs} documents of CISI sentences, one client, k {K}, {len(probes)} questions x 2:")
+    print("| mode | p50 ms | p90 ms | p99 ms | p50 / vector p50 |")
+    print("|---|---|---|---|---|")
+    for mode, (p50, p90, p99) in rows.items():
+        print(f"| {mode} | {p50:.1f} | {p90:.1f} | {p99:.1f} | {p50 / rows['vector'][0]:.2f} |")
 
 
 if __name__ == "__main__":
