@@ -16,7 +16,8 @@ use super::collections::{self, Loaded};
 use super::model::IndexSpec;
 use super::query_vector::{query_vector, QueryVector};
 use super::search_model::{
-    found, Explain, Found, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse, CHUNK_COLUMNS,
+    found, Explain, Found, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse, TextReason,
+    CHUNK_COLUMNS,
 };
 use super::search_text::{fuse, text_search, text_statement};
 use crate::db::{tenant_scope, Conn};
@@ -183,6 +184,11 @@ async fn search_loaded(
         }
     };
     let (text_hits, (vector_hits, plan)) = tokio::try_join!(text, vector)?;
+    let text_reason = match (&text_query, &text_hits) {
+        (Some(query), _) if query.reason().is_some() => query.reason(),
+        (Some(_), Some(found)) if found.is_empty() => Some(TextReason::NoMatch),
+        _ => None,
+    };
     let mut hits = fuse(loaded.distance(), vector_hits, text_hits, req.fusion.as_ref());
     if let Some(min) = req.min_score {
         hits.retain(|(_, score, _)| *score >= min);
@@ -234,6 +240,7 @@ async fn search_loaded(
             })
             .collect(),
         explain,
+        text_reason,
     })
 }
 

@@ -159,6 +159,19 @@ pub struct Explain {
 pub struct SearchResponse {
     pub hits: Vec<Hit>,
     pub explain: Option<Explain>,
+    /// Why the text half of a `text` or `hybrid` search found nothing, when it did not: `no_words`,
+    /// the query has no word left once stop words are dropped (in the collection's language), or
+    /// `no_match`, no chunk holds any of its words (that the filter, phrases and exclusions leave).
+    /// Null otherwise.
+    pub text_reason: Option<TextReason>,
+}
+
+/// Why a text search found nothing (see [`SearchResponse::text_reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TextReason {
+    NoWords,
+    NoMatch,
 }
 
 /// Collections one `POST /v1/search` may cover.

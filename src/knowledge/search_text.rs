@@ -9,7 +9,7 @@ use deadpool_postgres::Transaction;
 use super::collections::Loaded;
 use super::model::Distance;
 use super::search_model::{found, Found, CHUNK_COLUMNS};
-use super::search_model::{Fusion, Scores};
+use super::search_model::{Fusion, Scores, TextReason};
 use crate::error::ApiError;
 use crate::filter::{Filter, SqlParams};
 
@@ -39,9 +39,15 @@ const MAX_CLAUSES: usize = 4;
 const CLAUSE_TERMS: usize = 8;
 
 /// A text query, prepared: [`text_statement`] awaits the statement, so that running it sends the
-/// query at once (in order, before anything issued after it). `None`: no term of the query is in
-/// the collection, nothing can match.
-pub(super) struct TextQuery(Option<(tokio_postgres::Statement, SqlParams)>);
+/// query at once (in order, before anything issued after it). An error: nothing can match, and why.
+pub(super) struct TextQuery(Result<(tokio_postgres::Statement, SqlParams), TextReason>);
+
+impl TextQuery {
+    /// Why it will find nothing, when it is known before it runs.
+    pub(super) fn reason(&self) -> Option<TextReason> {
+        self.0.as_ref().err().copied()
+    }
+}
 
 /// What a query asks for, in the `websearch_to_tsquery` syntax users know: words, of which a
 /// chunk needs at least one (OR, ranked by BM25); `"quoted phrases"`, which it must hold; and
@@ -94,7 +100,7 @@ struct Weighted {
 
 /// Reads the collection's statistics for the query's terms (stemmed and stop words dropped as
 /// the stored text was, by `to_tsvector` in the collection's language) and weighs them.
-async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Option<Weighted>, ApiError> {
+async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Result<Weighted, TextReason>, ApiError> {
     let rows = tx
         .query(
             &format!(
@@ -120,8 +126,12 @@ async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Opt
         }
     }
     let (n, tokens) = total;
+    // The totals' row is always there; nothing else: the query has no words but stop words.
+    if rows.len() <= 1 {
+        return Ok(Err(TextReason::NoWords));
+    }
     if found.is_empty() || n <= 0 {
-        return Ok(None);
+        return Ok(Err(TextReason::NoMatch));
     }
     // A term the question repeats counts as often as it is written (as BM25 sums over the query's
     // words in Lucene and rank_bm25): a long question names its subject more than once.
@@ -156,7 +166,7 @@ async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Opt
     if !singles.is_empty() {
         clauses.insert(0, singles.join(" | "));
     }
-    Ok(Some(Weighted {
+    Ok(Ok(Weighted {
         idf: terms.iter().map(|t| t.2).collect(),
         lexemes: terms.into_iter().map(|t| t.0).collect(),
         clauses,
@@ -253,8 +263,9 @@ pub(super) async fn text_statement(
     want_embedding: bool,
 ) -> Result<TextQuery, ApiError> {
     let parsed = parse_query(query);
-    let Some(weighted) = weigh(tx, loaded, &parsed.terms).await? else {
-        return Ok(TextQuery(None));
+    let weighted = match weigh(tx, loaded, &parsed.terms).await? {
+        Ok(weighted) => weighted,
+        Err(reason) => return Ok(TextQuery(Err(reason))),
     };
     let mut params = SqlParams::new();
     let tenant = params.push(loaded.tenant);
@@ -320,11 +331,11 @@ pub(super) async fn text_statement(
     } else {
         tx.prepare(&sql).await?
     };
-    Ok(TextQuery(Some((statement, params))))
+    Ok(TextQuery(Ok((statement, params))))
 }
 
 pub(super) async fn text_search(tx: &Transaction<'_>, query: &TextQuery) -> Result<Vec<Found>, ApiError> {
-    let Some((statement, params)) = &query.0 else {
+    let Ok((statement, params)) = &query.0 else {
         return Ok(vec![]);
     };
     // The generic plan: the custom one PostgreSQL would otherwise plan anew on every call (the

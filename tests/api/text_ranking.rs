@@ -148,8 +148,11 @@ async fn phrases_must_match_exclusions_must_not_and_odd_queries_are_no_error() {
         Vec::<String>::new(),
         "only stop words: nothing to rank by"
     );
+    assert_eq!(stop_words["text_reason"], "no_words", "{stop_words}");
     assert_eq!(ids(&absent), Vec::<String>::new());
+    assert_eq!(absent["text_reason"], "no_match", "{absent}");
     assert_eq!(ids(&many).len(), 3, "{many}");
+    assert_eq!(many["text_reason"], serde_json::Value::Null, "{many}");
 }
 
 /// The statistics a text search reads (summed deltas) against a count of the chunks themselves.
