@@ -48,6 +48,11 @@ K = 10
 HNSW = {"m": 16, "ef_construction": 128}
 
 
+def rounded(vector: np.ndarray) -> list[float]:
+    """Six decimals (float32 carries about seven digits): 3.5 KB a line of 384, not 7."""
+    return np.round(vector.astype(np.float64), 6).tolist()
+
+
 def truth(data: np.ndarray, queries: np.ndarray, mask: np.ndarray | None = None) -> list[set[int]]:
     ids = np.arange(len(data)) if mask is None else np.nonzero(mask)[0]
     sub = data[ids]
@@ -96,14 +101,19 @@ class Onebase(harness.Onebase):
         """Through the import endpoint (binary COPY, then one index build): how a million vectors
         arrive, where 4,000 document requests and the merges after them would take most of an hour."""
         self.create(data.shape[1])
-        path = self.scratch / "bench.ndjson"
+        self.import_lines("bench", ({"id": str(i), "embedding": rounded(data[i]), "metadata": {"tag": i % 100}}
+                                    for i in range(len(data))))
+        self.httpx().get("/v1/collections/bench").raise_for_status()
+
+    def import_lines(self, collection: str, lines) -> None:
+        """Writes `lines` (JSON objects) to an NDJSON file, sends it to the collection's import
+        endpoint and waits for the job to complete."""
+        path = self.scratch / f"{collection}.ndjson"
         with open(path, "w") as f:
-            for i in range(len(data)):
-                # Six decimals (float32 carries about seven digits): 3.5 KB a line, not 7.
-                vec = np.round(data[i].astype(np.float64), 6).tolist()
-                f.write(json.dumps({"id": str(i), "embedding": vec, "metadata": {"tag": i % 100}}) + "\n")
-        with open(path, "rb") as f, self.httpx_client(timeout=7200) as upload:
-            res = upload.post("/v1/collections/bench/import?on_error=abort", content=f,
+            for line in lines:
+                f.write(json.dumps(line) + "\n")
+        with open(path, "rb") as f, self.httpx_client(timeout=14400) as upload:
+            res = upload.post(f"/v1/collections/{collection}/import?on_error=abort", content=f,
                               headers={"Content-Type": "application/x-ndjson"})
         res.raise_for_status()
         path.unlink()
@@ -112,7 +122,6 @@ class Onebase(harness.Onebase):
             time.sleep(1)
         if state != "completed":
             raise RuntimeError(f"import job {job}: {state}")
-        self.httpx().get("/v1/collections/bench").raise_for_status()
 
     def ingest(self, data: np.ndarray, batch: int = 256) -> None:  # onebase's most documents per request
         self.create(data.shape[1])
@@ -167,21 +176,8 @@ class Onebase(harness.Onebase):
             "name": "text", "embedding": {"dimension": vectors.shape[1]},
             "index": {"type": "hnsw", "m": HNSW["m"], "ef_construction": HNSW["ef_construction"]}})
         res.raise_for_status()
-        path = self.scratch / "text.ndjson"
-        with open(path, "w") as f:
-            for i, text in enumerate(texts):
-                vec = np.round(vectors[i].astype(np.float64), 6).tolist()
-                f.write(json.dumps({"id": str(i), "text": text, "embedding": vec}) + "\n")
-        with open(path, "rb") as f, self.httpx_client(timeout=14400) as upload:
-            res = upload.post("/v1/collections/text/import?on_error=abort", content=f,
-                              headers={"Content-Type": "application/x-ndjson"})
-        res.raise_for_status()
-        path.unlink()
-        job = res.json()["id"]
-        while (state := self.httpx().get(f"/v1/jobs/{job}").json()["state"]) in ("queued", "running"):
-            time.sleep(2)
-        if state != "completed":
-            raise RuntimeError(f"import job {job}: {state}")
+        self.import_lines("text", ({"id": str(i), "text": text, "embedding": rounded(vectors[i])}
+                                   for i, text in enumerate(texts)))
         self.wait_merged()
 
     def probe(self, mode: str):
