@@ -17,7 +17,8 @@ use crate::filter::{Filter, SqlParams};
 /// defaults).
 const K1: f64 = 1.2;
 const B: f64 = 0.75;
-/// Query terms scored at most (the heaviest: rarest, or most repeated): a query of thousands of words costs what 64 do.
+/// Query terms scored at most (the heaviest: the rarest, or the most repeated): a query of
+/// thousands of words costs what 64 do.
 const MAX_TERMS: usize = 64;
 /// Chunks a text search means to score, about: the candidates are the chunks that hold one of a
 /// few sets of the query's heaviest terms ([`clauses`]), chosen so that their expected number
