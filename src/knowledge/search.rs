@@ -184,11 +184,14 @@ async fn search_loaded(
         }
     };
     let (text_hits, (vector_hits, plan)) = tokio::try_join!(text, vector)?;
-    let text_reason = match (&text_query, &text_hits) {
-        (Some(query), _) if query.reason().is_some() => query.reason(),
-        (Some(_), Some(found)) if found.is_empty() => Some(TextReason::NoMatch),
-        _ => None,
-    };
+    let text_reason = text_query.as_ref().and_then(|query| {
+        query.reason().or_else(|| {
+            text_hits
+                .as_ref()
+                .is_some_and(Vec::is_empty)
+                .then_some(TextReason::NoMatch)
+        })
+    });
     let mut hits = fuse(loaded.distance(), vector_hits, text_hits, req.fusion.as_ref());
     if let Some(min) = req.min_score {
         hits.retain(|(_, score, _)| *score >= min);

@@ -93,7 +93,8 @@ pub(super) fn parse_query(query: &str) -> ParsedQuery {
 /// A query's terms with their weight: BM25's inverse document frequency in the collection.
 struct Weighted {
     lexemes: Vec<String>,
-    idf: Vec<f64>,
+    /// Each term's weight: its inverse document frequency times its count in the query.
+    weights: Vec<f64>,
     /// The term sets whose chunks are the candidates, each as a tsquery (`'a' & 'b'`).
     clauses: Vec<String>,
     avg_length: f64,
@@ -168,7 +169,7 @@ async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Res
         clauses.insert(0, singles.join(" | "));
     }
     Ok(Ok(Weighted {
-        idf: terms.iter().map(|t| t.2).collect(),
+        weights: terms.iter().map(|t| t.2).collect(),
         lexemes: terms.into_iter().map(|t| t.0).collect(),
         clauses,
         avg_length: (tokens as f64 / n as f64).max(1.0),
@@ -271,7 +272,7 @@ pub(super) async fn text_statement(
     let mut params = SqlParams::new();
     let tenant = params.push(loaded.tenant);
     let lexemes = params.push(weighted.lexemes);
-    let idf = params.push(weighted.idf);
+    let weights = params.push(weighted.weights);
     let avg_length = params.push(weighted.avg_length);
     let any_clause: Vec<String> = weighted
         .clauses
@@ -299,8 +300,9 @@ pub(super) async fn text_statement(
         conditions.push(f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params));
     }
     let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
-    // BM25: for each query term a chunk holds, idf * tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)),
-    // tf the term's positions in the chunk's tsvector, dl the chunk's distinct terms. The chunk's
+    // BM25: for each query term a chunk holds, w * tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)),
+    // w the term's idf times its count in the query, tf the term's positions in the chunk's
+    // tsvector, dl the chunk's distinct terms. The chunk's
     // tsvector is cut to the query's terms before it is unnested (`setweight` marks them, the
     // C-implemented `ts_filter` keeps the marked): unnesting a whole tsvector per candidate cost
     // five times the rest of the query. Only the best `fetch` chunks are then read whole.
@@ -312,7 +314,7 @@ pub(super) async fn text_statement(
            FROM {chunks} c WHERE {conditions} LIMIT {CANDIDATE_LIMIT}), \
          scored AS ( \
            SELECT k.document_id, k.chunk_index, k.pending, \
-             sum(({idf}::float8[])[array_position({lexemes}::text[], u.lexeme)] * f.tf * ({K1}::float8 + 1) \
+             sum(({weights}::float8[])[array_position({lexemes}::text[], u.lexeme)] * f.tf * ({K1}::float8 + 1) \
                / (f.tf + k.norm))::float8 AS value \
            FROM candidate k, unnest(k.hits) u, \
              LATERAL (SELECT coalesce(cardinality(u.positions), 1)::float8 AS tf) f \
