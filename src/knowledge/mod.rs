@@ -15,6 +15,6 @@ pub mod query_vector;
 pub mod reembed;
 pub mod search;
 pub mod search_model;
-mod search_text;
+pub(crate) mod search_text;
 pub mod upgrade;
 pub mod write_rows;

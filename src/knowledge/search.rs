@@ -30,7 +30,7 @@ use crate::state::AppState;
 /// recall on a selective filter (the 1M figures are in docs/benchmarks.md).
 pub const EXACT_THRESHOLD: i64 = 20_000;
 /// Candidates each side of a hybrid search brings to the fusion, at least.
-const HYBRID_DEPTH: u32 = 60;
+pub(crate) const HYBRID_DEPTH: u32 = 60;
 pub const DEFAULT_K: u32 = 10;
 pub const DEFAULT_EF_SEARCH: u32 = 100;
 const MAX_QUERY_CHARS: usize = 8192;

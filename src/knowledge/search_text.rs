@@ -9,7 +9,7 @@ use deadpool_postgres::Transaction;
 use super::collections::Loaded;
 use super::model::Distance;
 use super::search_model::{found, Found, CHUNK_COLUMNS};
-use super::search_model::{Fusion, Scores, TextReason};
+use super::search_model::{Fusion, Scores, SearchMode, TextReason};
 use crate::error::ApiError;
 use crate::filter::{Filter, SqlParams};
 
@@ -116,9 +116,16 @@ async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Res
             &[&loaded.language(), &terms, &loaded.tenant],
         )
         .await?;
+    weights_from(&rows)
+}
+
+/// Weighs a query's terms from their statistics: a row per query term (`lexeme`, its `count`
+/// in the query, the `chunks` that hold it) and the totals' row (lexeme `''`: every chunk, and
+/// their `tokens`).
+fn weights_from(rows: &[tokio_postgres::Row]) -> Result<Result<Weighted, TextReason>, ApiError> {
     let mut total = (0_i64, 0_i64);
     let mut found: Vec<(String, i64, i32)> = vec![];
-    for row in &rows {
+    for row in rows {
         let lexeme: String = row.try_get("lexeme")?;
         let chunks: i64 = row.try_get("chunks")?;
         if lexeme.is_empty() {
@@ -256,6 +263,98 @@ fn tsquery_lexeme(lexeme: &str) -> String {
     format!("'{}'", lexeme.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// A weighed query bound as parameters: the placeholders its ranking reads, and the condition
+/// that picks its candidates.
+struct Bound {
+    lexemes: String,
+    weights: String,
+    avg_length: String,
+    /// Each term set its own condition, so that each is its own GIN scan (OR-ed bitmaps): one
+    /// tsquery of them all would make GIN test every row that holds any of the terms.
+    candidates: String,
+}
+
+fn bind(weighted: Weighted, alias: &str, params: &mut SqlParams) -> Bound {
+    let lexemes = params.push(weighted.lexemes);
+    let weights = params.push(weighted.weights);
+    let avg_length = params.push(weighted.avg_length);
+    let any: Vec<String> = weighted
+        .clauses
+        .into_iter()
+        .map(|clause| format!("{alias}.tsv @@ {}::text::tsquery", params.push(clause)))
+        .collect();
+    Bound {
+        lexemes,
+        weights,
+        avg_length,
+        candidates: format!("({})", any.join(" OR ")),
+    }
+}
+
+/// What a query's phrases (held) and exclusions (not held) ask of a row's `tsv`, parsed in
+/// `language` as the row's words were.
+fn phrase_conditions(parsed: ParsedQuery, alias: &str, language: &str, params: &mut SqlParams) -> Vec<String> {
+    // Bound only when a phrase or an exclusion reads it: a parameter no statement names has no type.
+    if parsed.phrases.is_empty() && parsed.excluded.is_empty() {
+        return vec![];
+    }
+    let lang = params.push(language.to_string());
+    let mut conditions = vec![];
+    for phrase in parsed.phrases {
+        let p = params.push(phrase);
+        conditions.push(format!("{alias}.tsv @@ phraseto_tsquery({lang}::text::regconfig, {p})"));
+    }
+    for word in parsed.excluded {
+        let w = params.push(word);
+        conditions.push(format!(
+            "NOT ({alias}.tsv @@ plainto_tsquery({lang}::text::regconfig, {w}))"
+        ));
+    }
+    conditions
+}
+
+/// BM25 over the rows of `from` (aliased `alias`, words in `alias.tsv`) that meet `conditions`:
+/// the CTEs `candidate` (at most [`CANDIDATE_LIMIT`]) and `scored` (the best `fetch`, their
+/// `keys` and `value`, best first). The one ranking every text search runs.
+///
+/// For each query term a row holds: w * tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)), w the
+/// term's idf times its count in the query, tf the term's positions in the row's tsvector, dl
+/// the row's distinct terms. The row's tsvector is cut to the query's terms before it is
+/// unnested (`setweight` marks them, the C-implemented `ts_filter` keeps the marked): unnesting
+/// a whole tsvector per candidate cost five times the rest of the query.
+fn bm25_ctes(from: &str, alias: &str, keys: &[&str], conditions: &[String], bound: &Bound, fetch: &str) -> String {
+    let Bound {
+        lexemes,
+        weights,
+        avg_length,
+        ..
+    } = bound;
+    let of = |prefix: &str| {
+        keys.iter()
+            .map(|key| format!("{prefix}.{key}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let positions = (1..=keys.len()).map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+    format!(
+        "candidate AS MATERIALIZED ( \
+           SELECT {row_keys}, \
+             ts_filter(setweight({alias}.tsv, 'A', {lexemes}::text[]), '{{a}}') AS hits, \
+             ({K1}::float8 * (1 - {B}::float8 + {B}::float8 * length({alias}.tsv) / {avg_length}::float8)) AS norm \
+           FROM {from} WHERE {conditions} LIMIT {CANDIDATE_LIMIT}), \
+         scored AS ( \
+           SELECT {candidate_keys}, \
+             sum(({weights}::float8[])[array_position({lexemes}::text[], u.lexeme)] * f.tf * ({K1}::float8 + 1) \
+               / (f.tf + k.norm))::float8 AS value \
+           FROM candidate k, unnest(k.hits) u, \
+             LATERAL (SELECT coalesce(cardinality(u.positions), 1)::float8 AS tf) f \
+           GROUP BY {positions} ORDER BY value DESC, {positions} LIMIT {fetch})",
+        row_keys = of(alias),
+        candidate_keys = of("k"),
+        conditions = conditions.join(" AND "),
+    )
+}
+
 pub(super) async fn text_statement(
     tx: &Transaction<'_>,
     loaded: &Loaded,
@@ -264,68 +363,37 @@ pub(super) async fn text_statement(
     fetch: u32,
     want_embedding: bool,
 ) -> Result<TextQuery, ApiError> {
-    let parsed = parse_query(query);
-    let weighted = match weigh(tx, loaded, &parsed.terms).await? {
+    let mut parsed = parse_query(query);
+    let weighted = match weigh(tx, loaded, &std::mem::take(&mut parsed.terms)).await? {
         Ok(weighted) => weighted,
         Err(reason) => return Ok(TextQuery(Err(reason))),
     };
     let mut params = SqlParams::new();
     let tenant = params.push(loaded.tenant);
-    let lexemes = params.push(weighted.lexemes);
-    let weights = params.push(weighted.weights);
-    let avg_length = params.push(weighted.avg_length);
-    let any_clause: Vec<String> = weighted
-        .clauses
-        .into_iter()
-        .map(|clause| format!("c.tsv @@ {}::text::tsquery", params.push(clause)))
-        .collect();
-    // Each term set its own condition, so that each is its own GIN scan (OR-ed bitmaps): one
-    // tsquery of them all would make GIN test every chunk that holds any of the terms.
-    let mut conditions = vec![format!("({})", any_clause.join(" OR "))];
-    // Bound only when a phrase or an exclusion reads it: a parameter no statement names has no type.
-    let lang = if parsed.phrases.is_empty() && parsed.excluded.is_empty() {
-        String::new()
-    } else {
-        params.push(loaded.language().to_string())
-    };
-    for phrase in parsed.phrases {
-        let p = params.push(phrase);
-        conditions.push(format!("c.tsv @@ phraseto_tsquery({lang}::text::regconfig, {p})"));
-    }
-    for word in parsed.excluded {
-        let w = params.push(word);
-        conditions.push(format!("NOT (c.tsv @@ plainto_tsquery({lang}::text::regconfig, {w}))"));
-    }
+    let bound = bind(weighted, "c", &mut params);
+    let mut conditions = vec![bound.candidates.clone()];
+    conditions.extend(phrase_conditions(parsed, "c", loaded.language(), &mut params));
     if let Some(f) = filter {
         conditions.push(f.to_sql(&CHUNK_COLUMNS, loaded.language(), &mut params));
     }
     let embedding = if want_embedding { "c.embedding" } else { "NULL::vector" };
-    // BM25: for each query term a chunk holds, w * tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl)),
-    // w the term's idf times its count in the query, tf the term's positions in the chunk's
-    // tsvector, dl the chunk's distinct terms. The chunk's
-    // tsvector is cut to the query's terms before it is unnested (`setweight` marks them, the
-    // C-implemented `ts_filter` keeps the marked): unnesting a whole tsvector per candidate cost
-    // five times the rest of the query. Only the best `fetch` chunks are then read whole.
+    // Only the best `fetch` chunks are read whole.
     let sql = format!(
-        "WITH candidate AS MATERIALIZED ( \
-           SELECT c.document_id, c.chunk_index, c.pending, \
-             ts_filter(setweight(c.tsv, 'A', {lexemes}::text[]), '{{a}}') AS hits, \
-             ({K1}::float8 * (1 - {B}::float8 + {B}::float8 * length(c.tsv) / {avg_length}::float8)) AS norm \
-           FROM {chunks} c WHERE {conditions} LIMIT {CANDIDATE_LIMIT}), \
-         scored AS ( \
-           SELECT k.document_id, k.chunk_index, k.pending, \
-             sum(({weights}::float8[])[array_position({lexemes}::text[], u.lexeme)] * f.tf * ({K1}::float8 + 1) \
-               / (f.tf + k.norm))::float8 AS value \
-           FROM candidate k, unnest(k.hits) u, \
-             LATERAL (SELECT coalesce(cardinality(u.positions), 1)::float8 AS tf) f \
-           GROUP BY 1, 2, 3 ORDER BY value DESC, 1, 2 LIMIT {fetch}) \
+        "WITH {ctes} \
          SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, \
            {embedding} AS embedding, s.value \
          FROM scored s JOIN {chunks} c ON c.tenant_id = {tenant} AND c.document_id = s.document_id \
            AND c.chunk_index = s.chunk_index AND c.pending = s.pending \
          ORDER BY s.value DESC, c.document_id, c.chunk_index",
+        ctes = bm25_ctes(
+            &format!("{} c", loaded.tables.chunks),
+            "c",
+            &["document_id", "chunk_index", "pending"],
+            &conditions,
+            &bound,
+            &fetch.to_string(),
+        ),
         chunks = loaded.tables.chunks,
-        conditions = conditions.join(" AND "),
     );
     // Without the vectors the text is fixed per collection and query shape (how many phrases and
     // exclusions, the filter's shape): prepared once per connection, as the vector query is.
@@ -348,6 +416,71 @@ pub(super) async fn text_search(tx: &Transaction<'_>, query: &TextQuery) -> Resu
     let refs = params.as_refs();
     let (_, rows) = tokio::try_join!(generic, tx.query(statement, &refs))?;
     rows.iter().map(found).collect()
+}
+
+/// The text search configuration of rows outside collections (messages, memories): `simple`,
+/// words lowercased and nothing dropped or stemmed, since one tenant's chats can be in any
+/// language (BM25's idf gives the words every row has next to no weight). Their stored `tsv`
+/// columns are built with it (migrations/V9), and their `$text` filter parses with it.
+pub(crate) const SCOPE_LANGUAGE: &str = "simple";
+
+/// A text search over rows outside collections: the rows of `from` (aliased `alias`, keyed by
+/// `alias.id`, words in `alias.tsv` in [`SCOPE_LANGUAGE`]) that `scope` selects (it adds its
+/// conditions' parameters and returns the conditions; it runs twice). The best `fetch` ids with
+/// their BM25 scores, best first, ranked as collections rank ([`bm25_ctes`]); or why none.
+///
+/// The statistics are the scope's own, read when the query runs, in the query's snapshot: exact
+/// under concurrent writes, and what a user's or a conversation's search should weigh words by.
+/// A scope is read by its index whole, as the exact vector search over it reads it.
+async fn rank_scope(
+    tx: &Transaction<'_>,
+    from: &str,
+    alias: &str,
+    scope: &dyn Fn(&mut SqlParams) -> Vec<String>,
+    query: &str,
+    fetch: i64,
+) -> Result<Result<Vec<(uuid::Uuid, f64)>, TextReason>, ApiError> {
+    let mut parsed = parse_query(query);
+    let mut params = SqlParams::new();
+    let terms = params.push(std::mem::take(&mut parsed.terms));
+    let conditions = scope(&mut params).join(" AND ");
+    // The same rows as the collections' statistics give: a row per query term with the rows
+    // that hold it, and the totals' row.
+    let stats = format!(
+        "WITH q AS (SELECT lexeme, coalesce(cardinality(positions), 1)::int4 AS count \
+                    FROM unnest(to_tsvector('{SCOPE_LANGUAGE}', {terms}::text))), \
+         s AS MATERIALIZED (SELECT {alias}.tsv FROM {from} WHERE {conditions}), \
+         d AS (SELECT u.lexeme, count(*)::int8 AS chunks \
+               FROM s, unnest(ts_filter(setweight(s.tsv, 'A', (SELECT array_agg(lexeme) FROM q)), '{{a}}')) u \
+               GROUP BY 1) \
+         SELECT q.lexeme, q.count, coalesce(d.chunks, 0)::int8 AS chunks, 0::int8 AS tokens \
+         FROM q LEFT JOIN d USING (lexeme) \
+         UNION ALL SELECT '', 1, count(*)::int8, coalesce(sum(length(s.tsv)), 0)::int8 FROM s"
+    );
+    let rows = tx.query(&stats, &params.as_refs()).await?;
+    let weighted = match weights_from(&rows)? {
+        Ok(weighted) => weighted,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let mut params = SqlParams::new();
+    let mut conditions = scope(&mut params);
+    let bound = bind(weighted, alias, &mut params);
+    conditions.push(bound.candidates.clone());
+    conditions.extend(phrase_conditions(parsed, alias, SCOPE_LANGUAGE, &mut params));
+    let sql = format!(
+        "WITH {} SELECT id, value FROM scored ORDER BY value DESC, id",
+        bm25_ctes(from, alias, &["id"], &conditions, &bound, &params.push(fetch))
+    );
+    let rows = tx.query(&sql, &params.as_refs()).await?;
+    let ranked = rows
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(if ranked.is_empty() {
+        Err(TextReason::NoMatch)
+    } else {
+        Ok(ranked)
+    })
 }
 
 /// Hybrid's default: weighted, 0.7 on the vector side. Chosen on CISI (`make bench-retrieval`,
@@ -428,62 +561,142 @@ pub(super) fn fuse(
             })
             .collect(),
         (Some(v), Some(t)) => {
-            let mut merged: HashMap<(String, i32), (Found, Scores, usize, usize)> = HashMap::new();
-            for (rank, f) in v.into_iter().enumerate() {
-                let scores = Scores {
-                    vector: Some(distance.score(f.value)),
-                    distance: Some(f.value),
-                    text: None,
-                };
-                merged.insert(key(&f), (f, scores, rank + 1, 0));
+            let mut found: HashMap<(String, i32), (Found, Option<f64>)> = HashMap::new();
+            let mut vector = vec![];
+            for f in v {
+                vector.push((key(&f), distance.score(f.value)));
+                found.insert(key(&f), (f.clone(), Some(f.value)));
             }
-            for (rank, f) in t.into_iter().enumerate() {
-                let entry = merged.entry(key(&f)).or_insert_with(|| {
-                    (
-                        f.clone(),
-                        Scores {
-                            vector: None,
-                            distance: None,
-                            text: None,
-                        },
-                        0,
-                        0,
-                    )
-                });
-                entry.1.text = Some(f.value);
-                entry.3 = rank + 1;
+            let mut text = vec![];
+            for f in t {
+                text.push((key(&f), f.value));
+                found.entry(key(&f)).or_insert((f, None));
             }
-            let vector_norm = Normalized::over(merged.values().filter_map(|e| e.1.vector));
-            let text_norm = Normalized::over(merged.values().filter_map(|e| e.1.text));
-            let (vector_weight, text_weight) = match fusion {
-                Some(Fusion::Weighted {
-                    vector_weight,
-                    text_weight,
-                }) => (*vector_weight, *text_weight),
-                _ => DEFAULT_WEIGHTS,
-            };
-            let mut out: Vec<(Found, f64, Scores)> = merged
-                .into_values()
-                .map(|(f, scores, vrank, trank)| {
-                    let score = match fusion {
-                        Some(Fusion::Rrf { k }) => {
-                            let k = f64::from(k.unwrap_or(60));
-                            let part = |rank: usize| if rank == 0 { 0.0 } else { 1.0 / (k + rank as f64) };
-                            part(vrank) + part(trank)
-                        }
-                        _ => {
-                            vector_weight * scores.vector.map_or(0.0, |s| vector_norm.apply(s))
-                                + text_weight * scores.text.map_or(0.0, |s| text_norm.apply(s))
-                        }
-                    };
-                    (f, score, scores)
+            fuse_lists(vector, text, fusion)
+                .into_iter()
+                .filter_map(|(key, score, vector, text)| {
+                    let (f, distance) = found.remove(&key)?;
+                    Some((f, score, Scores { vector, distance, text }))
                 })
-                .collect();
-            out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.document_id.cmp(&b.0.document_id)));
-            out
+                .collect()
         }
         (None, None) => vec![],
     }
+}
+
+/// What a search of messages or memories asks of [`scope_ranking`].
+pub(crate) struct ScopeSearch<'a> {
+    pub mode: SearchMode,
+    pub query: &'a str,
+    pub fusion: Option<&'a Fusion>,
+    /// Bounds the final score (in `text` and `hybrid` mode: the vector side applies its own).
+    pub min_score: Option<f64>,
+    pub k: i64,
+    /// Hits each side finds at most.
+    pub fetch: i64,
+}
+
+/// A search of messages or memories, after its vector side (`vector`: ids and cosine
+/// similarities, best first; `None` in `text` mode): runs the text side over the rows of `from`
+/// that `scope` selects ([`rank_scope`]) when the mode has one, fuses the two, and keeps the best
+/// `k` that `min_score` leaves. Returns them with both sides' scores, and why the text side found
+/// nothing.
+pub(crate) async fn scope_ranking(
+    tx: &Transaction<'_>,
+    search: &ScopeSearch<'_>,
+    from: &str,
+    alias: &str,
+    scope: &dyn Fn(&mut SqlParams) -> Vec<String>,
+    vector: Option<Vec<(uuid::Uuid, f64)>>,
+) -> Result<(Vec<(uuid::Uuid, f64, Scores)>, Option<TextReason>), ApiError> {
+    let (text, reason) = match search.mode {
+        SearchMode::Vector => (None, None),
+        SearchMode::Text | SearchMode::Hybrid => {
+            match rank_scope(tx, from, alias, scope, search.query, search.fetch).await? {
+                Ok(hits) => (Some(hits), None),
+                Err(reason) => (Some(vec![]), Some(reason)),
+            }
+        }
+    };
+    let mut ranked = fuse_cosine(vector, text, search.fusion);
+    if let (true, Some(min)) = (search.mode != SearchMode::Vector, search.min_score) {
+        ranked.retain(|(_, score, _)| *score >= min);
+    }
+    ranked.truncate(usize::try_from(search.k).unwrap_or(0));
+    Ok((ranked, reason))
+}
+
+/// A scope search's hits in their final order (messages', memories': cosine on the vector side),
+/// each with both sides' scores: one side's as they came, or the two fused by `fusion`.
+fn fuse_cosine<K: Eq + std::hash::Hash + Ord + Clone>(
+    vector: Option<Vec<(K, f64)>>,
+    text: Option<Vec<(K, f64)>>,
+    fusion: Option<&Fusion>,
+) -> Vec<(K, f64, Scores)> {
+    let scores = |vector: Option<f64>, text: Option<f64>| Scores {
+        vector,
+        distance: vector.map(|s| 1.0 - s),
+        text,
+    };
+    match (vector, text) {
+        (Some(v), None) => v.into_iter().map(|(key, s)| (key, s, scores(Some(s), None))).collect(),
+        (None, Some(t)) => t.into_iter().map(|(key, s)| (key, s, scores(None, Some(s)))).collect(),
+        (Some(v), Some(t)) => fuse_lists(v, t, fusion)
+            .into_iter()
+            .map(|(key, s, vector, text)| (key, s, scores(vector, text)))
+            .collect(),
+        (None, None) => vec![],
+    }
+}
+
+/// Fuses one query's vector hits and text hits (each best first, keyed by `K`, scored on its own
+/// scale, higher better) by `fusion` (default [`DEFAULT_WEIGHTS`]): each key once, with its
+/// fused score and each side's, best first (ties by key).
+fn fuse_lists<K: Eq + std::hash::Hash + Ord + Clone>(
+    vector: Vec<(K, f64)>,
+    text: Vec<(K, f64)>,
+    fusion: Option<&Fusion>,
+) -> Vec<(K, f64, Option<f64>, Option<f64>)> {
+    // Per key: each side's score and 1-based rank (0: not on that side).
+    let mut merged: HashMap<K, (Option<f64>, Option<f64>, usize, usize)> = HashMap::new();
+    for (rank, (key, score)) in vector.into_iter().enumerate() {
+        merged.entry(key).or_insert((Some(score), None, rank + 1, 0));
+    }
+    for (rank, (key, score)) in text.into_iter().enumerate() {
+        let entry = merged.entry(key).or_insert((None, None, 0, 0));
+        if entry.3 == 0 {
+            entry.1 = Some(score);
+            entry.3 = rank + 1;
+        }
+    }
+    let vector_norm = Normalized::over(merged.values().filter_map(|e| e.0));
+    let text_norm = Normalized::over(merged.values().filter_map(|e| e.1));
+    let (vector_weight, text_weight) = match fusion {
+        Some(Fusion::Weighted {
+            vector_weight,
+            text_weight,
+        }) => (*vector_weight, *text_weight),
+        _ => DEFAULT_WEIGHTS,
+    };
+    let mut out: Vec<(K, f64, Option<f64>, Option<f64>)> = merged
+        .into_iter()
+        .map(|(key, (vector, text, vrank, trank))| {
+            let score = match fusion {
+                Some(Fusion::Rrf { k }) => {
+                    let k = f64::from(k.unwrap_or(60));
+                    let part = |rank: usize| if rank == 0 { 0.0 } else { 1.0 / (k + rank as f64) };
+                    part(vrank) + part(trank)
+                }
+                _ => {
+                    vector_weight * vector.map_or(0.0, |s| vector_norm.apply(s))
+                        + text_weight * text.map_or(0.0, |s| text_norm.apply(s))
+                }
+            };
+            (key, score, vector, text)
+        })
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
 }
 
 #[cfg(test)]

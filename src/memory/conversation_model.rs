@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::http::body::integer;
 use crate::knowledge::model::validate_metadata;
+use crate::knowledge::search_model::{Fusion, Scores, SearchMode, TextReason};
 use crate::names::{cursor_schema, ConversationId, ConversationIdRule, UserId};
 
 /// Characters of a message.
@@ -333,9 +334,11 @@ pub struct UpdateMessage {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"query": "when will I get my money back", "k": 5, "role": "user"}))]
+#[schema(example = json!({"query": "when will I get my money back", "k": 5, "role": "user", "mode": "hybrid"}))]
 pub struct MessageSearch {
-    /// What to look for, by meaning: 1 to 10000 characters.
+    /// What to look for: 1 to 10000 characters. By meaning (`mode: vector`, the default), by
+    /// words (`text`: BM25 over the searched messages, words lowercased and none dropped or
+    /// stemmed; `"quoted phrases"` required, `-words` excluded), or both (`hybrid`).
     #[schema(min_length = 1, max_length = 10000)]
     pub query: String,
     /// Tenant-wide search only (and required there): the user whose messages to search.
@@ -352,20 +355,32 @@ pub struct MessageSearch {
     /// A filter on the messages' metadata (the collections' filter language).
     #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
-    /// Leave out hits below this cosine similarity (-1 to 1).
-    #[schema(minimum = -1, maximum = 1)]
+    /// Leave out hits scoring below this: the cosine similarity (-1 to 1) in `vector` mode,
+    /// the BM25 score in `text` mode, the fused score in `hybrid` mode.
     pub min_score: Option<f64>,
+    /// Default `vector`. `text` and `hybrid` also search messages stored without a vector.
+    pub mode: Option<SearchMode>,
+    /// How `hybrid` fuses its two lists (as in the collections' search; default weighted 0.7
+    /// vector / 0.3 text).
+    pub fusion: Option<Fusion>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageHit {
     pub message: Message,
-    /// Cosine similarity to the query.
+    /// The hit's score: its cosine similarity to the query (`vector`), its BM25 score (`text`),
+    /// or the two fused (`hybrid`).
     pub score: f64,
+    /// Each side's score (`vector`: cosine similarity, `distance`: cosine distance, `text`: BM25),
+    /// null on the side that did not find the hit.
+    pub scores: Scores,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageHits {
     /// Best first.
     pub data: Vec<MessageHit>,
+    /// Why a `text` or `hybrid` search's text side found nothing: `no_words` (the query has no
+    /// word), `no_match` (no searched message holds one). Null otherwise.
+    pub text_reason: Option<TextReason>,
 }

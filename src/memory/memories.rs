@@ -3,6 +3,8 @@
 //! content (hash) or the nearest memory in the scope above the dedupe threshold, and updates
 //! it instead of adding a copy. Every add, update and delete is kept in `memory_history`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use pgvector::Vector;
@@ -21,6 +23,9 @@ use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::http::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::knowledge::model::validate_metadata;
+use crate::knowledge::search::HYBRID_DEPTH;
+use crate::knowledge::search_model::{Scores, SearchMode};
+use crate::knowledge::search_text::{scope_ranking, ScopeSearch, SCOPE_LANGUAGE};
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, content, user_id, agent_id, run_id, metadata, expires_at, created_at, updated_at";
@@ -365,6 +370,34 @@ pub async fn history(state: &AppState, tenant: Uuid, id: Uuid) -> Result<MemoryH
     Ok(MemoryHistory { data })
 }
 
+/// The conditions that select a scope's live memories (and the filter's), their values added
+/// to `params`.
+fn in_scope(scope: &Scope, filter: Option<&Filter>, params: &mut SqlParams) -> Vec<String> {
+    let mut conditions = vec![LIVE.to_string()];
+    // Only the scope ids given narrow the search (a user's memories across agents, say).
+    for (column, value) in [
+        ("user_id", scope.user_id.as_deref()),
+        ("agent_id", scope.agent_id.as_deref()),
+        ("run_id", scope.run_id.as_deref()),
+    ] {
+        if let Some(v) = value {
+            conditions.push(format!("memories.{column} = {}", params.push(v.to_string())));
+        }
+    }
+    if let Some(filter) = filter {
+        let cols = Columns {
+            metadata: "memories.metadata",
+            id: "memories.id::text",
+            created_at: "memories.created_at",
+            updated_at: "memories.updated_at",
+            text: "memories.content",
+            tsv: "memories.tsv",
+        };
+        conditions.push(filter.to_sql(&cols, SCOPE_LANGUAGE, params));
+    }
+    conditions
+}
+
 /// The memories of a scope nearest to `vector`, in `tx` (also the context call's part).
 pub async fn nearest(
     tx: &Transaction<'_>,
@@ -375,28 +408,7 @@ pub async fn nearest(
     min_score: Option<f64>,
 ) -> Result<Vec<MemoryHit>, ApiError> {
     let mut params = SqlParams::new();
-    let mut conditions = vec![LIVE.to_string()];
-    // Only the scope ids given narrow the search (a user's memories across agents, say).
-    for (column, value) in [
-        ("user_id", scope.user_id.as_deref()),
-        ("agent_id", scope.agent_id.as_deref()),
-        ("run_id", scope.run_id.as_deref()),
-    ] {
-        if let Some(v) = value {
-            conditions.push(format!("{column} = {}", params.push(v.to_string())));
-        }
-    }
-    if let Some(filter) = filter {
-        let cols = Columns {
-            metadata: "metadata",
-            id: "id::text",
-            created_at: "created_at",
-            updated_at: "updated_at",
-            text: "content",
-            tsv: "to_tsvector('simple', content)",
-        };
-        conditions.push(filter.to_sql(&cols, "simple", &mut params));
-    }
+    let mut conditions = in_scope(scope, filter, &mut params);
     conditions.push(format!("vector_dims(embedding) = {}", params.push(vector.len() as i32)));
     let q = params.push(Vector::from(vector.to_vec()));
     if let Some(min) = min_score {
@@ -410,14 +422,22 @@ pub async fn nearest(
     let rows = tx.query(&sql, &params.as_refs()).await?;
     rows.iter()
         .map(|row| {
+            let score: f64 = row.try_get(9)?;
             Ok(MemoryHit {
                 memory: from_row(row)?,
-                score: row.try_get(9)?,
+                score,
+                scores: Scores {
+                    vector: Some(score),
+                    distance: Some(1.0 - score),
+                    text: None,
+                },
             })
         })
         .collect()
 }
 
+/// Searches a scope's memories: by meaning (exactly, over the scope's vectors), by words (BM25
+/// over the scope), or both fused.
 pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result<MemoryHits, ApiError> {
     if req.query.trim().is_empty() || req.query.chars().count() > 10_000 {
         return Err(ApiError::validation("query", "1 to 10000 characters, not blank"));
@@ -427,14 +447,69 @@ pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result
     if !(1..=100).contains(&k) {
         return Err(ApiError::validation("k", "1 to 100"));
     }
-    if req.min_score.is_some_and(|s| !(-1.0..=1.0).contains(&s)) {
-        return Err(ApiError::validation("min_score", "-1 to 1"));
-    }
+    let mode = req.mode.unwrap_or(SearchMode::Vector);
+    super::messages::check_min_score(mode, req.min_score)?;
     let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
-    let vector = state.embed_query(&req.query).await?;
+    // The query's vector before the transaction: the model never runs inside one.
+    let vector = match mode {
+        SearchMode::Text => None,
+        SearchMode::Vector | SearchMode::Hybrid => Some(state.embed_query(&req.query).await?),
+    };
+    let fetch = if mode == SearchMode::Hybrid {
+        (k * 4).max(i64::from(HYBRID_DEPTH))
+    } else {
+        k
+    };
     let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
-    let data = nearest(&tx, &scope, &vector, filter.as_ref(), k, req.min_score).await?;
+    let mut found: HashMap<Uuid, Memory> = HashMap::new();
+    let vector_hits = match &vector {
+        Some(vector) => {
+            let min = req.min_score.filter(|_| mode == SearchMode::Vector);
+            let hits = nearest(&tx, &scope, vector, filter.as_ref(), fetch, min).await?;
+            Some(
+                hits.into_iter()
+                    .map(|hit| {
+                        let id = hit.memory.id;
+                        found.insert(id, hit.memory);
+                        (id, hit.score)
+                    })
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    let rows = |params: &mut SqlParams| in_scope(&scope, filter.as_ref(), params);
+    let search = ScopeSearch {
+        mode,
+        query: &req.query,
+        fusion: req.fusion.as_ref(),
+        min_score: req.min_score,
+        k,
+        fetch,
+    };
+    let (ranked, text_reason) = scope_ranking(&tx, &search, "memories", "memories", &rows, vector_hits).await?;
+    let missing: Vec<Uuid> = ranked
+        .iter()
+        .map(|r| r.0)
+        .filter(|id| !found.contains_key(id))
+        .collect();
+    if !missing.is_empty() {
+        for row in tx
+            .query(
+                &format!("SELECT {COLUMNS} FROM memories WHERE id = ANY($1)"),
+                &[&missing],
+            )
+            .await?
+        {
+            let memory = from_row(&row)?;
+            found.insert(memory.id, memory);
+        }
+    }
     tx.commit().await?;
-    Ok(MemoryHits { data })
+    let data = ranked
+        .into_iter()
+        .filter_map(|(id, score, scores)| found.remove(&id).map(|memory| MemoryHit { memory, score, scores }))
+        .collect();
+    Ok(MemoryHits { data, text_reason })
 }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::http::body::integer;
+use crate::knowledge::search_model::{Fusion, Scores, SearchMode, TextReason};
 use crate::names::{AgentId, RunRef, UserId};
 
 /// Characters of a memory.
@@ -157,7 +158,9 @@ pub struct MemoryFilter {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"query": "what does the user like to eat on flights", "user_id": "user-7", "k": 5}))]
 pub struct MemorySearch {
-    /// 1 to 10000 characters.
+    /// 1 to 10000 characters. By meaning (`mode: vector`, the default), by words (`text`: BM25
+    /// over the scope's memories, words lowercased and none dropped or stemmed; `"quoted
+    /// phrases"` required, `-words` excluded), or both (`hybrid`).
     #[schema(min_length = 1, max_length = 10000)]
     pub query: String,
     pub user_id: Option<UserId>,
@@ -170,22 +173,34 @@ pub struct MemorySearch {
     #[serde(default, deserialize_with = "integer::option")]
     #[schema(minimum = 1, maximum = 100)]
     pub k: Option<i64>,
-    /// Leave out memories below this cosine similarity (-1 to 1).
-    #[schema(minimum = -1, maximum = 1)]
+    /// Leave out memories scoring below this: the cosine similarity (-1 to 1) in `vector` mode,
+    /// the BM25 score in `text` mode, the fused score in `hybrid` mode.
     pub min_score: Option<f64>,
+    /// Default `vector`.
+    pub mode: Option<SearchMode>,
+    /// How `hybrid` fuses its two lists (as in the collections' search; default weighted 0.7
+    /// vector / 0.3 text).
+    pub fusion: Option<Fusion>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemoryHit {
     pub memory: Memory,
-    /// Cosine similarity to the query.
+    /// The memory's score: its cosine similarity to the query (`vector`), its BM25 score
+    /// (`text`), or the two fused (`hybrid`).
     pub score: f64,
+    /// Each side's score (`vector`: cosine similarity, `distance`: cosine distance, `text`: BM25),
+    /// null on the side that did not find the memory.
+    pub scores: Scores,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemoryHits {
     /// Best first.
     pub data: Vec<MemoryHit>,
+    /// Why a `text` or `hybrid` search's text side found nothing: `no_words` (the query has no
+    /// word), `no_match` (no memory in the scope holds one). Null otherwise.
+    pub text_reason: Option<TextReason>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -4,6 +4,8 @@
 //! one conversation's or one user's messages (an index on those narrows the scan first, so a
 //! search does not slow down as other users' messages grow).
 
+use std::collections::HashMap;
+
 use pgvector::Vector;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -19,6 +21,9 @@ use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
+use crate::knowledge::search::HYBRID_DEPTH;
+use crate::knowledge::search_model::SearchMode;
+use crate::knowledge::search_text::{scope_ranking, ScopeSearch, SCOPE_LANGUAGE};
 use crate::state::AppState;
 
 const COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.agent_name, m.metadata, m.token_count, \
@@ -209,7 +214,8 @@ pub async fn update(
     Ok(updated)
 }
 
-/// Searches one conversation's messages (`conversation`) or, tenant-wide, one user's.
+/// Searches one conversation's messages (`conversation`) or, tenant-wide, one user's: by
+/// meaning (exactly, over the scope's vectors), by words (BM25 over the scope), or both fused.
 pub async fn search(
     state: &AppState,
     tenant: Uuid,
@@ -226,19 +232,11 @@ pub async fn search(
     if req.agent_name.as_ref().is_some_and(|a| a.chars().count() > 256) {
         return Err(ApiError::validation("agent_name", "at most 256 characters"));
     }
-    if req.min_score.is_some_and(|s| !(-1.0..=1.0).contains(&s)) {
-        return Err(ApiError::validation("min_score", "-1 to 1"));
-    }
-    let mut params = SqlParams::new();
-    let mut conditions = vec!["m.embedding IS NOT NULL".to_string()];
+    let mode = req.mode.unwrap_or(SearchMode::Vector);
+    check_min_score(mode, req.min_score)?;
     match (conversation, &req.user_id) {
-        (Some(id), None) => {
-            check_id(id)?;
-            conditions.push(format!("m.conversation_id = {}", params.push(id.to_string())));
-        }
-        (None, Some(user)) => {
-            conditions.push(format!("m.user_id = {}", params.push(user.clone())));
-        }
+        (Some(id), None) => check_id(id)?,
+        (None, Some(_)) => {}
         (Some(_), Some(_)) => {
             return Err(ApiError::validation(
                 "user_id",
@@ -252,58 +250,126 @@ pub async fn search(
             ))
         }
     }
-    if let Some(role) = req.role {
-        conditions.push(format!("m.role = {}", params.push(role.as_str())));
-    }
-    if let Some(agent) = &req.agent_name {
-        conditions.push(format!("m.agent_name = {}", params.push(agent.clone())));
-    }
-    if let Some(since) = req.since {
-        conditions.push(format!("m.created_at >= {}", params.push(since)));
-    }
-    if let Some(until) = req.until {
-        conditions.push(format!("m.created_at < {}", params.push(until)));
-    }
-    if let Some(value) = &req.filter {
-        let filter = Filter::parse(value, "filter")?;
-        let cols = Columns {
-            metadata: "m.metadata",
-            id: "m.id::text",
-            created_at: "m.created_at",
-            updated_at: "m.created_at",
-            text: "m.content",
-            tsv: "to_tsvector('simple', m.content)",
-        };
-        conditions.push(filter.to_sql(&cols, "simple", &mut params));
-    }
-    let vector = state.embed_query(&req.query).await?;
-    let dims = vector.len() as i32;
-    conditions.push(format!("vector_dims(m.embedding) = {}", params.push(dims)));
-    let q = params.push(Vector::from(vector));
-    let min = req
-        .min_score
-        .map(|s| format!(" AND 1 - (m.embedding <=> {q}) >= {}", params.push(s)))
-        .unwrap_or_default();
-    let sql = format!(
-        "SELECT {COLUMNS}, 1 - (m.embedding <=> {q}) FROM messages m WHERE {}{min} ORDER BY m.embedding <=> {q} LIMIT {}",
-        conditions.join(" AND "),
-        params.push(k)
-    );
+    let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
+    // The messages searched, whichever side searches them.
+    let scope = |params: &mut SqlParams| {
+        let mut conditions = vec![];
+        match (conversation, &req.user_id) {
+            (Some(id), _) => conditions.push(format!("m.conversation_id = {}", params.push(id.to_string()))),
+            (None, Some(user)) => conditions.push(format!("m.user_id = {}", params.push(user.clone()))),
+            (None, None) => {}
+        }
+        if let Some(role) = req.role {
+            conditions.push(format!("m.role = {}", params.push(role.as_str())));
+        }
+        if let Some(agent) = &req.agent_name {
+            conditions.push(format!("m.agent_name = {}", params.push(agent.clone())));
+        }
+        if let Some(since) = req.since {
+            conditions.push(format!("m.created_at >= {}", params.push(since)));
+        }
+        if let Some(until) = req.until {
+            conditions.push(format!("m.created_at < {}", params.push(until)));
+        }
+        if let Some(filter) = &filter {
+            let cols = Columns {
+                metadata: "m.metadata",
+                id: "m.id::text",
+                created_at: "m.created_at",
+                updated_at: "m.created_at",
+                text: "m.content",
+                tsv: "m.tsv",
+            };
+            conditions.push(filter.to_sql(&cols, SCOPE_LANGUAGE, params));
+        }
+        conditions
+    };
+    // The query's vector before the transaction: the model never runs inside one.
+    let vector = match mode {
+        SearchMode::Text => None,
+        SearchMode::Vector | SearchMode::Hybrid => Some(state.embed_query(&req.query).await?),
+    };
+    let fetch = if mode == SearchMode::Hybrid {
+        (k * 4).max(i64::from(HYBRID_DEPTH))
+    } else {
+        k
+    };
     let mut client = state.read_conn(tenant).await?;
     let tx = tenant_tx(&mut client, tenant).await?;
     if let Some(id) = conversation {
         conversations::load(&tx, id, false).await?;
     }
-    let rows = tx.query(&sql, &params.as_refs()).await?;
-    tx.commit().await?;
-    let data = rows
+    let mut found: HashMap<Uuid, Message> = HashMap::new();
+    let vector_hits = match vector {
+        Some(vector) => {
+            let mut params = SqlParams::new();
+            let mut conditions = scope(&mut params);
+            conditions.push("m.embedding IS NOT NULL".to_string());
+            conditions.push(format!(
+                "vector_dims(m.embedding) = {}",
+                params.push(vector.len() as i32)
+            ));
+            let q = params.push(Vector::from(vector));
+            if let (SearchMode::Vector, Some(min)) = (mode, req.min_score) {
+                conditions.push(format!("1 - (m.embedding <=> {q}) >= {}", params.push(min)));
+            }
+            let sql = format!(
+                "SELECT {COLUMNS}, 1 - (m.embedding <=> {q}) FROM messages m WHERE {} ORDER BY m.embedding <=> {q} LIMIT {}",
+                conditions.join(" AND "),
+                params.push(fetch)
+            );
+            let mut hits = vec![];
+            for row in tx.query(&sql, &params.as_refs()).await? {
+                let message = from_row(&row)?;
+                hits.push((message.id, row.try_get::<_, f64>(12)?));
+                found.insert(message.id, message);
+            }
+            Some(hits)
+        }
+        None => None,
+    };
+    let search = ScopeSearch {
+        mode,
+        query: &req.query,
+        fusion: req.fusion.as_ref(),
+        min_score: req.min_score,
+        k,
+        fetch,
+    };
+    let (ranked, text_reason) = scope_ranking(&tx, &search, "messages m", "m", &scope, vector_hits).await?;
+    let missing: Vec<Uuid> = ranked
         .iter()
-        .map(|row| {
-            Ok(MessageHit {
-                message: from_row(row)?,
-                score: row.try_get(12)?,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(MessageHits { data })
+        .map(|r| r.0)
+        .filter(|id| !found.contains_key(id))
+        .collect();
+    if !missing.is_empty() {
+        for row in tx
+            .query(
+                &format!("SELECT {COLUMNS} FROM messages m WHERE m.id = ANY($1)"),
+                &[&missing],
+            )
+            .await?
+        {
+            let message = from_row(&row)?;
+            found.insert(message.id, message);
+        }
+    }
+    tx.commit().await?;
+    let data = ranked
+        .into_iter()
+        .filter_map(|(id, score, scores)| found.remove(&id).map(|message| MessageHit { message, score, scores }))
+        .collect();
+    Ok(MessageHits { data, text_reason })
+}
+
+/// `min_score` bounds a cosine similarity in `vector` mode; a BM25 score or a fused one otherwise.
+pub(crate) fn check_min_score(mode: SearchMode, min_score: Option<f64>) -> Result<(), ApiError> {
+    match min_score {
+        Some(s) if mode == SearchMode::Vector && !(-1.0..=1.0).contains(&s) => Err(ApiError::validation(
+            "min_score",
+            "-1 to 1 (a cosine similarity) in vector mode",
+        )),
+        Some(s) if !s.is_finite() => Err(ApiError::validation("min_score", "a finite number")),
+        _ => Ok(()),
+    }
 }

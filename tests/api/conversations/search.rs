@@ -329,3 +329,151 @@ async fn the_tenant_wide_search_finds_only_that_users_messages() {
     let (code, err) = json(missing_user).await;
     bad_request(code, &err);
 }
+
+/// The messages of a support chat: one names the order number, several say "order", all say
+/// "the"; none is embedded.
+const CHAT: [&str; 5] = [
+    "Hello, I have a question about the order I placed last week.",
+    "The order was placed on Monday and the order number is A7731.",
+    "The parcel arrived but the box was crushed and the lamp inside is broken.",
+    "Can you send a replacement lamp or give me a refund?",
+    "Thanks, the replacement is on its way.",
+];
+
+#[tokio::test]
+async fn text_search_ranks_a_conversations_messages_by_bm25_without_vectors() {
+    let app = spawn_app().await;
+    conversation(&app, json!({"id": "chat", "user_id": "u1", "embed_messages": false})).await;
+    conversation(&app, json!({"id": "other", "user_id": "u1", "embed_messages": false})).await;
+    let written = append(
+        &app,
+        "chat",
+        json!({"messages": CHAT.iter().map(|c| json!({"role": "user", "content": c})).collect::<Vec<_>>()}),
+    )
+    .await;
+    append(
+        &app,
+        "other",
+        json!({"role": "user", "content": "A broken lamp, a broken lamp, a broken lamp."}),
+    )
+    .await;
+    let text = |query: &str| json!({"query": query, "mode": "text"});
+
+    // OR semantics: a message needs one of the words, not all; the rarer word decides.
+    let hits = search(&app, "chat", text("broken A7731 umbrella")).await;
+    let found = hit_contents(&hits);
+    assert_eq!(found.len(), 2, "the two messages holding one word each: {hits}");
+    let scores: Vec<f64> = hits["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.iter().all(|s| *s > 0.0), "BM25 scores: {scores:?}");
+    assert_eq!(hits["data"][0]["scores"]["text"], hits["data"][0]["score"], "{hits}");
+    assert_eq!(hits["data"][0]["scores"]["vector"], Value::Null, "{hits}");
+    assert_eq!(hits["text_reason"], Value::Null, "{hits}");
+
+    // IDF: "order" is in two messages (one says it twice), "refund" in one: the message with
+    // the rarer word ranks first.
+    let refund = search(&app, "chat", text("order refund")).await;
+    assert_eq!(hit_contents(&refund)[0], CHAT[3], "{refund}");
+    assert_eq!(hit_contents(&refund).len(), 3, "{refund}");
+    // The search reads its own conversation only, and weighs words by it: the other
+    // conversation's lamps are not found.
+    let lamp = search(&app, "chat", text("lamp")).await;
+    assert_eq!(
+        hit_contents(&lamp).into_iter().collect::<HashSet<_>>(),
+        [CHAT[2], CHAT[3]].iter().map(|s| s.to_string()).collect::<HashSet<_>>(),
+        "{lamp}"
+    );
+    // Phrases are required, exclusions left out.
+    let phrase = search(&app, "chat", text("\"order number\" lamp")).await;
+    assert_eq!(hit_contents(&phrase), [CHAT[1]], "{phrase}");
+    let excluded = search(&app, "chat", text("lamp -refund")).await;
+    assert_eq!(hit_contents(&excluded), [CHAT[2]], "{excluded}");
+    // Nothing to find, and why.
+    let none = search(&app, "chat", text("umbrella")).await;
+    assert_eq!(
+        (none["data"].clone(), none["text_reason"].clone()),
+        (json!([]), json!("no_match"))
+    );
+    let no_words = search(&app, "chat", text("?!")).await;
+    assert_eq!(no_words["text_reason"], "no_words", "{no_words}");
+    // Tenant-wide, one user's messages in every conversation.
+    let (status, all) = call(
+        &app,
+        Method::POST,
+        "/v1/messages/search",
+        Some(json!({"query": "broken lamp", "mode": "text", "user_id": "u1"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(
+        all["data"][0]["message"]["conversation_id"], "other",
+        "the message that says it three times: {all}"
+    );
+    assert_eq!(hit_contents(&all).len(), 3, "{all}");
+    // `min_score` bounds the BM25 score in text mode.
+    let top = scores[0];
+    let strict = search(
+        &app,
+        "chat",
+        json!({"query": "broken A7731 umbrella", "mode": "text", "min_score": top}),
+    )
+    .await;
+    assert_eq!(hit_contents(&strict).len(), 1, "{strict}");
+    // Hybrid without vectors is the text side alone.
+    let hybrid = search(&app, "chat", json!({"query": "refund", "mode": "hybrid"})).await;
+    assert_eq!(hit_contents(&hybrid), [CHAT[3]], "{hybrid}");
+    assert!(written.iter().all(|m| m["embedded"] == false));
+}
+
+#[tokio::test]
+async fn hybrid_message_search_fuses_meaning_and_words() {
+    let app = spawn_app().await;
+    conversation(&app, json!({"id": "emb", "user_id": "u1", "embed_messages": true})).await;
+    append(
+        &app,
+        "emb",
+        json!({"messages": TOPICS.iter().map(|(r, c, _, _)| json!({"role": r, "content": c})).collect::<Vec<_>>()}),
+    )
+    .await;
+    // "Berlin" is a word of the flight message only; the meaning points at the weather one.
+    let query = "is it warm and sunny in Berlin";
+    let vector = search(&app, "emb", json!({"query": query})).await;
+    let text = search(&app, "emb", json!({"query": query, "mode": "text"})).await;
+    let hybrid = search(&app, "emb", json!({"query": query, "mode": "hybrid"})).await;
+    assert_eq!(hit_contents(&vector)[0], TOPICS[0].1, "{vector}");
+    assert!(hit_contents(&text).contains(&TOPICS[2].1.to_string()), "{text}");
+    let fused = hybrid["data"].as_array().unwrap();
+    assert_eq!(fused.len(), 5, "every message, from one side or both: {hybrid}");
+    let both = fused
+        .iter()
+        .find(|h| h["message"]["content"] == TOPICS[2].1)
+        .unwrap_or_else(|| panic!("{hybrid}"));
+    assert!(
+        both["scores"]["vector"].is_f64() && both["scores"]["text"].is_f64(),
+        "the flight message is on both sides: {both}"
+    );
+    let s: Vec<f64> = fused.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(s.windows(2).all(|w| w[0] >= w[1]), "best first: {s:?}");
+    assert!(s.iter().all(|x| (0.0..=1.0).contains(x)), "weighted, normalized: {s:?}");
+    let rrf = search(
+        &app,
+        "emb",
+        json!({"query": query, "mode": "hybrid", "fusion": {"type": "rrf", "k": 60}}),
+    )
+    .await;
+    let top = rrf["data"][0]["score"].as_f64().unwrap();
+    assert!(top > 0.0 && top <= 2.0 / 61.0 + 1e-9, "reciprocal ranks: {rrf}");
+    // In vector mode `min_score` is a cosine similarity.
+    let (status, err) = call(
+        &app,
+        Method::POST,
+        "/v1/conversations/emb/messages/search",
+        Some(json!({"query": query, "min_score": 2})),
+    )
+    .await;
+    bad_request(status, &err);
+}

@@ -317,3 +317,64 @@ async fn patch_re_embeds_the_content_and_delete_keeps_the_history() {
         h[4]
     );
 }
+
+#[tokio::test]
+async fn text_and_hybrid_search_rank_a_scopes_memories_by_their_words() {
+    let app = spawn_app().await;
+    for (content, category, _) in FACTS {
+        added(
+            &app,
+            json!({"content": content, "user_id": "u1", "metadata": {"category": category}}),
+        )
+        .await;
+    }
+    added(
+        &app,
+        json!({"content": "Tofu is the user's favourite food.", "user_id": "u2"}),
+    )
+    .await;
+
+    // A name the embedding knows nothing of: the words find it, in the scope only.
+    let tofu = search(&app, json!({"query": "Tofu", "user_id": "u1", "mode": "text"})).await;
+    assert_eq!(contents(&tofu), [FACTS[4].0], "{tofu}");
+    assert!(scores(&tofu)[0] > 0.0, "a BM25 score: {tofu}");
+    assert_eq!(tofu["data"][0]["scores"]["text"], tofu["data"][0]["score"], "{tofu}");
+    assert_eq!(tofu["text_reason"], Value::Null);
+    // "user" is in every memory and weighs next to nothing; "nurse" decides.
+    let nurse = search(
+        &app,
+        json!({"query": "user user nurse", "user_id": "u1", "mode": "text"}),
+    )
+    .await;
+    assert_eq!(contents(&nurse)[0], FACTS[3].0, "{nurse}");
+    assert_eq!(contents(&nurse).len(), 6, "every memory says user: {nurse}");
+    let s = scores(&nurse);
+    assert!(s[0] > 2.0 * s[1], "the rare word outweighs the common one: {s:?}");
+    // The metadata filter and the phrase syntax apply as in the vector search.
+    let home = search(
+        &app,
+        json!({"query": "user", "user_id": "u1", "mode": "text", "filter": {"category": "home"}}),
+    )
+    .await;
+    assert_eq!(contents(&home).len(), 2, "{home}");
+    let phrase = search(
+        &app,
+        json!({"query": "\"lives in\" -Portugal", "user_id": "u1", "mode": "text"}),
+    )
+    .await;
+    assert_eq!(phrase["data"], json!([]), "{phrase}");
+    assert_eq!(phrase["text_reason"], "no_match", "{phrase}");
+
+    // Hybrid: the meaning finds the fact, the words back it; both sides' scores are given.
+    let hybrid = search(
+        &app,
+        json!({"query": "which seat on a plane does the user prefer", "user_id": "u1", "mode": "hybrid"}),
+    )
+    .await;
+    assert_eq!(contents(&hybrid)[0], FACTS[1].0, "{hybrid}");
+    let top = &hybrid["data"][0]["scores"];
+    assert!(top["vector"].is_f64() && top["text"].is_f64(), "{top}");
+    let s = scores(&hybrid);
+    assert!(s.windows(2).all(|w| w[0] >= w[1]), "best first: {s:?}");
+    assert_eq!(s.len(), 6, "{hybrid}");
+}
