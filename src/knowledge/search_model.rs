@@ -17,7 +17,7 @@ pub enum SearchMode {
     /// Full text, ranked by BM25: the query's words OR-ed (stemmed, stop words dropped, in the
     /// collection's language), `"quoted phrases"` required, `-words` excluded.
     Text,
-    /// Both, fused (`fusion`, default reciprocal rank fusion with k = 60).
+    /// Both, fused (`fusion`; default a weighted sum, 0.7 vector / 0.3 text, of normalized scores).
     Hybrid,
 }
 
@@ -40,6 +40,22 @@ pub enum Fusion {
         #[schema(minimum = 0, maximum = 1)]
         text_weight: f64,
     },
+}
+
+impl Fusion {
+    /// Refuses what the schema bounds: RRF's `k` 1 to 1000, weights 0 to 1.
+    pub fn check(&self) -> Result<(), ApiError> {
+        match self {
+            Fusion::Rrf { k: Some(k) } if !(1..=1000).contains(k) => Err(ApiError::validation("fusion.k", "1 to 1000")),
+            Fusion::Weighted {
+                vector_weight,
+                text_weight,
+            } if !(0.0..=1.0).contains(vector_weight) || !(0.0..=1.0).contains(text_weight) => Err(
+                ApiError::validation("fusion", "vector_weight and text_weight are each 0 to 1"),
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]

@@ -449,6 +449,9 @@ pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result
     }
     let mode = req.mode.unwrap_or(SearchMode::Vector);
     super::messages::check_min_score(mode, req.min_score)?;
+    if let Some(fusion) = &req.fusion {
+        fusion.check()?;
+    }
     let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
     // The query's vector before the transaction: the model never runs inside one.
     let vector = match mode {

@@ -234,6 +234,9 @@ pub async fn search(
     }
     let mode = req.mode.unwrap_or(SearchMode::Vector);
     check_min_score(mode, req.min_score)?;
+    if let Some(fusion) = &req.fusion {
+        fusion.check()?;
+    }
     match (conversation, &req.user_id) {
         (Some(id), None) => check_id(id)?,
         (None, Some(_)) => {}

@@ -88,6 +88,24 @@ async fn paraphrases_find_their_document_and_hybrid_finds_a_rare_term() {
         "fusion": {"type": "weighted", "vector_weight": 0.3, "text_weight": 0.7}, "k": 1})),
     )
     .await;
+    for fusion in [
+        json!({"type": "weighted", "vector_weight": -1, "text_weight": 0.5}),
+        json!({"type": "weighted", "vector_weight": 0.5, "text_weight": 1.5}),
+        json!({"type": "rrf", "k": 0}),
+    ] {
+        let (status, err) = call(
+            &app,
+            Method::POST,
+            "/v1/collections/kb/search",
+            Some(json!({"query": "ZQX-4471", "mode": "hybrid", "fusion": fusion})),
+        )
+        .await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (400, Some("validation_failed")),
+            "{fusion}: {err}"
+        );
+    }
     let (_, filtered) = call(
         &app,
         Method::POST,

@@ -467,6 +467,14 @@ async fn hybrid_message_search_fuses_meaning_and_words() {
     .await;
     let top = rrf["data"][0]["score"].as_f64().unwrap();
     assert!(top > 0.0 && top <= 2.0 / 61.0 + 1e-9, "reciprocal ranks: {rrf}");
+    let (status, err) = call(
+        &app,
+        Method::POST,
+        "/v1/conversations/emb/messages/search",
+        Some(json!({"query": query, "mode": "hybrid", "fusion": {"type": "weighted", "vector_weight": -1, "text_weight": 0}})),
+    )
+    .await;
+    bad_request(status, &err);
     // In vector mode `min_score` is a cosine similarity.
     let (status, err) = call(
         &app,
