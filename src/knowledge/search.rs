@@ -80,37 +80,98 @@ async fn search_once(
             format!("1 to {MAX_QUERY_CHARS} characters, not all white space"),
         ));
     }
+    if let Some(fusion) = &req.fusion {
+        fusion.check()?;
+    }
     // A filter that does not parse is refused before the query is embedded.
     let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
     let mode = req.mode.unwrap_or(SearchMode::Vector);
     if mode != SearchMode::Vector && req.query.is_none() {
         return Err(ApiError::validation("query", "text and hybrid search need `query`"));
     }
+    let filter = filter.as_ref();
+    let wants_document = req.include.as_ref().is_some_and(|i| i.contains(&Include::Document));
+    if mode == SearchMode::Hybrid && !wants_document {
+        // The two halves on two connections, at once: the text half runs while the model embeds
+        // the query (which it does not need), and PostgreSQL runs the two queries in parallel.
+        // Neither half holds its connection while it waits for the other, so hybrid searches
+        // cannot exhaust the pool between them. Each half reads its own snapshot, as two
+        // statements of one READ COMMITTED transaction would.
+        let text = on_read(state, tenant, |client| {
+            halves_on(client, tenant, name, req, filter, None, true)
+        });
+        let vector = async {
+            let query_vector = query_vector(state, req).await?;
+            on_read(state, tenant, |client| {
+                halves_on(client, tenant, name, req, filter, Some(query_vector.clone()), false)
+            })
+            .await
+        };
+        let ((_, text), (loaded, vector)) = tokio::try_join!(text, vector)?;
+        let halves = Halves {
+            text: text.text,
+            text_reason: text.text_reason,
+            ..vector
+        };
+        return respond(None, &loaded, req, halves).await;
+    }
     // The query's vector comes first, before any transaction: the model never runs inside one.
     let query_vector = match mode {
         SearchMode::Text => None,
         SearchMode::Vector | SearchMode::Hybrid => Some(query_vector(state, req).await?),
     };
+    on_read(state, tenant, |mut client| {
+        let query_vector = query_vector.clone();
+        async move {
+            let (tx, loaded) = open(&mut client, tenant, name).await?;
+            search_loaded(&tx, loaded, req, filter, query_vector).await
+        }
+    })
+    .await
+}
 
-    // A read: the transaction ends by being dropped, which queues its ROLLBACK on the
-    // connection without waiting for the answer (the next request on it runs after it).
-    let filter = filter.as_ref();
-    let on = |mut client: Conn, query_vector: Option<QueryVector>| async move {
-        let tx = client.transaction().await?;
-        let scope = tenant_scope(tenant);
-        let scoped = async { tx.batch_execute(&scope).await.map_err(ApiError::from) };
-        let (_, loaded) = tokio::try_join!(scoped, collections::load(&tx, tenant, name, false))?;
-        search_loaded(&tx, loaded, req, filter, query_vector).await
-    };
+/// Runs `work` on a read connection (a replica's when there are replicas), and once more on the
+/// primary when the replica went away under it (it was stopped, say).
+async fn on_read<T, F, Fut>(state: &AppState, tenant: Uuid, work: F) -> Result<T, ApiError>
+where
+    F: Fn(Conn) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
     let (client, replica) = state.read_conn_at(tenant).await?;
-    match (on(client, query_vector.clone()).await, replica) {
-        // The replica went away under the search (it was stopped, say): once more on the primary.
+    match (work(client).await, replica) {
         (Err(ApiError::DatabaseUnavailable(why)), Some(i)) => {
             tracing::warn!(replica = i, error = %why, "a search lost its replica; reading from the primary");
-            on(state.read_again_on_primary(i).await?, query_vector).await
+            work(state.read_again_on_primary(i).await?).await
         }
         (result, _) => result,
     }
+}
+
+/// A read transaction on `client`, tenant-scoped, and the collection. A read: the transaction
+/// ends by being dropped, which queues its ROLLBACK on the connection without waiting for the
+/// answer (the next request on it runs after it).
+async fn open<'c>(client: &'c mut Conn, tenant: Uuid, name: &str) -> Result<(Transaction<'c>, Loaded), ApiError> {
+    let tx = client.transaction().await?;
+    let scope = tenant_scope(tenant);
+    let scoped = async { tx.batch_execute(&scope).await.map_err(ApiError::from) };
+    let (_, loaded) = tokio::try_join!(scoped, collections::load(&tx, tenant, name, false))?;
+    Ok((tx, loaded))
+}
+
+/// One half of a hybrid search (the text half when `text`, else the vector half), on a
+/// connection of its own.
+async fn halves_on(
+    mut client: Conn,
+    tenant: Uuid,
+    name: &str,
+    req: &SearchRequest,
+    filter: Option<&Filter>,
+    query_vector: Option<QueryVector>,
+    text: bool,
+) -> Result<(Loaded, Halves), ApiError> {
+    let (tx, loaded) = open(&mut client, tenant, name).await?;
+    let halves = run_halves(&tx, &loaded, req, filter, query_vector, text).await?;
+    Ok((loaded, halves))
 }
 
 /// A search of one collection inside `tx` (another plane's snapshot, say), with the query's
@@ -135,28 +196,52 @@ async fn search_loaded(
     filter: Option<&Filter>,
     query_vector: Option<QueryVector>,
 ) -> Result<SearchResponse, ApiError> {
+    let text = req.mode.unwrap_or(SearchMode::Vector) != SearchMode::Vector;
+    let halves = run_halves(tx, &loaded, req, filter, query_vector, text).await?;
+    respond(Some(tx), &loaded, req, halves).await
+}
+
+/// What a search's two halves found (`None`: the half did not run).
+struct Halves {
+    vector: Option<Vec<Found>>,
+    plan: Option<Plan>,
+    text: Option<Vec<Found>>,
+    text_reason: Option<TextReason>,
+}
+
+/// The request's hits, with their fields (`include`).
+fn includes(req: &SearchRequest) -> Vec<Include> {
+    req.include
+        .clone()
+        .unwrap_or_else(|| vec![Include::Text, Include::Metadata, Include::Scores])
+}
+
+/// Runs the text half (when `text` and the request has a query) and the vector half (when
+/// `query_vector`) in `tx`, both sent in one write.
+async fn run_halves(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    req: &SearchRequest,
+    filter: Option<&Filter>,
+    query_vector: Option<QueryVector>,
+    text: bool,
+) -> Result<Halves, ApiError> {
     let k = req.k.unwrap_or(DEFAULT_K);
     let ef_search = req.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
-    let include = req
-        .include
-        .clone()
-        .unwrap_or_else(|| vec![Include::Text, Include::Metadata, Include::Scores]);
     let mode = req.mode.unwrap_or(SearchMode::Vector);
     let mut fetch = if req.group_by.is_some() { k * 4 } else { k };
     if mode == SearchMode::Hybrid {
         fetch = fetch.max(k * 4).max(HYBRID_DEPTH);
     }
     if let Some(query) = &query_vector {
-        query.check(&loaded)?;
+        query.check(loaded)?;
     }
     let query_vector = query_vector.map(|q| q.vector);
-    let want_embedding = include.contains(&Include::Embedding);
+    let want_embedding = includes(req).contains(&Include::Embedding);
     // The text query goes first, the vector query's `SET LOCAL`s (which steer the planner to
     // the ANN index) after it, so they never steer the text query; both are sent in one write.
-    let text_query = match (mode, &req.query) {
-        (SearchMode::Text | SearchMode::Hybrid, Some(q)) => {
-            Some(text_statement(tx, &loaded, q, filter, fetch, want_embedding).await?)
-        }
+    let text_query = match (text, &req.query) {
+        (true, Some(q)) => Some(text_statement(tx, loaded, q, filter, fetch, want_embedding).await?),
         _ => None,
     };
     let text = async {
@@ -177,7 +262,7 @@ async fn search_loaded(
                     want_embedding,
                     explain,
                 };
-                let (hits, plan) = vector_search(tx, &loaded, query).await?;
+                let (hits, plan) = vector_search(tx, loaded, query).await?;
                 Ok((Some(hits), Some(plan)))
             }
             None => Ok::<_, ApiError>((None, None)),
@@ -192,7 +277,34 @@ async fn search_loaded(
                 .then_some(TextReason::NoMatch)
         })
     });
-    let mut hits = fuse(loaded.distance(), vector_hits, text_hits, req.fusion.as_ref());
+    Ok(Halves {
+        vector: vector_hits,
+        plan,
+        text: text_hits,
+        text_reason,
+    })
+}
+
+/// The answer from the halves' hits: fused, bounded, grouped, cut to `k`, with what `include`
+/// asks (the documents' texts read in `tx`, which a request for them must give).
+async fn respond(
+    tx: Option<&Transaction<'_>>,
+    loaded: &Loaded,
+    req: &SearchRequest,
+    halves: Halves,
+) -> Result<SearchResponse, ApiError> {
+    let k = req.k.unwrap_or(DEFAULT_K);
+    let ef_search = req.ef_search.unwrap_or(DEFAULT_EF_SEARCH);
+    let include = includes(req);
+    let mode = req.mode.unwrap_or(SearchMode::Vector);
+    let Halves {
+        vector,
+        plan,
+        text,
+        text_reason,
+    } = halves;
+    let searched_vectors = vector.is_some();
+    let mut hits = fuse(loaded.distance(), vector, text, req.fusion.as_ref());
     if let Some(min) = req.min_score {
         hits.retain(|(_, score, _)| *score >= min);
     }
@@ -201,15 +313,13 @@ async fn search_loaded(
         hits.retain(|(f, _, _)| seen.insert(f.document_id.clone()));
     }
     hits.truncate(k as usize);
-    let documents = if include.contains(&Include::Document) {
-        document_texts(tx, &loaded, &hits).await?
-    } else {
-        HashMap::new()
+    let documents = match tx {
+        Some(tx) if include.contains(&Include::Document) => document_texts(tx, loaded, &hits).await?,
+        _ => HashMap::new(),
     };
     let explain = req.explain.unwrap_or(false).then(|| {
-        let (plan_name, reason, matching, postgres_plan) = plan
-            .clone()
-            .unwrap_or_else(|| ("text".into(), "full-text search only".into(), None, None));
+        let (plan_name, reason, matching, postgres_plan) =
+            plan.unwrap_or_else(|| ("text".into(), "full-text search only".into(), None, None));
         Explain {
             plan: if mode == SearchMode::Hybrid {
                 format!("hybrid:{plan_name}")
@@ -218,7 +328,7 @@ async fn search_loaded(
             },
             reason,
             matching_rows: matching,
-            ef_search: query_vector.as_ref().map(|_| ef_search),
+            ef_search: searched_vectors.then_some(ef_search),
             postgres_plan,
         }
     });
@@ -492,7 +602,8 @@ async fn document_texts(
 }
 
 /// Searches several collections with one request and merges their hits by score. Scores compare
-/// across collections of the same distance and mode (hybrid scores are reciprocal ranks).
+/// across collections of the same distance and mode (a hybrid score is fused within its
+/// collection, from scores normalized over its candidates there).
 pub async fn search_many(
     state: &AppState,
     tenant: Uuid,
