@@ -34,6 +34,7 @@ conversation: questions and answers from templates with varied slots, determinis
    user) and VACUUM ANALYZE, to show that one user's search does not slow down as other users'
    data grows. The plan of the user-scoped query (EXPLAIN ANALYZE through psql, as the superuser
    with the tenant condition that row-level security adds) is shown for each state.
+   `--search-modes vector,text,hybrid` times each mode (default vector only).
 
 The client and the server share the machine: figures include the client's own CPU (shown as
 "client CPU", in cores) and whatever else runs there ("machine busy", from /proc/stat). The
@@ -385,9 +386,15 @@ def search_round(ob: Onebase, args, results: dict, state: str, fresh_seed: int, 
         ("conversation", f"/v1/conversations/{SEARCH_CONV}/messages/search", {}),
         ("user (tenant-wide)", "/v1/messages/search", {"user_id": SEARCH_USER}),
     ]
-    for t_i, (scope, path, extra) in enumerate(targets):
-        for kind, qs in (("new queries", fresh[t_i * args.search_calls:(t_i + 1) * args.search_calls]),
-                         ("repeated queries", cached)):
+    modes = args.search_modes.split(",")
+    for (t_i, (scope, path, extra)), mode in ((t, m) for t in enumerate(targets) for m in modes):
+        if mode != "vector":
+            extra = dict(extra, mode=mode)
+            scope = f"{scope}, {mode}"
+        # New queries are new to the model in every mode (a mode after the first gets its own).
+        first = fresh[t_i * args.search_calls:(t_i + 1) * args.search_calls] if mode == modes[0] else \
+            [f"{q} ({mode})" for q in fresh[t_i * args.search_calls:(t_i + 1) * args.search_calls]]
+        for kind, qs in (("new queries", first), ("repeated queries", cached)):
             lat, anomalies, hits = [], [], []
             cpu = CpuMeter()
             for q in qs:
@@ -561,7 +568,7 @@ def report(results: dict, args) -> dict:
             print(f"User search plan before: {next(iter(before.values()))['plan']}")
             print(f"User search plan after:  {next(iter(after.values()))['plan']}\n")
         for r in results["search"]:
-            key = f"search_{r['state']}_{slug(r['scope'].split(' (')[0])}_{slug(r['kind'].split()[0])}"
+            key = f"search_{r['state']}_{slug(r['scope'].replace(' (tenant-wide)', ''))}_{slug(r['kind'].split()[0])}"
             summary.update({key + "_p50_ms": round(r["p50_ms"], 2), key + "_p99_ms": round(r["p99_ms"], 2)})
             for a in r["anomalies"]:
                 print(f"ANOMALY ({r['state']}: {r['case']}): {a}")
@@ -580,6 +587,8 @@ def main() -> None:
     ap.add_argument("--list-calls", type=int, default=200, help="GET calls per list case")
     ap.add_argument("--search-messages", type=int, default=2000, help="embedded messages of the searched user (API)")
     ap.add_argument("--search-calls", type=int, default=200, help="search calls per case")
+    ap.add_argument("--search-modes", default="vector",
+                    help="comma list of the search modes timed (vector, text, hybrid)")
     ap.add_argument("--others", type=int, default=200_000, help="other users' messages added with psql (with vectors)")
     ap.add_argument("--other-users", type=int, default=1000, help="how many other users (one conversation each)")
     ap.add_argument("--seed-batch", type=int, default=100_000, help="rows per seeding INSERT")

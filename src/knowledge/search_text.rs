@@ -10,8 +10,10 @@ use super::collections::Loaded;
 use super::model::Distance;
 use super::search_model::{found, Found, CHUNK_COLUMNS};
 use super::search_model::{Fusion, Scores, SearchMode, TextReason};
+use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Filter, SqlParams};
+use crate::state::AppState;
 
 /// BM25's term-frequency saturation and length normalization (Lucene's and Elasticsearch's
 /// defaults).
@@ -424,22 +426,35 @@ pub(super) async fn text_search(tx: &Transaction<'_>, query: &TextQuery) -> Resu
 /// columns are built with it (migrations/V9), and their `$text` filter parses with it.
 pub(crate) const SCOPE_LANGUAGE: &str = "simple";
 
-/// A text search over rows outside collections: the rows of `from` (aliased `alias`, keyed by
+/// Where a search of messages or memories reads: the rows of `from` (aliased `alias`, keyed by
 /// `alias.id`, words in `alias.tsv` in [`SCOPE_LANGUAGE`]) that `scope` selects (it adds its
-/// conditions' parameters and returns the conditions; it runs twice). The best `fetch` ids with
-/// their BM25 scores, best first, ranked as collections rank ([`bm25_ctes`]); or why none.
+/// conditions' parameters and returns the conditions; it may run more than once), read as
+/// `columns`.
+pub(crate) struct ScopeRows<'a> {
+    pub from: &'a str,
+    pub alias: &'a str,
+    pub columns: &'a str,
+    pub scope: &'a dyn Fn(&mut SqlParams) -> Vec<String>,
+}
+
+/// A text search over rows outside collections: the best `fetch` rows, each its `columns` and
+/// then its BM25 score, best first, ranked as collections rank ([`bm25_ctes`]); or why none.
 ///
 /// The statistics are the scope's own, read when the query runs, in the query's snapshot: exact
 /// under concurrent writes, and what a user's or a conversation's search should weigh words by.
 /// A scope is read by its index whole, as the exact vector search over it reads it.
 async fn rank_scope(
     tx: &Transaction<'_>,
-    from: &str,
-    alias: &str,
-    scope: &dyn Fn(&mut SqlParams) -> Vec<String>,
+    rows: &ScopeRows<'_>,
     query: &str,
     fetch: i64,
-) -> Result<Result<Vec<(uuid::Uuid, f64)>, TextReason>, ApiError> {
+) -> Result<Result<Vec<tokio_postgres::Row>, TextReason>, ApiError> {
+    let ScopeRows {
+        from,
+        alias,
+        columns,
+        scope,
+    } = rows;
     let mut parsed = parse_query(query);
     let mut params = SqlParams::new();
     let terms = params.push(std::mem::take(&mut parsed.terms));
@@ -457,8 +472,8 @@ async fn rank_scope(
          FROM q LEFT JOIN d USING (lexeme) \
          UNION ALL SELECT '', 1, count(*)::int8, coalesce(sum(length(s.tsv)), 0)::int8 FROM s"
     );
-    let rows = tx.query(&stats, &params.as_refs()).await?;
-    let weighted = match weights_from(&rows)? {
+    let stats = tx.query(&stats, &params.as_refs()).await?;
+    let weighted = match weights_from(&stats)? {
         Ok(weighted) => weighted,
         Err(reason) => return Ok(Err(reason)),
     };
@@ -467,19 +482,17 @@ async fn rank_scope(
     let bound = bind(weighted, alias, &mut params);
     conditions.push(bound.candidates.clone());
     conditions.extend(phrase_conditions(parsed, alias, SCOPE_LANGUAGE, &mut params));
+    // `USING (id)`: the answer's columns may name `id` unqualified.
     let sql = format!(
-        "WITH {} SELECT id, value FROM scored ORDER BY value DESC, id",
+        "WITH {} SELECT {columns}, scored.value FROM {from} JOIN scored USING (id) \
+         ORDER BY scored.value DESC, id",
         bm25_ctes(from, alias, &["id"], &conditions, &bound, &params.push(fetch))
     );
-    let rows = tx.query(&sql, &params.as_refs()).await?;
-    let ranked = rows
-        .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(if ranked.is_empty() {
+    let found = tx.query(&sql, &params.as_refs()).await?;
+    Ok(if found.is_empty() {
         Err(TextReason::NoMatch)
     } else {
-        Ok(ranked)
+        Ok(found)
     })
 }
 
@@ -584,46 +597,63 @@ pub(super) fn fuse(
     }
 }
 
-/// What a search of messages or memories asks of [`scope_ranking`].
+/// What a search of messages or memories asks.
 pub(crate) struct ScopeSearch<'a> {
     pub mode: SearchMode,
     pub query: &'a str,
     pub fusion: Option<&'a Fusion>,
-    /// Bounds the final score (in `text` and `hybrid` mode: the vector side applies its own).
     pub min_score: Option<f64>,
     pub k: i64,
     /// Hits each side finds at most.
     pub fetch: i64,
 }
 
-/// A search of messages or memories, after its vector side (`vector`: ids and cosine
-/// similarities, best first; `None` in `text` mode): runs the text side over the rows of `from`
-/// that `scope` selects ([`rank_scope`]) when the mode has one, fuses the two, and keeps the best
-/// `k` that `min_score` leaves. Returns them with both sides' scores, and why the text side found
-/// nothing.
-pub(crate) async fn scope_ranking(
+/// The text half of a search of messages or memories, in `tx`: nothing in `vector` mode, else
+/// the rows [`rank_scope`] finds (empty, with the reason, when none).
+pub(crate) async fn scope_text(
     tx: &Transaction<'_>,
     search: &ScopeSearch<'_>,
-    from: &str,
-    alias: &str,
-    scope: &dyn Fn(&mut SqlParams) -> Vec<String>,
+    rows: &ScopeRows<'_>,
+) -> Result<(Option<Vec<tokio_postgres::Row>>, Option<TextReason>), ApiError> {
+    if search.mode == SearchMode::Vector {
+        return Ok((None, None));
+    }
+    Ok(match rank_scope(tx, rows, search.query, search.fetch).await? {
+        Ok(found) => (Some(found), None),
+        Err(reason) => (Some(vec![]), Some(reason)),
+    })
+}
+
+/// [`scope_text`] on a connection of its own: hybrid's text half, run beside the model and the
+/// vector half. It holds no other connection while it waits for this one, nor this one while it
+/// waits for anything else, so hybrid searches cannot exhaust the pool between them.
+pub(crate) async fn scope_text_alone(
+    state: &AppState,
+    tenant: uuid::Uuid,
+    search: &ScopeSearch<'_>,
+    rows: &ScopeRows<'_>,
+) -> Result<(Option<Vec<tokio_postgres::Row>>, Option<TextReason>), ApiError> {
+    let mut client = state.read_conn(tenant).await?;
+    let tx = tenant_tx(&mut client, tenant).await?;
+    let found = scope_text(&tx, search, rows).await?;
+    tx.commit().await?;
+    Ok(found)
+}
+
+/// A search of messages or memories, from its two sides' hits (ids and scores, best first; a
+/// side that did not run is `None`): fused, bounded by `min_score` (in `text` and `hybrid` mode:
+/// the vector side applies its own) and cut to `k`, each with both sides' scores.
+pub(crate) fn scope_order(
+    search: &ScopeSearch<'_>,
     vector: Option<Vec<(uuid::Uuid, f64)>>,
-) -> Result<(Vec<(uuid::Uuid, f64, Scores)>, Option<TextReason>), ApiError> {
-    let (text, reason) = match search.mode {
-        SearchMode::Vector => (None, None),
-        SearchMode::Text | SearchMode::Hybrid => {
-            match rank_scope(tx, from, alias, scope, search.query, search.fetch).await? {
-                Ok(hits) => (Some(hits), None),
-                Err(reason) => (Some(vec![]), Some(reason)),
-            }
-        }
-    };
+    text: Option<Vec<(uuid::Uuid, f64)>>,
+) -> Vec<(uuid::Uuid, f64, Scores)> {
     let mut ranked = fuse_cosine(vector, text, search.fusion);
     if let (true, Some(min)) = (search.mode != SearchMode::Vector, search.min_score) {
         ranked.retain(|(_, score, _)| *score >= min);
     }
     ranked.truncate(usize::try_from(search.k).unwrap_or(0));
-    Ok((ranked, reason))
+    ranked
 }
 
 /// A scope search's hits in their final order (messages', memories': cosine on the vector side),

@@ -25,7 +25,7 @@ use crate::http::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::knowledge::model::validate_metadata;
 use crate::knowledge::search::HYBRID_DEPTH;
 use crate::knowledge::search_model::{Scores, SearchMode};
-use crate::knowledge::search_text::{scope_ranking, ScopeSearch, SCOPE_LANGUAGE};
+use crate::knowledge::search_text::{scope_order, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE};
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, content, user_id, agent_id, run_id, metadata, expires_at, created_at, updated_at";
@@ -453,36 +453,11 @@ pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result
         fusion.check()?;
     }
     let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
-    // The query's vector before the transaction: the model never runs inside one.
-    let vector = match mode {
-        SearchMode::Text => None,
-        SearchMode::Vector | SearchMode::Hybrid => Some(state.embed_query(&req.query).await?),
-    };
     let fetch = if mode == SearchMode::Hybrid {
         (k * 4).max(i64::from(HYBRID_DEPTH))
     } else {
         k
     };
-    let mut client = state.read_conn(tenant).await?;
-    let tx = tenant_tx(&mut client, tenant).await?;
-    let mut found: HashMap<Uuid, Memory> = HashMap::new();
-    let vector_hits = match &vector {
-        Some(vector) => {
-            let min = req.min_score.filter(|_| mode == SearchMode::Vector);
-            let hits = nearest(&tx, &scope, vector, filter.as_ref(), fetch, min).await?;
-            Some(
-                hits.into_iter()
-                    .map(|hit| {
-                        let id = hit.memory.id;
-                        found.insert(id, hit.memory);
-                        (id, hit.score)
-                    })
-                    .collect(),
-            )
-        }
-        None => None,
-    };
-    let rows = |params: &mut SqlParams| in_scope(&scope, filter.as_ref(), params);
     let search = ScopeSearch {
         mode,
         query: &req.query,
@@ -491,26 +466,58 @@ pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result
         k,
         fetch,
     };
-    let (ranked, text_reason) = scope_ranking(&tx, &search, "memories", "memories", &rows, vector_hits).await?;
-    let missing: Vec<Uuid> = ranked
-        .iter()
-        .map(|r| r.0)
-        .filter(|id| !found.contains_key(id))
-        .collect();
-    if !missing.is_empty() {
-        for row in tx
-            .query(
-                &format!("SELECT {COLUMNS} FROM memories WHERE id = ANY($1)"),
-                &[&missing],
-            )
-            .await?
-        {
-            let memory = from_row(&row)?;
-            found.insert(memory.id, memory);
+    let selects = |params: &mut SqlParams| in_scope(&scope, filter.as_ref(), params);
+    let rows = ScopeRows {
+        from: "memories",
+        alias: "memories",
+        columns: COLUMNS,
+        scope: &selects,
+    };
+    // The two halves at once, each on a connection of its own: the text half runs while the
+    // model embeds the query (before the vector half's transaction: the model never runs inside
+    // one) and the vector half runs.
+    let vector = async {
+        if mode == SearchMode::Text {
+            return Ok(None);
         }
-    }
-    tx.commit().await?;
-    let data = ranked
+        let vector = state.embed_query(&req.query).await?;
+        let mut client = state.read_conn(tenant).await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        let min = req.min_score.filter(|_| mode == SearchMode::Vector);
+        let hits = nearest(&tx, &scope, &vector, filter.as_ref(), fetch, min).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(Some(hits))
+    };
+    let text = async {
+        match mode {
+            SearchMode::Vector => Ok((None, None)),
+            SearchMode::Text | SearchMode::Hybrid => scope_text_alone(state, tenant, &search, &rows).await,
+        }
+    };
+    let (vector_hits, (text_rows, text_reason)) = tokio::try_join!(vector, text)?;
+    let mut found: HashMap<Uuid, Memory> = HashMap::new();
+    let vector_hits = vector_hits.map(|hits| {
+        hits.into_iter()
+            .map(|hit| {
+                let id = hit.memory.id;
+                found.insert(id, hit.memory);
+                (id, hit.score)
+            })
+            .collect()
+    });
+    let text_hits = match text_rows {
+        Some(rows) => {
+            let mut hits = vec![];
+            for row in rows {
+                let memory = from_row(&row)?;
+                hits.push((memory.id, row.try_get::<_, f64>(9)?));
+                found.insert(memory.id, memory);
+            }
+            Some(hits)
+        }
+        None => None,
+    };
+    let data = scope_order(&search, vector_hits, text_hits)
         .into_iter()
         .filter_map(|(id, score, scores)| found.remove(&id).map(|memory| MemoryHit { memory, score, scores }))
         .collect();

@@ -23,7 +23,9 @@ use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
 use crate::knowledge::search::HYBRID_DEPTH;
 use crate::knowledge::search_model::SearchMode;
-use crate::knowledge::search_text::{scope_ranking, ScopeSearch, SCOPE_LANGUAGE};
+use crate::knowledge::search_text::{
+    scope_order, scope_text, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE,
+};
 use crate::state::AppState;
 
 const COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.role, m.content, m.agent_name, m.metadata, m.token_count, \
@@ -287,49 +289,10 @@ pub async fn search(
         }
         conditions
     };
-    // The query's vector before the transaction: the model never runs inside one.
-    let vector = match mode {
-        SearchMode::Text => None,
-        SearchMode::Vector | SearchMode::Hybrid => Some(state.embed_query(&req.query).await?),
-    };
     let fetch = if mode == SearchMode::Hybrid {
         (k * 4).max(i64::from(HYBRID_DEPTH))
     } else {
         k
-    };
-    let mut client = state.read_conn(tenant).await?;
-    let tx = tenant_tx(&mut client, tenant).await?;
-    if let Some(id) = conversation {
-        conversations::load(&tx, id, false).await?;
-    }
-    let mut found: HashMap<Uuid, Message> = HashMap::new();
-    let vector_hits = match vector {
-        Some(vector) => {
-            let mut params = SqlParams::new();
-            let mut conditions = scope(&mut params);
-            conditions.push("m.embedding IS NOT NULL".to_string());
-            conditions.push(format!(
-                "vector_dims(m.embedding) = {}",
-                params.push(vector.len() as i32)
-            ));
-            let q = params.push(Vector::from(vector));
-            if let (SearchMode::Vector, Some(min)) = (mode, req.min_score) {
-                conditions.push(format!("1 - (m.embedding <=> {q}) >= {}", params.push(min)));
-            }
-            let sql = format!(
-                "SELECT {COLUMNS}, 1 - (m.embedding <=> {q}) FROM messages m WHERE {} ORDER BY m.embedding <=> {q} LIMIT {}",
-                conditions.join(" AND "),
-                params.push(fetch)
-            );
-            let mut hits = vec![];
-            for row in tx.query(&sql, &params.as_refs()).await? {
-                let message = from_row(&row)?;
-                hits.push((message.id, row.try_get::<_, f64>(12)?));
-                found.insert(message.id, message);
-            }
-            Some(hits)
-        }
-        None => None,
     };
     let search = ScopeSearch {
         mode,
@@ -339,26 +302,75 @@ pub async fn search(
         k,
         fetch,
     };
-    let (ranked, text_reason) = scope_ranking(&tx, &search, "messages m", "m", &scope, vector_hits).await?;
-    let missing: Vec<Uuid> = ranked
-        .iter()
-        .map(|r| r.0)
-        .filter(|id| !found.contains_key(id))
-        .collect();
-    if !missing.is_empty() {
-        for row in tx
-            .query(
-                &format!("SELECT {COLUMNS} FROM messages m WHERE m.id = ANY($1)"),
-                &[&missing],
-            )
-            .await?
-        {
+    let rows = ScopeRows {
+        from: "messages m",
+        alias: "m",
+        columns: COLUMNS,
+        scope: &scope,
+    };
+    let main = async {
+        // The query's vector before the transaction: the model never runs inside one.
+        let vector = match mode {
+            SearchMode::Text => None,
+            SearchMode::Vector | SearchMode::Hybrid => Some(state.embed_query(&req.query).await?),
+        };
+        let mut client = state.read_conn(tenant).await?;
+        let tx = tenant_tx(&mut client, tenant).await?;
+        if let Some(id) = conversation {
+            conversations::load(&tx, id, false).await?;
+        }
+        let vector_rows = match vector {
+            Some(vector) => {
+                let mut params = SqlParams::new();
+                let mut conditions = scope(&mut params);
+                conditions.push("m.embedding IS NOT NULL".to_string());
+                conditions.push(format!(
+                    "vector_dims(m.embedding) = {}",
+                    params.push(vector.len() as i32)
+                ));
+                let q = params.push(Vector::from(vector));
+                if let (SearchMode::Vector, Some(min)) = (mode, req.min_score) {
+                    conditions.push(format!("1 - (m.embedding <=> {q}) >= {}", params.push(min)));
+                }
+                let sql = format!(
+                    "SELECT {COLUMNS}, 1 - (m.embedding <=> {q}) FROM messages m WHERE {} ORDER BY m.embedding <=> {q} LIMIT {}",
+                    conditions.join(" AND "),
+                    params.push(fetch)
+                );
+                Some(tx.query(&sql, &params.as_refs()).await?)
+            }
+            None => None,
+        };
+        // A text search alone runs here; hybrid's text half runs beside this, on its own
+        // connection, while the model embeds the query and the vector half runs.
+        let text = match mode {
+            SearchMode::Text => scope_text(&tx, &search, &rows).await?,
+            SearchMode::Vector | SearchMode::Hybrid => (None, None),
+        };
+        tx.commit().await?;
+        Ok::<_, ApiError>((vector_rows, text))
+    };
+    let beside = async {
+        match mode {
+            SearchMode::Hybrid => scope_text_alone(state, tenant, &search, &rows).await,
+            SearchMode::Vector | SearchMode::Text => Ok((None, None)),
+        }
+    };
+    let ((vector_rows, text), beside) = tokio::try_join!(main, beside)?;
+    let (text_rows, text_reason) = if mode == SearchMode::Hybrid { beside } else { text };
+    let mut found: HashMap<Uuid, Message> = HashMap::new();
+    let mut side = |rows: Option<Vec<Row>>| -> Result<Option<Vec<(Uuid, f64)>>, ApiError> {
+        let Some(rows) = rows else { return Ok(None) };
+        let mut hits = vec![];
+        for row in rows {
             let message = from_row(&row)?;
+            hits.push((message.id, row.try_get::<_, f64>(12)?));
             found.insert(message.id, message);
         }
-    }
-    tx.commit().await?;
-    let data = ranked
+        Ok(Some(hits))
+    };
+    let (vector_hits, text_hits) = (side(vector_rows)?, side(text_rows)?);
+    let data = scope_order(&search, vector_hits, text_hits)
         .into_iter()
         .filter_map(|(id, score, scores)| found.remove(&id).map(|message| MessageHit { message, score, scores }))
         .collect();

@@ -475,6 +475,20 @@ async fn hybrid_message_search_fuses_meaning_and_words() {
     )
     .await;
     bad_request(status, &err);
+    for mode in ["text", "hybrid"] {
+        let (status, err) = call(
+            &app,
+            Method::POST,
+            "/v1/conversations/nope/messages/search",
+            Some(json!({"query": query, "mode": mode})),
+        )
+        .await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (404, Some("not_found")),
+            "{mode}: {err}"
+        );
+    }
     // In vector mode `min_score` is a cosine similarity.
     let (status, err) = call(
         &app,
