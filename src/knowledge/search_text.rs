@@ -8,6 +8,7 @@ use deadpool_postgres::Transaction;
 
 use super::collections::Loaded;
 use super::model::Distance;
+use super::search::HYBRID_DEPTH;
 use super::search_model::{found, Found, CHUNK_COLUMNS};
 use super::search_model::{Fusion, Scores, SearchMode, TextReason};
 use crate::db::tenant_tx;
@@ -606,6 +607,45 @@ pub(crate) struct ScopeSearch<'a> {
     pub k: i64,
     /// Hits each side finds at most.
     pub fetch: i64,
+}
+
+impl<'a> ScopeSearch<'a> {
+    /// Checks `min_score` (a cosine similarity, -1 to 1, in `vector` mode; the final score,
+    /// any number, otherwise) and `fusion`. Each side finds `k` hits, or in `hybrid` mode at
+    /// least four times `k` and [`HYBRID_DEPTH`], as in collections.
+    pub(crate) fn new(
+        mode: Option<SearchMode>,
+        query: &'a str,
+        fusion: Option<&'a Fusion>,
+        min_score: Option<f64>,
+        k: i64,
+    ) -> Result<Self, ApiError> {
+        let mode = mode.unwrap_or(SearchMode::Vector);
+        if let (SearchMode::Vector, Some(s)) = (mode, min_score) {
+            if !(-1.0..=1.0).contains(&s) {
+                return Err(ApiError::validation(
+                    "min_score",
+                    "-1 to 1 (a cosine similarity) in vector mode",
+                ));
+            }
+        }
+        if let Some(fusion) = fusion {
+            fusion.check()?;
+        }
+        let fetch = if mode == SearchMode::Hybrid {
+            (k * 4).max(i64::from(HYBRID_DEPTH))
+        } else {
+            k
+        };
+        Ok(ScopeSearch {
+            mode,
+            query,
+            fusion,
+            min_score,
+            k,
+            fetch,
+        })
+    }
 }
 
 /// The text half of a search of messages or memories, in `tx`: nothing in `vector` mode, else

@@ -23,7 +23,6 @@ use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::http::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::knowledge::model::validate_metadata;
-use crate::knowledge::search::HYBRID_DEPTH;
 use crate::knowledge::search_model::{Scores, SearchMode};
 use crate::knowledge::search_text::{scope_order, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE};
 use crate::state::AppState;
@@ -447,25 +446,10 @@ pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result
     if !(1..=100).contains(&k) {
         return Err(ApiError::validation("k", "1 to 100"));
     }
-    let mode = req.mode.unwrap_or(SearchMode::Vector);
-    super::messages::check_min_score(mode, req.min_score)?;
-    if let Some(fusion) = &req.fusion {
-        fusion.check()?;
-    }
+    let search = ScopeSearch::new(req.mode, &req.query, req.fusion.as_ref(), req.min_score, k)?;
+    let mode = search.mode;
     let filter = req.filter.as_ref().map(|f| Filter::parse(f, "filter")).transpose()?;
-    let fetch = if mode == SearchMode::Hybrid {
-        (k * 4).max(i64::from(HYBRID_DEPTH))
-    } else {
-        k
-    };
-    let search = ScopeSearch {
-        mode,
-        query: &req.query,
-        fusion: req.fusion.as_ref(),
-        min_score: req.min_score,
-        k,
-        fetch,
-    };
+    let fetch = search.fetch;
     let selects = |params: &mut SqlParams| in_scope(&scope, filter.as_ref(), params);
     let rows = ScopeRows {
         from: "memories",

@@ -21,7 +21,6 @@ use crate::db::tenant_tx;
 use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
-use crate::knowledge::search::HYBRID_DEPTH;
 use crate::knowledge::search_model::SearchMode;
 use crate::knowledge::search_text::{
     scope_order, scope_text, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE,
@@ -234,11 +233,8 @@ pub async fn search(
     if req.agent_name.as_ref().is_some_and(|a| a.chars().count() > 256) {
         return Err(ApiError::validation("agent_name", "at most 256 characters"));
     }
-    let mode = req.mode.unwrap_or(SearchMode::Vector);
-    check_min_score(mode, req.min_score)?;
-    if let Some(fusion) = &req.fusion {
-        fusion.check()?;
-    }
+    let search = ScopeSearch::new(req.mode, &req.query, req.fusion.as_ref(), req.min_score, k)?;
+    let mode = search.mode;
     match (conversation, &req.user_id) {
         (Some(id), None) => check_id(id)?,
         (None, Some(_)) => {}
@@ -289,19 +285,7 @@ pub async fn search(
         }
         conditions
     };
-    let fetch = if mode == SearchMode::Hybrid {
-        (k * 4).max(i64::from(HYBRID_DEPTH))
-    } else {
-        k
-    };
-    let search = ScopeSearch {
-        mode,
-        query: &req.query,
-        fusion: req.fusion.as_ref(),
-        min_score: req.min_score,
-        k,
-        fetch,
-    };
+    let fetch = search.fetch;
     let rows = ScopeRows {
         from: "messages m",
         alias: "m",
@@ -375,16 +359,4 @@ pub async fn search(
         .filter_map(|(id, score, scores)| found.remove(&id).map(|message| MessageHit { message, score, scores }))
         .collect();
     Ok(MessageHits { data, text_reason })
-}
-
-/// `min_score` bounds a cosine similarity in `vector` mode; a BM25 score or a fused one otherwise.
-pub(crate) fn check_min_score(mode: SearchMode, min_score: Option<f64>) -> Result<(), ApiError> {
-    match min_score {
-        Some(s) if mode == SearchMode::Vector && !(-1.0..=1.0).contains(&s) => Err(ApiError::validation(
-            "min_score",
-            "-1 to 1 (a cosine similarity) in vector mode",
-        )),
-        Some(s) if !s.is_finite() => Err(ApiError::validation("min_score", "a finite number")),
-        _ => Ok(()),
-    }
 }
