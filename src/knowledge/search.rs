@@ -19,7 +19,7 @@ use super::search_model::{
     found, Explain, Found, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse, TextReason,
     CHUNK_COLUMNS,
 };
-use super::search_text::{fuse, text_search, text_statement};
+use super::search_text::{fuse, text_search, text_statement, HYBRID_DEPTH};
 use crate::db::{tenant_scope, Conn};
 use crate::error::ApiError;
 use crate::filter::{Filter, SqlParams};
@@ -29,8 +29,6 @@ use crate::state::AppState;
 /// the matching chunks is both faster and exact, where the HNSW index with iterative scan loses
 /// recall on a selective filter (the 1M figures are in docs/benchmarks.md).
 pub const EXACT_THRESHOLD: i64 = 20_000;
-/// Candidates each side of a hybrid search brings to the fusion, at least.
-pub(crate) const HYBRID_DEPTH: u32 = 60;
 pub const DEFAULT_K: u32 = 10;
 pub const DEFAULT_EF_SEARCH: u32 = 100;
 const MAX_QUERY_CHARS: usize = 8192;

@@ -8,7 +8,6 @@ use deadpool_postgres::Transaction;
 
 use super::collections::Loaded;
 use super::model::Distance;
-use super::search::HYBRID_DEPTH;
 use super::search_model::{found, Found, CHUNK_COLUMNS};
 use super::search_model::{Fusion, Scores, SearchMode, TextReason};
 use crate::db::tenant_tx;
@@ -496,6 +495,9 @@ async fn rank_scope(
         Ok(found)
     })
 }
+
+/// Candidates each side of a hybrid search brings to the fusion, at least.
+pub(crate) const HYBRID_DEPTH: u32 = 60;
 
 /// Hybrid's default: weighted, 0.7 on the vector side. Chosen on CISI (`make bench-retrieval`,
 /// docs/benchmarks.md): among RRF (k 10 to 60) and weighted sums with min-max or
