@@ -1,6 +1,7 @@
 //! The text half of a search: BM25 over a collection's chunks (the query's terms OR-ed, weighed
-//! by the collection's statistics, which the chunk table's triggers keep exact), and the fusion
-//! of its hits with the vector query's (reciprocal rank, or weighted scores).
+//! by the collection's statistics, which the chunk table's triggers keep exact) or over a scope
+//! of messages or memories (weighed by the scope's own statistics, read with the query); and the
+//! fusion of its hits with the vector query's (weighted normalized scores, or reciprocal rank).
 
 use std::collections::HashMap;
 
@@ -581,7 +582,8 @@ pub(super) fn fuse(
             let mut vector = vec![];
             for f in v {
                 vector.push((key(&f), distance.score(f.value)));
-                found.insert(key(&f), (f.clone(), Some(f.value)));
+                let raw = f.value;
+                found.insert(key(&f), (f, Some(raw)));
             }
             let mut text = vec![];
             for f in t {
