@@ -552,49 +552,51 @@ pub(super) fn fuse(
     fusion: Option<&Fusion>,
 ) -> Vec<(Found, f64, Scores)> {
     let key = |f: &Found| (f.document_id.clone(), f.chunk_index);
+    let vector = vector.map(|v| {
+        v.into_iter()
+            .map(|f| (key(&f), distance.score(f.value), f.value, f))
+            .collect()
+    });
+    let text = text.map(|t| t.into_iter().map(|f| (key(&f), f.value, f)).collect());
+    fuse_hits(vector, text, fusion)
+}
+
+/// One query's hits in their final order, each `T` with its final score and both sides' scores:
+/// one side's as they came, or the two fused by `fusion` ([`fuse_lists`]), a hit both sides
+/// found once (the vector side's copy). `vector`: key, score (higher better), raw distance, hit;
+/// `text`: key, BM25 score, hit; each best first, `None` for a side that did not run.
+fn fuse_hits<K: Eq + std::hash::Hash + Ord + Clone, T>(
+    vector: Option<Vec<(K, f64, f64, T)>>,
+    text: Option<Vec<(K, f64, T)>>,
+    fusion: Option<&Fusion>,
+) -> Vec<(T, f64, Scores)> {
+    let scores = |vector: Option<f64>, distance: Option<f64>, text: Option<f64>| Scores { vector, distance, text };
     match (vector, text) {
         (Some(v), None) => v
             .into_iter()
-            .map(|f| {
-                let score = distance.score(f.value);
-                let scores = Scores {
-                    vector: Some(score),
-                    distance: Some(f.value),
-                    text: None,
-                };
-                (f, score, scores)
-            })
+            .map(|(_, score, distance, hit)| (hit, score, scores(Some(score), Some(distance), None)))
             .collect(),
         (None, Some(t)) => t
             .into_iter()
-            .map(|f| {
-                let scores = Scores {
-                    vector: None,
-                    distance: None,
-                    text: Some(f.value),
-                };
-                let score = f.value;
-                (f, score, scores)
-            })
+            .map(|(_, score, hit)| (hit, score, scores(None, None, Some(score))))
             .collect(),
         (Some(v), Some(t)) => {
-            let mut found: HashMap<(String, i32), (Found, Option<f64>)> = HashMap::new();
+            let mut found: HashMap<K, (T, Option<f64>)> = HashMap::new();
             let mut vector = vec![];
-            for f in v {
-                vector.push((key(&f), distance.score(f.value)));
-                let raw = f.value;
-                found.insert(key(&f), (f, Some(raw)));
+            for (key, score, distance, hit) in v {
+                vector.push((key.clone(), score));
+                found.insert(key, (hit, Some(distance)));
             }
             let mut text = vec![];
-            for f in t {
-                text.push((key(&f), f.value));
-                found.entry(key(&f)).or_insert((f, None));
+            for (key, score, hit) in t {
+                text.push((key.clone(), score));
+                found.entry(key).or_insert((hit, None));
             }
             fuse_lists(vector, text, fusion)
                 .into_iter()
                 .filter_map(|(key, score, vector, text)| {
-                    let (f, distance) = found.remove(&key)?;
-                    Some((f, score, Scores { vector, distance, text }))
+                    let (hit, distance) = found.remove(&key)?;
+                    Some((hit, score, scores(vector, distance, text)))
                 })
                 .collect()
         }
@@ -684,43 +686,43 @@ pub(crate) async fn scope_text_alone(
     Ok(found)
 }
 
-/// A search of messages or memories, from its two sides' hits (ids and scores, best first; a
-/// side that did not run is `None`): fused, bounded by `min_score` (in `text` and `hybrid` mode:
-/// the vector side applies its own) and cut to `k`, each with both sides' scores.
-pub(crate) fn scope_order(
+/// One side's hits of a search of messages or memories: id, score, the row read; best first.
+pub(crate) type ScopeHits<T> = Vec<(uuid::Uuid, f64, T)>;
+
+/// A side's rows (`None`: the side did not run) as its hits: each row read by `read` (which
+/// gives its id too), its score the `f64` in column `score_at`.
+pub(crate) fn scope_hits<T>(
+    rows: Option<Vec<tokio_postgres::Row>>,
+    score_at: usize,
+    read: impl Fn(&tokio_postgres::Row) -> Result<(uuid::Uuid, T), ApiError>,
+) -> Result<Option<ScopeHits<T>>, ApiError> {
+    rows.map(|rows| {
+        rows.iter()
+            .map(|row| {
+                let (id, hit) = read(row)?;
+                Ok((id, row.try_get::<_, f64>(score_at)?, hit))
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+/// A search of messages or memories, from its two sides' hits (id, score and the row read, best
+/// first; the vector side's scores cosine similarities; a side that did not run is `None`):
+/// fused, bounded by `min_score` (in `text` and `hybrid` mode: the vector side applies its own)
+/// and cut to `k`, each with its final score and both sides' scores.
+pub(crate) fn scope_order<T>(
     search: &ScopeSearch<'_>,
-    vector: Option<Vec<(uuid::Uuid, f64)>>,
-    text: Option<Vec<(uuid::Uuid, f64)>>,
-) -> Vec<(uuid::Uuid, f64, Scores)> {
-    let mut ranked = fuse_cosine(vector, text, search.fusion);
+    vector: Option<ScopeHits<T>>,
+    text: Option<ScopeHits<T>>,
+) -> Vec<(T, f64, Scores)> {
+    let vector = vector.map(|v| v.into_iter().map(|(id, s, hit)| (id, s, 1.0 - s, hit)).collect());
+    let mut ranked = fuse_hits(vector, text, search.fusion);
     if let (true, Some(min)) = (search.mode != SearchMode::Vector, search.min_score) {
         ranked.retain(|(_, score, _)| *score >= min);
     }
     ranked.truncate(usize::try_from(search.k).unwrap_or(0));
     ranked
-}
-
-/// A scope search's hits in their final order (messages', memories': cosine on the vector side),
-/// each with both sides' scores: one side's as they came, or the two fused by `fusion`.
-fn fuse_cosine<K: Eq + std::hash::Hash + Ord + Clone>(
-    vector: Option<Vec<(K, f64)>>,
-    text: Option<Vec<(K, f64)>>,
-    fusion: Option<&Fusion>,
-) -> Vec<(K, f64, Scores)> {
-    let scores = |vector: Option<f64>, text: Option<f64>| Scores {
-        vector,
-        distance: vector.map(|s| 1.0 - s),
-        text,
-    };
-    match (vector, text) {
-        (Some(v), None) => v.into_iter().map(|(key, s)| (key, s, scores(Some(s), None))).collect(),
-        (None, Some(t)) => t.into_iter().map(|(key, s)| (key, s, scores(None, Some(s)))).collect(),
-        (Some(v), Some(t)) => fuse_lists(v, t, fusion)
-            .into_iter()
-            .map(|(key, s, vector, text)| (key, s, scores(vector, text)))
-            .collect(),
-        (None, None) => vec![],
-    }
 }
 
 /// Fuses one query's vector hits and text hits (each best first, keyed by `K`, scored on its own

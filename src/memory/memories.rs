@@ -3,8 +3,6 @@
 //! content (hash) or the nearest memory in the scope above the dedupe threshold, and updates
 //! it instead of adding a copy. Every add, update and delete is kept in `memory_history`.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use pgvector::Vector;
@@ -24,7 +22,9 @@ use crate::filter::{Columns, Filter, SqlParams};
 use crate::http::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::knowledge::model::validate_metadata;
 use crate::knowledge::search_model::{Scores, SearchMode};
-use crate::knowledge::search_text::{scope_order, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE};
+use crate::knowledge::search_text::{
+    scope_hits, scope_order, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE,
+};
 use crate::state::AppState;
 
 const COLUMNS: &str = "id, content, user_id, agent_id, run_id, metadata, expires_at, created_at, updated_at";
@@ -479,31 +479,16 @@ pub async fn search(state: &AppState, tenant: Uuid, req: MemorySearch) -> Result
         }
     };
     let (vector_hits, (text_rows, text_reason)) = tokio::try_join!(vector, text)?;
-    let mut found: HashMap<Uuid, Memory> = HashMap::new();
     let vector_hits = vector_hits.map(|hits| {
         hits.into_iter()
-            .map(|hit| {
-                let id = hit.memory.id;
-                found.insert(id, hit.memory);
-                (id, hit.score)
-            })
+            .map(|hit| (hit.memory.id, hit.score, hit.memory))
             .collect()
     });
-    let text_hits = match text_rows {
-        Some(rows) => {
-            let mut hits = vec![];
-            for row in rows {
-                let memory = from_row(&row)?;
-                hits.push((memory.id, row.try_get::<_, f64>(9)?));
-                found.insert(memory.id, memory);
-            }
-            Some(hits)
-        }
-        None => None,
-    };
+    // The score follows the columns.
+    let text_hits = scope_hits(text_rows, 9, |row| from_row(row).map(|m| (m.id, m)))?;
     let data = scope_order(&search, vector_hits, text_hits)
         .into_iter()
-        .filter_map(|(id, score, scores)| found.remove(&id).map(|memory| MemoryHit { memory, score, scores }))
+        .map(|(memory, score, scores)| MemoryHit { memory, score, scores })
         .collect();
     Ok(MemoryHits { data, text_reason })
 }

@@ -4,8 +4,6 @@
 //! one conversation's or one user's messages (an index on those narrows the scan first, so a
 //! search does not slow down as other users' messages grow).
 
-use std::collections::HashMap;
-
 use pgvector::Vector;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -23,7 +21,7 @@ use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
 use crate::knowledge::search_model::SearchMode;
 use crate::knowledge::search_text::{
-    scope_order, scope_text, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE,
+    scope_hits, scope_order, scope_text, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE,
 };
 use crate::state::AppState;
 
@@ -342,21 +340,12 @@ pub async fn search(
     };
     let ((vector_rows, text), beside) = tokio::try_join!(main, beside)?;
     let (text_rows, text_reason) = if mode == SearchMode::Hybrid { beside } else { text };
-    let mut found: HashMap<Uuid, Message> = HashMap::new();
-    let mut side = |rows: Option<Vec<Row>>| -> Result<Option<Vec<(Uuid, f64)>>, ApiError> {
-        let Some(rows) = rows else { return Ok(None) };
-        let mut hits = vec![];
-        for row in rows {
-            let message = from_row(&row)?;
-            hits.push((message.id, row.try_get::<_, f64>(12)?));
-            found.insert(message.id, message);
-        }
-        Ok(Some(hits))
-    };
-    let (vector_hits, text_hits) = (side(vector_rows)?, side(text_rows)?);
+    // The score follows the columns.
+    let read = |row: &Row| from_row(row).map(|m| (m.id, m));
+    let (vector_hits, text_hits) = (scope_hits(vector_rows, 12, read)?, scope_hits(text_rows, 12, read)?);
     let data = scope_order(&search, vector_hits, text_hits)
         .into_iter()
-        .filter_map(|(id, score, scores)| found.remove(&id).map(|message| MessageHit { message, score, scores }))
+        .map(|(message, score, scores)| MessageHit { message, score, scores })
         .collect();
     Ok(MessageHits { data, text_reason })
 }

@@ -64,6 +64,16 @@ fn hit_contents(hits: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The scores of message hits, best first.
+fn hit_scores(hits: &Value) -> Vec<f64> {
+    hits["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{{data: [...]}}: {hits}"))
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap_or_else(|| panic!("a score: {h}")))
+        .collect()
+}
+
 async fn search(app: &TestApp, conversation: &str, body: Value) -> Value {
     let (status, hits) = call(
         app,

@@ -56,12 +56,7 @@ async fn embedded_messages_are_found_by_meaning_and_filtered() {
             "{query:?} ranks its message first: {hits}"
         );
         assert_eq!(contents.len(), 5, "k defaults to 10; all five are embedded: {hits}");
-        let scores: Vec<f64> = hits["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["score"].as_f64().unwrap())
-            .collect();
+        let scores = hit_scores(&hits);
         assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
         assert!(
             scores.iter().all(|s| (-1.0..=1.0001).contains(s)),
@@ -363,12 +358,7 @@ async fn text_search_ranks_a_conversations_messages_by_bm25_without_vectors() {
     let hits = search(&app, "chat", text("broken A7731 umbrella")).await;
     let found = hit_contents(&hits);
     assert_eq!(found.len(), 2, "the two messages holding one word each: {hits}");
-    let scores: Vec<f64> = hits["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["score"].as_f64().unwrap())
-        .collect();
+    let scores = hit_scores(&hits);
     assert!(scores.iter().all(|s| *s > 0.0), "BM25 scores: {scores:?}");
     assert_eq!(hits["data"][0]["scores"]["text"], hits["data"][0]["score"], "{hits}");
     assert_eq!(hits["data"][0]["scores"]["vector"], Value::Null, "{hits}");
@@ -456,7 +446,7 @@ async fn hybrid_message_search_fuses_meaning_and_words() {
         both["scores"]["vector"].is_f64() && both["scores"]["text"].is_f64(),
         "the flight message is on both sides: {both}"
     );
-    let s: Vec<f64> = fused.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    let s = hit_scores(&hybrid);
     assert!(s.windows(2).all(|w| w[0] >= w[1]), "best first: {s:?}");
     assert!(s.iter().all(|x| (0.0..=1.0).contains(x)), "weighted, normalized: {s:?}");
     let rrf = search(
