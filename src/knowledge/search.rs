@@ -3,8 +3,8 @@
 //! A filtered vector search picks its plan per query: one pass reads the matching rows (through
 //! the metadata GIN index) with their distances, up to [`EXACT_THRESHOLD`]; under it, their
 //! nearest are the answer, the true nearest neighbours; at it, the HNSW / IVFFlat index runs with
-//! pgvector 0.8's iterative scan, so that a selective filter still fills `k`. The text half and
-//! the fusion of hybrid search are in `search_text`.
+//! pgvector 0.8's iterative scan, so that a selective filter still fills `k`. The text half is in
+//! `search_text`, the fusion of hybrid search in `fusion`.
 
 use std::collections::HashMap;
 
@@ -13,13 +13,14 @@ use pgvector::Vector;
 use uuid::Uuid;
 
 use super::collections::{self, Loaded};
+use super::fusion::{fuse, HYBRID_DEPTH};
 use super::model::IndexSpec;
 use super::query_vector::{query_vector, QueryVector};
 use super::search_model::{
     found, Explain, Found, GroupBy, Hit, Include, Scores, SearchMode, SearchRequest, SearchResponse, TextReason,
     CHUNK_COLUMNS,
 };
-use super::search_text::{fuse, text_search, text_statement, HYBRID_DEPTH};
+use super::search_text::{text_search, text_statement};
 use crate::db::{tenant_scope, Conn};
 use crate::error::ApiError;
 use crate::filter::{Filter, SqlParams};

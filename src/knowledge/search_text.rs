@@ -1,20 +1,14 @@
 //! The text half of a search: BM25 over a collection's chunks (the query's terms OR-ed, weighed
-//! by the collection's statistics, which the chunk table's triggers keep exact) or over a scope
-//! of messages or memories (weighed by the scope's own statistics, read with the query); and the
-//! fusion of its hits with the vector query's (weighted normalized scores, or reciprocal rank).
-
-use std::collections::HashMap;
+//! by the collection's statistics, which the chunk table's triggers keep exact). The statement
+//! and the weighing serve the searches of messages and memories too (`search_scope`); the
+//! fusion with the vector half is in `fusion`.
 
 use deadpool_postgres::Transaction;
 
 use super::collections::Loaded;
-use super::model::Distance;
-use super::search_model::{found, Found, CHUNK_COLUMNS};
-use super::search_model::{Fusion, Scores, SearchMode, TextReason};
-use crate::db::tenant_tx;
+use super::search_model::{found, Found, TextReason, CHUNK_COLUMNS};
 use crate::error::ApiError;
 use crate::filter::{Filter, SqlParams};
-use crate::state::AppState;
 
 /// BM25's term-frequency saturation and length normalization (Lucene's and Elasticsearch's
 /// defaults).
@@ -94,7 +88,7 @@ pub(super) fn parse_query(query: &str) -> ParsedQuery {
 }
 
 /// A query's terms with their weight: BM25's inverse document frequency in the collection.
-struct Weighted {
+pub(super) struct Weighted {
     lexemes: Vec<String>,
     /// Each term's weight: its inverse document frequency times its count in the query.
     weights: Vec<f64>,
@@ -125,7 +119,7 @@ async fn weigh(tx: &Transaction<'_>, loaded: &Loaded, terms: &str) -> Result<Res
 /// Weighs a query's terms from their statistics: a row per query term (`lexeme`, its `count`
 /// in the query, the `chunks` that hold it) and the totals' row (lexeme `''`: every chunk, and
 /// their `tokens`).
-fn weights_from(rows: &[tokio_postgres::Row]) -> Result<Result<Weighted, TextReason>, ApiError> {
+pub(super) fn weights_from(rows: &[tokio_postgres::Row]) -> Result<Result<Weighted, TextReason>, ApiError> {
     let mut total = (0_i64, 0_i64);
     let mut found: Vec<(String, i64, i32)> = vec![];
     for row in rows {
@@ -268,16 +262,16 @@ fn tsquery_lexeme(lexeme: &str) -> String {
 
 /// A weighed query bound as parameters: the placeholders its ranking reads, and the condition
 /// that picks its candidates.
-struct Bound {
+pub(super) struct Bound {
     lexemes: String,
     weights: String,
     avg_length: String,
     /// Each term set its own condition, so that each is its own GIN scan (OR-ed bitmaps): one
     /// tsquery of them all would make GIN test every row that holds any of the terms.
-    candidates: String,
+    pub(super) candidates: String,
 }
 
-fn bind(weighted: Weighted, alias: &str, params: &mut SqlParams) -> Bound {
+pub(super) fn bind(weighted: Weighted, alias: &str, params: &mut SqlParams) -> Bound {
     let lexemes = params.push(weighted.lexemes);
     let weights = params.push(weighted.weights);
     let avg_length = params.push(weighted.avg_length);
@@ -296,7 +290,12 @@ fn bind(weighted: Weighted, alias: &str, params: &mut SqlParams) -> Bound {
 
 /// What a query's phrases (held) and exclusions (not held) ask of a row's `tsv`, parsed in
 /// `language` as the row's words were.
-fn phrase_conditions(parsed: ParsedQuery, alias: &str, language: &str, params: &mut SqlParams) -> Vec<String> {
+pub(super) fn phrase_conditions(
+    parsed: ParsedQuery,
+    alias: &str,
+    language: &str,
+    params: &mut SqlParams,
+) -> Vec<String> {
     // Bound only when a phrase or an exclusion reads it: a parameter no statement names has no type.
     if parsed.phrases.is_empty() && parsed.excluded.is_empty() {
         return vec![];
@@ -325,7 +324,14 @@ fn phrase_conditions(parsed: ParsedQuery, alias: &str, language: &str, params: &
 /// the row's distinct terms. The row's tsvector is cut to the query's terms before it is
 /// unnested (`setweight` marks them, the C-implemented `ts_filter` keeps the marked): unnesting
 /// a whole tsvector per candidate cost five times the rest of the query.
-fn bm25_ctes(from: &str, alias: &str, keys: &[&str], conditions: &[String], bound: &Bound, fetch: &str) -> String {
+pub(super) fn bm25_ctes(
+    from: &str,
+    alias: &str,
+    keys: &[&str],
+    conditions: &[String],
+    bound: &Bound,
+    fetch: &str,
+) -> String {
     let Bound {
         lexemes,
         weights,
@@ -421,360 +427,6 @@ pub(super) async fn text_search(tx: &Transaction<'_>, query: &TextQuery) -> Resu
     rows.iter().map(found).collect()
 }
 
-/// The text search configuration of rows outside collections (messages, memories): `simple`,
-/// words lowercased and nothing dropped or stemmed, since one tenant's chats can be in any
-/// language (BM25's idf gives the words every row has next to no weight). Their stored `tsv`
-/// columns are built with it (migrations/V9), and their `$text` filter parses with it.
-pub(crate) const SCOPE_LANGUAGE: &str = "simple";
-
-/// Where a search of messages or memories reads: the rows of `from` (aliased `alias`, keyed by
-/// `alias.id`, words in `alias.tsv` in [`SCOPE_LANGUAGE`]) that `scope` selects (it adds its
-/// conditions' parameters and returns the conditions; it may run more than once), read as
-/// `columns`.
-pub(crate) struct ScopeRows<'a> {
-    pub from: &'a str,
-    pub alias: &'a str,
-    pub columns: &'a str,
-    pub scope: &'a dyn Fn(&mut SqlParams) -> Vec<String>,
-}
-
-/// A text search over rows outside collections: the best `fetch` rows, each its `columns` and
-/// then its BM25 score, best first, ranked as collections rank ([`bm25_ctes`]); or why none.
-///
-/// The statistics are the scope's own, read when the query runs, in the query's snapshot: exact
-/// under concurrent writes, and what a user's or a conversation's search should weigh words by.
-/// A scope is read by its index whole, as the exact vector search over it reads it.
-async fn rank_scope(
-    tx: &Transaction<'_>,
-    rows: &ScopeRows<'_>,
-    query: &str,
-    fetch: i64,
-) -> Result<Result<Vec<tokio_postgres::Row>, TextReason>, ApiError> {
-    let ScopeRows {
-        from,
-        alias,
-        columns,
-        scope,
-    } = rows;
-    let mut parsed = parse_query(query);
-    let mut params = SqlParams::new();
-    let terms = params.push(std::mem::take(&mut parsed.terms));
-    let conditions = scope(&mut params).join(" AND ");
-    // The same rows as the collections' statistics give: a row per query term with the rows
-    // that hold it, and the totals' row.
-    let stats = format!(
-        "WITH q AS (SELECT lexeme, coalesce(cardinality(positions), 1)::int4 AS count \
-                    FROM unnest(to_tsvector('{SCOPE_LANGUAGE}', {terms}::text))), \
-         s AS MATERIALIZED (SELECT {alias}.tsv FROM {from} WHERE {conditions}), \
-         d AS (SELECT u.lexeme, count(*)::int8 AS chunks \
-               FROM s, unnest(ts_filter(setweight(s.tsv, 'A', (SELECT array_agg(lexeme) FROM q)), '{{a}}')) u \
-               GROUP BY 1) \
-         SELECT q.lexeme, q.count, coalesce(d.chunks, 0)::int8 AS chunks, 0::int8 AS tokens \
-         FROM q LEFT JOIN d USING (lexeme) \
-         UNION ALL SELECT '', 1, count(*)::int8, coalesce(sum(length(s.tsv)), 0)::int8 FROM s"
-    );
-    let stats = tx.query(&stats, &params.as_refs()).await?;
-    let weighted = match weights_from(&stats)? {
-        Ok(weighted) => weighted,
-        Err(reason) => return Ok(Err(reason)),
-    };
-    let mut params = SqlParams::new();
-    let mut conditions = scope(&mut params);
-    let bound = bind(weighted, alias, &mut params);
-    conditions.push(bound.candidates.clone());
-    conditions.extend(phrase_conditions(parsed, alias, SCOPE_LANGUAGE, &mut params));
-    // `USING (id)`: the answer's columns may name `id` unqualified.
-    let sql = format!(
-        "WITH {} SELECT {columns}, scored.value FROM {from} JOIN scored USING (id) \
-         ORDER BY scored.value DESC, id",
-        bm25_ctes(from, alias, &["id"], &conditions, &bound, &params.push(fetch))
-    );
-    let found = tx.query(&sql, &params.as_refs()).await?;
-    Ok(if found.is_empty() {
-        Err(TextReason::NoMatch)
-    } else {
-        Ok(found)
-    })
-}
-
-/// Candidates each side of a hybrid search brings to the fusion, at least.
-pub(crate) const HYBRID_DEPTH: u32 = 60;
-
-/// Hybrid's default: weighted, 0.7 on the vector side. Chosen on CISI (`make bench-retrieval`,
-/// docs/benchmarks.md): among RRF (k 10 to 60) and weighted sums with min-max or
-/// distribution-based normalization, weights 0.5 to 0.9 and 20 to 100 candidates a side, this
-/// was the steadiest near the top (within a point across candidate depths); RRF stayed below
-/// vector-only.
-const DEFAULT_WEIGHTS: (f64, f64) = (0.7, 0.3);
-
-/// One side's scores mapped to [0, 1] by their distribution over this query's candidates:
-/// mean - 3 sd to 0, mean + 3 sd to 1, clipped (Qdrant's distribution-based score fusion). A
-/// BM25 score and a cosine similarity are on unrelated scales; this puts both on one without
-/// letting the single best or worst candidate set it, as min-max would.
-struct Normalized {
-    low: f64,
-    span: f64,
-}
-
-impl Normalized {
-    fn over(scores: impl Iterator<Item = f64>) -> Normalized {
-        let scores: Vec<f64> = scores.filter(|s| s.is_finite()).collect();
-        if scores.is_empty() {
-            return Normalized { low: 0.0, span: 1.0 };
-        }
-        let n = scores.len() as f64;
-        let mean = scores.iter().sum::<f64>() / n;
-        let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
-        if sd > 0.0 {
-            Normalized {
-                low: mean - 3.0 * sd,
-                span: 6.0 * sd,
-            }
-        } else {
-            // One candidate, or all equal: each counts fully.
-            Normalized {
-                low: mean - 1.0,
-                span: 1.0,
-            }
-        }
-    }
-
-    fn apply(&self, score: f64) -> f64 {
-        ((score - self.low) / self.span).clamp(0.0, 1.0)
-    }
-}
-
-/// Orders the hits by their final score: the vector score, the text rank, or both fused.
-pub(super) fn fuse(
-    distance: Distance,
-    vector: Option<Vec<Found>>,
-    text: Option<Vec<Found>>,
-    fusion: Option<&Fusion>,
-) -> Vec<(Found, f64, Scores)> {
-    let key = |f: &Found| (f.document_id.clone(), f.chunk_index);
-    let vector = vector.map(|v| {
-        v.into_iter()
-            .map(|f| (key(&f), distance.score(f.value), f.value, f))
-            .collect()
-    });
-    let text = text.map(|t| t.into_iter().map(|f| (key(&f), f.value, f)).collect());
-    fuse_hits(vector, text, fusion)
-}
-
-/// One query's hits in their final order, each `T` with its final score and both sides' scores:
-/// one side's as they came, or the two fused by `fusion` ([`fuse_lists`]), a hit both sides
-/// found once (the vector side's copy). `vector`: key, score (higher better), raw distance, hit;
-/// `text`: key, BM25 score, hit; each best first, `None` for a side that did not run.
-fn fuse_hits<K: Eq + std::hash::Hash + Ord + Clone, T>(
-    vector: Option<Vec<(K, f64, f64, T)>>,
-    text: Option<Vec<(K, f64, T)>>,
-    fusion: Option<&Fusion>,
-) -> Vec<(T, f64, Scores)> {
-    let scores = |vector: Option<f64>, distance: Option<f64>, text: Option<f64>| Scores { vector, distance, text };
-    match (vector, text) {
-        (Some(v), None) => v
-            .into_iter()
-            .map(|(_, score, distance, hit)| (hit, score, scores(Some(score), Some(distance), None)))
-            .collect(),
-        (None, Some(t)) => t
-            .into_iter()
-            .map(|(_, score, hit)| (hit, score, scores(None, None, Some(score))))
-            .collect(),
-        (Some(v), Some(t)) => {
-            let mut found: HashMap<K, (T, Option<f64>)> = HashMap::new();
-            let mut vector = vec![];
-            for (key, score, distance, hit) in v {
-                vector.push((key.clone(), score));
-                found.insert(key, (hit, Some(distance)));
-            }
-            let mut text = vec![];
-            for (key, score, hit) in t {
-                text.push((key.clone(), score));
-                found.entry(key).or_insert((hit, None));
-            }
-            fuse_lists(vector, text, fusion)
-                .into_iter()
-                .filter_map(|(key, score, vector, text)| {
-                    let (hit, distance) = found.remove(&key)?;
-                    Some((hit, score, scores(vector, distance, text)))
-                })
-                .collect()
-        }
-        (None, None) => vec![],
-    }
-}
-
-/// What a search of messages or memories asks.
-pub(crate) struct ScopeSearch<'a> {
-    pub mode: SearchMode,
-    pub query: &'a str,
-    pub fusion: Option<&'a Fusion>,
-    pub min_score: Option<f64>,
-    pub k: i64,
-    /// Hits each side finds at most.
-    pub fetch: i64,
-}
-
-impl<'a> ScopeSearch<'a> {
-    /// Checks `min_score` (a cosine similarity, -1 to 1, in `vector` mode; the final score,
-    /// any number, otherwise) and `fusion`. Each side finds `k` hits, or in `hybrid` mode at
-    /// least four times `k` and [`HYBRID_DEPTH`], as in collections.
-    pub(crate) fn new(
-        mode: Option<SearchMode>,
-        query: &'a str,
-        fusion: Option<&'a Fusion>,
-        min_score: Option<f64>,
-        k: i64,
-    ) -> Result<Self, ApiError> {
-        let mode = mode.unwrap_or(SearchMode::Vector);
-        if let (SearchMode::Vector, Some(s)) = (mode, min_score) {
-            if !(-1.0..=1.0).contains(&s) {
-                return Err(ApiError::validation(
-                    "min_score",
-                    "-1 to 1 (a cosine similarity) in vector mode",
-                ));
-            }
-        }
-        if let Some(fusion) = fusion {
-            fusion.check()?;
-        }
-        let fetch = if mode == SearchMode::Hybrid {
-            (k * 4).max(i64::from(HYBRID_DEPTH))
-        } else {
-            k
-        };
-        Ok(ScopeSearch {
-            mode,
-            query,
-            fusion,
-            min_score,
-            k,
-            fetch,
-        })
-    }
-}
-
-/// The text half of a search of messages or memories, in `tx`: nothing in `vector` mode, else
-/// the rows [`rank_scope`] finds (empty, with the reason, when none).
-pub(crate) async fn scope_text(
-    tx: &Transaction<'_>,
-    search: &ScopeSearch<'_>,
-    rows: &ScopeRows<'_>,
-) -> Result<(Option<Vec<tokio_postgres::Row>>, Option<TextReason>), ApiError> {
-    if search.mode == SearchMode::Vector {
-        return Ok((None, None));
-    }
-    Ok(match rank_scope(tx, rows, search.query, search.fetch).await? {
-        Ok(found) => (Some(found), None),
-        Err(reason) => (Some(vec![]), Some(reason)),
-    })
-}
-
-/// [`scope_text`] on a connection of its own: hybrid's text half, run beside the model and the
-/// vector half. It holds no other connection while it waits for this one, nor this one while it
-/// waits for anything else, so hybrid searches cannot exhaust the pool between them.
-pub(crate) async fn scope_text_alone(
-    state: &AppState,
-    tenant: uuid::Uuid,
-    search: &ScopeSearch<'_>,
-    rows: &ScopeRows<'_>,
-) -> Result<(Option<Vec<tokio_postgres::Row>>, Option<TextReason>), ApiError> {
-    let mut client = state.read_conn(tenant).await?;
-    let tx = tenant_tx(&mut client, tenant).await?;
-    let found = scope_text(&tx, search, rows).await?;
-    tx.commit().await?;
-    Ok(found)
-}
-
-/// One side's hits of a search of messages or memories: id, score, the row read; best first.
-pub(crate) type ScopeHits<T> = Vec<(uuid::Uuid, f64, T)>;
-
-/// A side's rows (`None`: the side did not run) as its hits: each row read by `read` (which
-/// gives its id too), its score the `f64` in column `score_at`.
-pub(crate) fn scope_hits<T>(
-    rows: Option<Vec<tokio_postgres::Row>>,
-    score_at: usize,
-    read: impl Fn(&tokio_postgres::Row) -> Result<(uuid::Uuid, T), ApiError>,
-) -> Result<Option<ScopeHits<T>>, ApiError> {
-    rows.map(|rows| {
-        rows.iter()
-            .map(|row| {
-                let (id, hit) = read(row)?;
-                Ok((id, row.try_get::<_, f64>(score_at)?, hit))
-            })
-            .collect()
-    })
-    .transpose()
-}
-
-/// A search of messages or memories, from its two sides' hits (id, score and the row read, best
-/// first; the vector side's scores cosine similarities; a side that did not run is `None`):
-/// fused, bounded by `min_score` (in `text` and `hybrid` mode: the vector side applies its own)
-/// and cut to `k`, each with its final score and both sides' scores.
-pub(crate) fn scope_order<T>(
-    search: &ScopeSearch<'_>,
-    vector: Option<ScopeHits<T>>,
-    text: Option<ScopeHits<T>>,
-) -> Vec<(T, f64, Scores)> {
-    let vector = vector.map(|v| v.into_iter().map(|(id, s, hit)| (id, s, 1.0 - s, hit)).collect());
-    let mut ranked = fuse_hits(vector, text, search.fusion);
-    if let (true, Some(min)) = (search.mode != SearchMode::Vector, search.min_score) {
-        ranked.retain(|(_, score, _)| *score >= min);
-    }
-    ranked.truncate(usize::try_from(search.k).unwrap_or(0));
-    ranked
-}
-
-/// Fuses one query's vector hits and text hits (each best first, keyed by `K`, scored on its own
-/// scale, higher better) by `fusion` (default [`DEFAULT_WEIGHTS`]): each key once, with its
-/// fused score and each side's, best first (ties by key).
-fn fuse_lists<K: Eq + std::hash::Hash + Ord + Clone>(
-    vector: Vec<(K, f64)>,
-    text: Vec<(K, f64)>,
-    fusion: Option<&Fusion>,
-) -> Vec<(K, f64, Option<f64>, Option<f64>)> {
-    // Per key: each side's score and 1-based rank (0: not on that side).
-    let mut merged: HashMap<K, (Option<f64>, Option<f64>, usize, usize)> = HashMap::new();
-    for (rank, (key, score)) in vector.into_iter().enumerate() {
-        merged.entry(key).or_insert((Some(score), None, rank + 1, 0));
-    }
-    for (rank, (key, score)) in text.into_iter().enumerate() {
-        let entry = merged.entry(key).or_insert((None, None, 0, 0));
-        if entry.3 == 0 {
-            entry.1 = Some(score);
-            entry.3 = rank + 1;
-        }
-    }
-    let vector_norm = Normalized::over(merged.values().filter_map(|e| e.0));
-    let text_norm = Normalized::over(merged.values().filter_map(|e| e.1));
-    let (vector_weight, text_weight) = match fusion {
-        Some(Fusion::Weighted {
-            vector_weight,
-            text_weight,
-        }) => (*vector_weight, *text_weight),
-        _ => DEFAULT_WEIGHTS,
-    };
-    let mut out: Vec<(K, f64, Option<f64>, Option<f64>)> = merged
-        .into_iter()
-        .map(|(key, (vector, text, vrank, trank))| {
-            let score = match fusion {
-                Some(Fusion::Rrf { k }) => {
-                    let k = f64::from(k.unwrap_or(60));
-                    let part = |rank: usize| if rank == 0 { 0.0 } else { 1.0 / (k + rank as f64) };
-                    part(vrank) + part(trank)
-                }
-                _ => {
-                    vector_weight * vector.map_or(0.0, |s| vector_norm.apply(s))
-                        + text_weight * text.map_or(0.0, |s| text_norm.apply(s))
-                }
-            };
-            (key, score, vector, text)
-        })
-        .collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -798,17 +450,6 @@ mod tests {
         assert_eq!(tsquery_lexeme("o'neil"), "'o''neil'");
         assert_eq!(tsquery_lexeme(r"a\b"), r"'a\\b'");
         assert_eq!(tsquery_lexeme("x & !y"), "'x & !y'");
-    }
-
-    #[test]
-    fn scores_normalize_by_their_spread_and_clip() {
-        let n = Normalized::over([1.0, 2.0, 3.0].into_iter());
-        assert!((n.apply(2.0) - 0.5).abs() < 1e-9, "the mean maps to the middle");
-        assert!(n.apply(3.0) < 1.0 && n.apply(3.0) > 0.5);
-        assert_eq!(n.apply(100.0), 1.0);
-        assert_eq!(n.apply(-100.0), 0.0);
-        let one = Normalized::over([0.42].into_iter());
-        assert_eq!(one.apply(0.42), 1.0, "a lone candidate counts fully");
     }
 
     #[test]

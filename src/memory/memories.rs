@@ -22,7 +22,7 @@ use crate::filter::{Columns, Filter, SqlParams};
 use crate::http::pagination::{finish_page, newest_first_sql, Cursor, Limit};
 use crate::knowledge::model::validate_metadata;
 use crate::knowledge::search_model::{Scores, SearchMode};
-use crate::knowledge::search_text::{
+use crate::knowledge::search_scope::{
     scope_hits, scope_order, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE,
 };
 use crate::state::AppState;

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::filter::{Columns, Filter, SqlParams};
 use crate::knowledge::model::validate_metadata;
 use crate::knowledge::search_model::SearchMode;
-use crate::knowledge::search_text::{
+use crate::knowledge::search_scope::{
     scope_hits, scope_order, scope_text, scope_text_alone, ScopeRows, ScopeSearch, SCOPE_LANGUAGE,
 };
 use crate::state::AppState;
