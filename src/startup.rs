@@ -276,7 +276,8 @@ impl JobKinds for PlaneJobs {
     fn run<'a>(&'a self, ctx: &'a JobCtx) -> BoxFuture<'a, Result<Outcome, ApiError>> {
         match ctx.job.kind {
             JobKind::Import => Box::pin(crate::knowledge::import_job::run(ctx)),
-            JobKind::Merge => Box::pin(crate::knowledge::maintain::merge(ctx)),
+            JobKind::Merge => Box::pin(crate::knowledge::segments::merge(ctx)),
+            JobKind::Compact => Box::pin(crate::knowledge::segments::compact(ctx)),
             JobKind::Reindex => Box::pin(crate::knowledge::maintain::reindex(ctx)),
             JobKind::Reembed => Box::pin(crate::knowledge::reembed::run(ctx)),
             JobKind::Sweep => Box::pin(crate::ops::retention::run_job(ctx)),

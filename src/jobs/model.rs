@@ -12,7 +12,8 @@ use crate::error::ApiError;
 pub enum JobKind {
     /// `POST /v1/collections/{name}/import`.
     Import,
-    /// Moves freshly written chunks of an HNSW collection into its index (queued by writes).
+    /// Seals the open segment of an HNSW collection (fresh writes) and builds its index
+    /// (queued by writes).
     Merge,
     /// `POST /v1/collections/{name}/reindex`.
     Reindex,
@@ -20,6 +21,8 @@ pub enum JobKind {
     Reembed,
     /// The server's periodic clean-up (not shown to tenants).
     Sweep,
+    /// Rebuilds a tier of a collection's sealed segments as one (queued by merges).
+    Compact,
 }
 
 impl JobKind {
@@ -30,6 +33,7 @@ impl JobKind {
             JobKind::Reindex => "reindex",
             JobKind::Reembed => "reembed",
             JobKind::Sweep => "sweep",
+            JobKind::Compact => "compact",
         }
     }
 
@@ -40,6 +44,7 @@ impl JobKind {
             "reindex" => JobKind::Reindex,
             "reembed" => JobKind::Reembed,
             "sweep" => JobKind::Sweep,
+            "compact" => JobKind::Compact,
             _ => return None,
         })
     }

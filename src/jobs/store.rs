@@ -38,21 +38,32 @@ pub async fn enqueue(tx: &impl GenericClient, job: NewJob<'_>) -> Result<Uuid, A
     Ok(row.try_get(0)?)
 }
 
-/// Seconds a queued merge waits for more writes before it starts, and the longest a stream of
-/// writes can keep pushing it back. While writes arrive in a burst, the merge's HNSW insertions
-/// (a core's worth of work) do not compete with them; searches meanwhile scan the pending rows
-/// exactly.
-const MERGE_DEBOUNCE_SECS: f64 = 2.0;
-const MERGE_MAX_DELAY_SECS: f64 = 10.0;
+/// Seconds a queued merge waits before it looks at the open segment: a burst of writes queues
+/// one merge, which seals the segment once it is full or the writes pause (see
+/// [`crate::knowledge::segments`]).
+pub const MERGE_DELAY_SECS: f64 = 1.0;
 
-/// Queues a merge of the collection's pending chunks, or pushes back the queued one.
+/// Queues a merge of the collection's open segment unless one is queued.
 pub async fn enqueue_merge(tx: &Transaction<'_>, tenant: Uuid, collection: Uuid, name: &str) -> Result<(), ApiError> {
+    enqueue_collection_job(tx, JobKind::Merge, tenant, (collection, name), MERGE_DELAY_SECS).await
+}
+
+/// Queues a job of `kind` (merge or compact) on the collection in `delay` seconds, unless one
+/// is queued. A writer that finds the queued job goes on without touching it: pushing it back
+/// (an upsert, as before) locked its row and made each writer of a collection wait for the last.
+pub async fn enqueue_collection_job(
+    tx: &Transaction<'_>,
+    kind: JobKind,
+    tenant: Uuid,
+    (collection, name): (Uuid, &str),
+    delay: f64,
+) -> Result<(), ApiError> {
     tx.execute(
         "INSERT INTO jobs (tenant_id, kind, collection_id, collection_name, run_after) \
-         VALUES ($1, 'merge', $2, $3, now() + make_interval(secs => $4)) \
-         ON CONFLICT (collection_id, kind) WHERE state = 'queued' AND kind IN ('merge', 'sweep') \
-         DO UPDATE SET run_after = least(jobs.created_at + make_interval(secs => $5), now() + make_interval(secs => $4))",
-        &[&tenant, &collection, &name, &MERGE_DEBOUNCE_SECS, &MERGE_MAX_DELAY_SECS],
+         SELECT $1, $5, $2, $3, now() + make_interval(secs => $4) \
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE collection_id = $2 AND kind = $5 AND state = 'queued') \
+         ON CONFLICT (collection_id, kind) WHERE state = 'queued' AND kind IN ('merge', 'sweep', 'compact') DO NOTHING",
+        &[&tenant, &collection, &name, &delay, &kind.as_str()],
     )
     .await?;
     Ok(())

@@ -189,7 +189,7 @@ async fn refresh(state: &web::Data<AppState>) -> Result<(), ApiError> {
     client
         .execute(
             "INSERT INTO jobs (kind, run_after) VALUES ('sweep', now() + make_interval(secs => $1)) \
-             ON CONFLICT (collection_id, kind) WHERE state = 'queued' AND kind IN ('merge', 'sweep') DO NOTHING",
+             ON CONFLICT (collection_id, kind) WHERE state = 'queued' AND kind IN ('merge', 'sweep', 'compact') DO NOTHING",
             &[&state.jobs.sweep_interval_secs],
         )
         .await?;

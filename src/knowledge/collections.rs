@@ -22,6 +22,11 @@ pub struct Loaded {
     pub tenant: Uuid,
     pub collection: Collection,
     pub tables: Tables,
+    /// The segment that takes new chunks (see [`ddl::create_tables`]). Writers read it with the
+    /// registry row locked, so none writes into a segment a merge has sealed.
+    pub open_segment: i32,
+    /// The highest segment number given out.
+    pub last_segment: i32,
 }
 
 impl Loaded {
@@ -38,7 +43,7 @@ impl Loaded {
 pub const MAX_DIMENSION: i32 = 2000;
 
 const COLUMNS: &str = "id, name, description, model, dimension, distance, index_config, text_language, chunking, \
-    metadata, document_count, chunk_count, stored_bytes, created_at, updated_at";
+    metadata, document_count, chunk_count, stored_bytes, created_at, updated_at, open_segment, last_segment";
 
 fn from_row(row: &tokio_postgres::Row) -> Result<Collection, ApiError> {
     let corrupt = |what: &str| ApiError::Internal(anyhow::anyhow!("collection registry row has a bad {what}"));
@@ -91,6 +96,8 @@ pub async fn load(tx: &Transaction<'_>, tenant: Uuid, name: &str, lock: bool) ->
         tenant,
         tables: Tables::new(tenant, collection.id),
         collection,
+        open_segment: row.try_get("open_segment")?,
+        last_segment: row.try_get("last_segment")?,
     })
 }
 
@@ -179,7 +186,12 @@ pub async fn create(
     let collection = from_row(&row)?;
     let tables = Tables::new(tenant, collection.id);
     let mut ddl_sql = ddl::create_tables(&tables, dimension, &language);
-    if let (Some(_), Some(index_sql)) = (dimension, ddl::vector_index(&tables, distance, &index)) {
+    // The first segment is open: an HNSW collection's gets its graph when a merge seals it.
+    if let (Some(_), false, Some(index_sql)) = (
+        dimension,
+        super::segments::seals(&index),
+        ddl::vector_index(&tables, 1, distance, &index),
+    ) {
         ddl_sql = format!("{ddl_sql}; {index_sql}");
     }
     as_owner(&tx, &ddl_sql).await?;

@@ -10,12 +10,8 @@ use super::model::{Distance, IndexSpec};
 pub struct Tables {
     pub schema: String,
     pub docs: String,
-    /// The partitioned chunk table; its two partitions follow.
+    /// The partitioned chunk table: one partition per segment (see [`create_chunks`]).
     pub chunks: String,
-    /// Chunks in the ANN index.
-    pub chunks_main: String,
-    /// Chunks written since the last merge: no ANN index, scanned exactly by every search.
-    pub chunks_pending: String,
     /// The chunks' text statistics for BM25 (see [`create_text_stats`]).
     pub terms: String,
     chunks_bare: String,
@@ -28,8 +24,6 @@ impl Tables {
         Tables {
             docs: format!("{schema}.docs_{c}"),
             chunks: format!("{schema}.chunks_{c}"),
-            chunks_main: format!("{schema}.chunks_{c}_main"),
-            chunks_pending: format!("{schema}.chunks_{c}_pending"),
             terms: format!("{schema}.terms_{c}"),
             chunks_bare: format!("chunks_{c}"),
             schema,
@@ -40,9 +34,33 @@ impl Tables {
         format!("{}_{suffix}", self.chunks_bare)
     }
 
-    /// The ANN index's name, unqualified (an index lives in its table's schema).
-    pub fn vector_index_name(&self) -> String {
-        self.index_name("embedding_idx")
+    /// Segment `n`'s partition, unqualified.
+    pub fn segment_bare(&self, n: i32) -> String {
+        format!("{}_s{n}", self.chunks_bare)
+    }
+
+    /// Segment `n`'s partition, schema-qualified.
+    pub fn segment(&self, n: i32) -> String {
+        format!("{}.{}", self.schema, self.segment_bare(n))
+    }
+
+    /// The segment number of a partition's unqualified name, if it is one of this collection's.
+    pub fn segment_of(&self, relname: &str) -> Option<i32> {
+        relname
+            .strip_prefix(&self.chunks_bare)?
+            .strip_prefix("_s")?
+            .parse()
+            .ok()
+    }
+
+    /// Segment `n`'s ANN index, unqualified (an index lives in its table's schema).
+    pub fn vector_index_name(&self, n: i32) -> String {
+        format!("{}_embedding_idx", self.segment_bare(n))
+    }
+
+    /// The index a reindex or re-embed builds beside segment `n`'s before swapping it in.
+    pub fn next_index_name(&self, n: i32) -> String {
+        format!("{}_embedding_next", self.segment_bare(n))
     }
 }
 
@@ -55,12 +73,15 @@ pub fn schema_name(tenant: Uuid) -> String {
 /// `language` (a validated `regconfig` name) and a GIN index on chunk metadata for filters. The
 /// vector index is [`vector_index`]'s.
 ///
-/// Chunks are partitioned on `pending`: `_main` holds the ANN index; `_pending` takes fresh
-/// writes into an HNSW collection (inserting into a large HNSW graph costs about a millisecond a
-/// row), is scanned exactly by every search (the planner merges an ordered scan of each
-/// partition), and is emptied into `_main` by a merge job in the background. Every query names
-/// the parent table, so a row is found wherever it is, and a merge moves rows between partitions
-/// in one transaction.
+/// Chunks are partitioned by `segment` ([`create_chunks`]). In an HNSW collection the open
+/// segment (`collections.open_segment`) takes every write and has no ANN index: it is scanned
+/// exactly by every search (the planner merges an ordered scan of each partition). A merge job
+/// seals it (a new open segment takes the writes) and builds its HNSW graph in one pass
+/// (`CREATE INDEX CONCURRENTLY`): pgvector builds a graph several times faster than it inserts
+/// the same rows one by one. A compaction job rebuilds a tier of sealed segments as one, so
+/// that a search visits few. Other collections keep every row in their one segment, with its
+/// index (IVFFlat inserts are cheap). Every query names the parent table, so a row is found
+/// wherever it is.
 ///
 /// No row-level security on these tables, unlike the tables of `public`: PostgreSQL does not
 /// use an index for a condition whose operator is not LEAKPROOF (jsonb `@>`, tsvector `@@`) under
@@ -101,7 +122,7 @@ pub fn create_tables(t: &Tables, dimension: Option<i32>, language: &str) -> Stri
 /// by a text search ([`super::search_text`]), compacted by the merge job ([`compact_text_stats`]).
 /// Keyed by tenant first, like every tenant table.
 pub fn create_text_stats(t: &Tables) -> String {
-    let (chunks, terms, bare) = (&t.chunks, &t.terms, &t.chunks_bare);
+    let terms = &t.terms;
     format!(
         "CREATE TABLE {terms} (
              tenant_id uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
@@ -112,7 +133,18 @@ pub fn create_text_stats(t: &Tables) -> String {
              PRIMARY KEY (tenant_id, lexeme, id)
          );
          GRANT SELECT, INSERT, DELETE ON {terms} TO onebase_app;
-         CREATE TRIGGER {bare}_stats_insert AFTER INSERT ON {chunks} REFERENCING NEW TABLE AS new_rows
+         {triggers}",
+        triggers = text_stats_triggers(t)
+    )
+}
+
+/// The chunk table's triggers that write the statistics' deltas. Statement triggers of the
+/// parent: they fire for writes through it, not for rows a job copies between partitions
+/// directly (which the statistics already count).
+pub fn text_stats_triggers(t: &Tables) -> String {
+    let (chunks, terms, bare) = (&t.chunks, &t.terms, &t.chunks_bare);
+    format!(
+        "CREATE TRIGGER {bare}_stats_insert AFTER INSERT ON {chunks} REFERENCING NEW TABLE AS new_rows
              FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}');
          CREATE TRIGGER {bare}_stats_delete AFTER DELETE ON {chunks} REFERENCING OLD TABLE AS old_rows
              FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}');
@@ -135,13 +167,13 @@ pub fn compact_text_stats(t: &Tables) -> String {
     )
 }
 
-/// The partitioned chunk table and its two partitions (see [`create_tables`]).
+/// The partitioned chunk table and its first segment, open (see [`create_tables`]).
 pub fn create_chunks(t: &Tables, dimension: Option<i32>, language: &str) -> String {
     let vector = match dimension {
         Some(d) => format!("vector({d})"),
         None => "vector".to_string(),
     };
-    let (docs, chunks, main, pending) = (&t.docs, &t.chunks, &t.chunks_main, &t.chunks_pending);
+    let (docs, chunks) = (&t.docs, &t.chunks);
     format!(
         "CREATE TABLE {chunks} (
              tenant_id   uuid NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
@@ -157,30 +189,41 @@ pub fn create_chunks(t: &Tables, dimension: Option<i32>, language: &str) -> Stri
              updated_at  timestamptz NOT NULL,
              embedding   {vector} NOT NULL,
              tsv         tsvector GENERATED ALWAYS AS (to_tsvector('{language}'::regconfig, text)) STORED,
-             -- True until a merge job moves the row into the ANN index's partition.
-             pending     boolean NOT NULL DEFAULT false,
-             PRIMARY KEY (tenant_id, document_id, chunk_index, pending),
+             -- The segment (partition) holding the row: the open one when written.
+             segment     int NOT NULL,
+             PRIMARY KEY (tenant_id, document_id, chunk_index, segment),
              FOREIGN KEY (tenant_id, document_id) REFERENCES {docs} (tenant_id, id) ON DELETE CASCADE
-         ) PARTITION BY LIST (pending);
-         CREATE TABLE {main} PARTITION OF {chunks} FOR VALUES IN (false);
-         CREATE TABLE {pending} PARTITION OF {chunks} FOR VALUES IN (true);
+         ) PARTITION BY LIST (segment);
          CREATE INDEX {tsv_idx} ON {chunks} USING gin (tsv);
          CREATE INDEX {meta_idx} ON {chunks} USING gin (metadata jsonb_path_ops);
-         GRANT SELECT, INSERT, UPDATE, DELETE ON {chunks}, {main}, {pending} TO onebase_app;",
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {chunks} TO onebase_app;
+         {first}",
         tsv_idx = t.index_name("tsv_idx"),
         meta_idx = t.index_name("metadata_idx"),
+        first = create_segment(t, 1),
     )
 }
 
-/// The ANN index for the chunks' embeddings, or `None` for `index: none` (exact search only).
-pub fn vector_index(t: &Tables, distance: Distance, index: &IndexSpec) -> Option<String> {
-    vector_index_named(t, &t.vector_index_name(), "embedding", distance, index, false)
+/// Segment `n`'s partition, with the parent's btree and GIN indexes (empty: a new open segment).
+pub fn create_segment(t: &Tables, n: i32) -> String {
+    format!(
+        "CREATE TABLE {seg} PARTITION OF {chunks} FOR VALUES IN ({n});
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {seg} TO onebase_app;",
+        seg = t.segment(n),
+        chunks = t.chunks,
+    )
 }
 
-/// The ANN index under `name`, optionally built `CONCURRENTLY` (beside an existing one, while
-/// writes go on). It covers the main partition only: pending rows are scanned exactly.
+/// Segment `n`'s ANN index, or `None` for `index: none` (exact search only).
+pub fn vector_index(t: &Tables, n: i32, distance: Distance, index: &IndexSpec) -> Option<String> {
+    vector_index_named(t, n, &t.vector_index_name(n), "embedding", distance, index, false)
+}
+
+/// An ANN index on segment `n` under `name`, optionally built `CONCURRENTLY` (while writes and
+/// searches go on).
 pub fn vector_index_named(
     t: &Tables,
+    n: i32,
     name: &str,
     column: &str,
     distance: Distance,
@@ -188,7 +231,7 @@ pub fn vector_index_named(
     concurrently: bool,
 ) -> Option<String> {
     let ops = distance.opclass();
-    let chunks = &t.chunks_main;
+    let table = t.segment(n);
     let name = if concurrently {
         format!("CONCURRENTLY {name}")
     } else {
@@ -197,12 +240,12 @@ pub fn vector_index_named(
     match index {
         IndexSpec::None {} => None,
         IndexSpec::Hnsw { m, ef_construction } => Some(format!(
-            "CREATE INDEX {name} ON {chunks} USING hnsw ({column} {ops}) WITH (m = {m}, ef_construction = {ef_construction})",
+            "CREATE INDEX {name} ON {table} USING hnsw ({column} {ops}) WITH (m = {m}, ef_construction = {ef_construction})",
             m = m.unwrap_or(IndexSpec::DEFAULT_M),
             ef_construction = ef_construction.unwrap_or(IndexSpec::DEFAULT_EF_CONSTRUCTION),
         )),
         IndexSpec::Ivfflat { lists } => Some(format!(
-            "CREATE INDEX {name} ON {chunks} USING ivfflat ({column} {ops}) WITH (lists = {lists})",
+            "CREATE INDEX {name} ON {table} USING ivfflat ({column} {ops}) WITH (lists = {lists})",
             lists = lists.unwrap_or(IndexSpec::DEFAULT_LISTS),
         )),
     }

@@ -2,9 +2,10 @@
 //! checkpoint (the last staged line written), so a job resumed after a crash neither repeats
 //! nor skips a record.
 //!
-//! Into a collection with no chunks yet, the ANN index is dropped first and built once at the
-//! end, with parallel maintenance workers, instead of paying an HNSW insertion per row. Into a
-//! non-empty HNSW collection, rows go to the pending partition and a merge job indexes them.
+//! Rows go to the collection's open segment (see [`super::segments`]). Into a collection with no
+//! chunks yet, the index is built once at the end, with parallel maintenance workers (an HNSW
+//! collection's open segment is sealed for it). Into a non-empty HNSW collection, each batch
+//! queues a merge, which seals the open segment as it fills.
 //! Text records are chunked and embedded outside any transaction, the next batch's embedding
 //! overlapping the current batch's write.
 
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use serde_json::json;
 
-use super::collections::Loaded;
+use super::collections::{self, Loaded};
 use super::ingest;
 use super::write_rows::{self, ChunkRows, Doc, Prepared};
 use crate::db::{as_owner, tenant_tx};
@@ -80,12 +81,14 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             .try_get(0)?;
         let fast = empty && loaded.collection.index != super::model::IndexSpec::None {};
         if fast {
+            // An IVFFlat collection's one segment has its index (an HNSW collection's open
+            // segment has none): built again once the rows are in.
             as_owner(
                 &tx,
                 &format!(
                     "DROP INDEX IF EXISTS {}.{}",
                     loaded.tables.schema,
-                    loaded.tables.vector_index_name()
+                    loaded.tables.vector_index_name(loaded.open_segment)
                 ),
             )
             .await?;
@@ -133,8 +136,8 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     }
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
-    // Also after a fast import, whose rows went straight to the indexed partition: the merge job
-    // sums the text statistics' deltas (one set a batch), which every text search reads.
+    // Also after a fast import, whose segment is indexed already: the merge job sums the text
+    // statistics' deltas (one set a batch), which every text search reads.
     crate::jobs::store::enqueue_merge(&tx, tenant, loaded.collection.id, &name).await?;
     ctx.checkpoint(&tx, &mark(json!({"phase": "done", "fast": fast}), embedded), done)
         .await?;
@@ -152,26 +155,37 @@ fn mark(mut checkpoint: serde_json::Value, embedded: Option<i64>) -> serde_json:
     checkpoint
 }
 
-/// Builds the collection's ANN index on its main partition (a resumed job builds it again),
-/// with the configured memory and parallel maintenance workers, gathers statistics, and merges
-/// the loaded rows' entries still in the GIN indexes' pending lists (up to 4 MB each, read by
-/// every text search and filter until merged).
+/// Gives the loaded rows their ANN index: an HNSW collection's open segment is sealed and its
+/// graph built in one pass; another collection's one segment gets its index again. Not
+/// concurrently (a resumed job builds it again): the rows' first index, built with the
+/// configured memory and parallel maintenance workers. Then statistics for the planner.
 pub(super) async fn build_index(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
-    let (schema, index, chunks) = (
-        &loaded.tables.schema,
-        loaded.tables.vector_index_name(),
-        &loaded.tables.chunks,
-    );
-    let build = match super::ddl::vector_index(&loaded.tables, loaded.distance(), &loaded.collection.index) {
-        Some(create) => format!(
-            "{settings} DROP INDEX IF EXISTS {schema}.{index}; {create}; ANALYZE {chunks}",
-            settings = super::maintain::index_build_settings(state),
-        ),
-        None => format!("ANALYZE {chunks}"),
+    let segment = if super::segments::seals(&loaded.collection.index) {
+        super::segments::seal(state, loaded).await?
+    } else {
+        Some(
+            collections::load_alone(state, loaded.tenant, &loaded.collection.name)
+                .await?
+                .open_segment,
+        )
     };
-    // On a connection of its own (closed afterwards), so the settings stay with this build.
-    super::maintain::run_alone(state, &[build, super::maintain::gin_clean(&loaded.tables.chunks_main)]).await?;
+    if let Some(n) = segment {
+        super::segments::build_segment_index(state, loaded, n, false).await?;
+    }
+    super::maintain::run_alone(state, &[format!("ANALYZE {}", loaded.tables.chunks)]).await?;
     Ok(())
+}
+
+/// The collection's open segment, read with its registry row locked (as every writer does, and
+/// as a seal does before it opens the next): the batch's rows go there.
+async fn open_segment(tx: &Transaction<'_>, loaded: &Loaded) -> Result<i32, ApiError> {
+    Ok(tx
+        .query_one(
+            "SELECT open_segment FROM collections WHERE id = $1 FOR UPDATE",
+            &[&loaded.collection.id],
+        )
+        .await?
+        .try_get(0)?)
 }
 
 /// The next batch's last line, or `None` when all are written.
@@ -232,7 +246,12 @@ async fn finish_batch(
     loaded: &Loaded,
     replaced: &Replaced,
     added: (i64, i64, i64),
+    fast: bool,
 ) -> Result<(), ApiError> {
+    if !fast {
+        // The open segment fills as a burst of writes would: merges seal it as it goes.
+        crate::jobs::store::enqueue_merge(tx, loaded.tenant, loaded.collection.id, &loaded.collection.name).await?;
+    }
     let (docs, chunks, bytes) = (
         added.0 - replaced.docs,
         added.1 - replaced.chunks,
@@ -258,7 +277,6 @@ async fn load_vectors(
     fast: bool,
     done: &mut i64,
 ) -> Result<bool, ApiError> {
-    let pending = !fast && ingest::writes_pending(loaded);
     let (docs, chunks) = (&loaded.tables.docs, &loaded.tables.chunks);
     loop {
         if ctx.cancelled() {
@@ -270,6 +288,7 @@ async fn load_vectors(
             tx.commit().await?;
             return Ok(true);
         };
+        let segment = open_segment(&tx, loaded).await?;
         let replaced = delete_existing(
             &tx,
             loaded,
@@ -293,7 +312,7 @@ async fn load_vectors(
         tx.execute(
             &format!(
                 "INSERT INTO {chunks} (tenant_id, document_id, chunk_index, text, start_char, end_char, metadata, \
-                   created_at, updated_at, embedding, pending) \
+                   created_at, updated_at, embedding, segment) \
                  SELECT $3, s.id, 0, s.text, 0, char_length(s.text), s.metadata, coalesce(o.created_at, now()), now(), \
                    s.embedding, $6 \
                  FROM {staging} s LEFT JOIN unnest($4::text[], $5::timestamptz[]) o(id, created_at) ON o.id = s.id \
@@ -305,11 +324,11 @@ async fn load_vectors(
                 &loaded.tenant,
                 &replaced.ids,
                 &replaced.created,
-                &pending,
+                &segment,
             ],
         )
         .await?;
-        finish_batch(&tx, loaded, &replaced, (n, n, bytes)).await?;
+        finish_batch(&tx, loaded, &replaced, (n, n, bytes), fast).await?;
         *done += n;
         after = last;
         ctx.checkpoint(&tx, &json!({"phase": "load", "line": after, "fast": fast}), *done)
@@ -405,7 +424,6 @@ async fn load_texts(
     fast: bool,
     (done, embedded): (&mut i64, &mut i64),
 ) -> Result<bool, ApiError> {
-    let pending = !fast && ingest::writes_pending(loaded);
     let mut current = next_text_batch(ctx, loaded, staging, after).await?;
     loop {
         let (batch, prepared) = current;
@@ -420,7 +438,6 @@ async fn load_texts(
             loaded,
             &batch.docs,
             prepared,
-            pending,
             last,
             fast,
             (&mut *done, &mut *embedded),
@@ -437,7 +454,6 @@ async fn write_texts(
     loaded: &Loaded,
     docs: &[Doc],
     prepared: std::collections::HashMap<usize, Prepared>,
-    pending: bool,
     last: i64,
     fast: bool,
     (done, embedded): (&mut i64, &mut i64),
@@ -495,8 +511,9 @@ async fn write_texts(
         chunk_total += i64::from(chunk_count);
         bytes += doc.bytes;
     }
-    rows.insert(&tx, loaded, loaded.tenant, pending).await?;
-    finish_batch(&tx, loaded, &replaced, (n, chunk_total, bytes)).await?;
+    let segment = open_segment(&tx, loaded).await?;
+    rows.insert(&tx, loaded, loaded.tenant, segment).await?;
+    finish_batch(&tx, loaded, &replaced, (n, chunk_total, bytes), fast).await?;
     *done += docs.len() as i64;
     *embedded += n;
     ctx.checkpoint(

@@ -408,10 +408,10 @@ pub async fn apply(
         });
     }
     let written = rows.len() > 0;
-    let pending = writes_pending(&loaded) && written;
-    rows.insert(tx, &loaded, tenant, pending).await?;
-    // The merge moves pending rows into the ANN index and compacts the text statistics, which
-    // every chunk written or removed changed.
+    let pending = super::segments::seals(&loaded.collection.index) && written;
+    rows.insert(tx, &loaded, tenant, loaded.open_segment).await?;
+    // The merge seals the open segment into the ANN index and compacts the text statistics,
+    // which every chunk written or removed changed.
     if written || chunk_delta != 0 {
         crate::jobs::store::enqueue_merge(tx, tenant, loaded.collection.id, name).await?;
     }
@@ -506,11 +506,4 @@ pub(super) async fn prepare(
         }
     }
     Ok(prepared)
-}
-
-/// Whether new chunks of this collection go to the pending partition: an HNSW collection's do
-/// (an HNSW insert into a large graph costs about a millisecond a row; a merge job pays it in
-/// the background while searches scan the pending rows exactly).
-pub(super) fn writes_pending(loaded: &Loaded) -> bool {
-    matches!(loaded.collection.index, super::model::IndexSpec::Hnsw { .. })
 }

@@ -1,6 +1,6 @@
-//! Jobs that keep a collection's vectors indexed: the merge of pending chunks into the ANN
-//! index, and reindexing (a new index type, parameters or distance) built beside the old index
-//! and swapped in atomically.
+//! Reindexing (a new index type, parameters or distance), built beside each segment's index
+//! and swapped in atomically, and what the jobs that keep a collection's vectors indexed share
+//! (the merge and compaction of segments are [`super::segments`]').
 
 use deadpool_postgres::{Object, Transaction};
 use serde_json::json;
@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::collections::{self, Loaded};
 use super::ddl;
 use super::model::{Distance, IndexSpec};
+use super::segments;
 use crate::auth::Principal;
 use crate::db::{as_owner, tenant_tx};
 use crate::error::ApiError;
@@ -16,9 +17,6 @@ use crate::jobs::model::{Job, JobKind, JobState};
 use crate::jobs::store::{self, NewJob};
 use crate::jobs::{JobCtx, Outcome};
 use crate::state::AppState;
-
-/// Chunks moved into the index per transaction (about a millisecond each at a million rows).
-const MERGE_BATCH: i64 = 500;
 
 /// The job's collection, or `None` if it was deleted (or replaced by a namesake).
 pub(super) async fn job_collection(ctx: &JobCtx) -> Result<Option<Loaded>, ApiError> {
@@ -30,78 +28,6 @@ pub(super) async fn job_collection(ctx: &JobCtx) -> Result<Option<Loaded>, ApiEr
     }
 }
 
-/// Moves the collection's pending chunks into its main partition (and so into the ANN index),
-/// a batch per transaction: a search sees every row in one partition or the other, always.
-/// (`done` restarts from the checkpoint's count after a takeover; the rows left are counted anew.)
-pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
-    let Some(loaded) = job_collection(ctx).await? else {
-        return Ok(Outcome::Completed);
-    };
-    let mut done = ctx.job.done;
-    let pending: i64 = {
-        let client = ctx.state.pool.get().await?;
-        client
-            .query_one(&format!("SELECT count(*) FROM {}", loaded.tables.chunks_pending), &[])
-            .await?
-            .try_get(0)?
-    };
-    let total = done + pending;
-    store::set_total(&ctx.state.pool, ctx.job.id, total).await?;
-    // Only what was pending when the job started: rows written meanwhile queued the next merge,
-    // which waits for their burst to end.
-    while done < total {
-        if ctx.cancelled() {
-            return Ok(Outcome::Cancelled);
-        }
-        let mut client = ctx.state.pool.get().await?;
-        let tx = tenant_tx(&mut client, loaded.tenant).await?;
-        let moved = tx
-            .execute(
-                &format!(
-                    "UPDATE {chunks} SET pending = false WHERE pending AND (document_id, chunk_index) IN \
-                       (SELECT document_id, chunk_index FROM {pending} LIMIT {MERGE_BATCH} FOR UPDATE SKIP LOCKED)",
-                    chunks = loaded.tables.chunks,
-                    pending = loaded.tables.chunks_pending,
-                ),
-                &[],
-            )
-            .await? as i64;
-        done += moved;
-        ctx.checkpoint(&tx, &json!({"phase": "merge"}), done).await?;
-        tx.commit().await?;
-        ctx.count(moved as u64);
-        if moved == 0 {
-            break;
-        }
-    }
-    // Moving a row out of the pending partition leaves a dead tuple there, and every search
-    // scans that partition: its dead pages were read by each search until autovacuum came round
-    // and could truncate. Vacuumed now, the emptied partition shrinks to nothing (see
-    // [`vacuum_emptied`]).
-    // The moved rows' text and metadata entries went into the GIN indexes of `main` through
-    // their pending lists (GIN's fast update), which every text search and filter then reads
-    // entry by entry until a vacuum merges them. Merged into the indexes now. What both cost
-    // before is in docs/benchmarks.md (ingest and merges).
-    if done > ctx.job.done {
-        run_alone(
-            &ctx.state,
-            &[
-                vacuum_emptied(&loaded.tables.chunks_pending),
-                gin_clean(&loaded.tables.chunks_main),
-            ],
-        )
-        .await?;
-    }
-    // Every write queues a merge (also in collections without pending rows), so the text
-    // statistics' deltas of the writes since the last one are summed here.
-    let mut client = ctx.state.pool.get().await?;
-    let tx = tenant_tx(&mut client, loaded.tenant).await?;
-    tx.execute(&ddl::compact_text_stats(&loaded.tables), &[&loaded.tenant])
-        .await?;
-    tx.commit().await?;
-    Ok(Outcome::Completed)
-}
-
 /// Runs statements one by one (each its own transaction, as `CONCURRENTLY` requires) on a
 /// connection of its own, closed afterwards so that its session settings never reach another
 /// request.
@@ -111,16 +37,6 @@ pub(super) async fn run_alone(state: &AppState, statements: &[String]) -> Result
         client.batch_execute(s).await?;
     }
     Ok(())
-}
-
-/// Vacuums a table whose rows have been moved out (a merged pending partition) so that its
-/// emptied pages are cut off. `INDEX_CLEANUP ON`: when under 2% of the pages hold dead line
-/// pointers, PostgreSQL skips the index pass and leaves them (the "bypass"), and a page with one
-/// cannot be truncated. That happened when a merge's last batch was small: the rows of an earlier
-/// merge had been vacuumed off most pages, the last batch's few pages kept their pointers, and
-/// the whole partition stayed, seq-scanned by every search.
-pub fn vacuum_emptied(table: &str) -> String {
-    format!("VACUUM (INDEX_CLEANUP ON) {table}")
 }
 
 /// Merges the pending lists of `table`'s GIN indexes into the indexes.
@@ -153,24 +69,103 @@ pub(super) fn collection_deleted() -> ApiError {
     }
 }
 
-/// Builds `name` on the main partition with `CONCURRENTLY`: writes and searches go on.
-pub(super) async fn build_beside(state: &AppState, create: &str, schema: &str, name: &str) -> Result<(), ApiError> {
-    run_alone(
-        state,
-        &[
-            index_build_settings(state),
-            format!("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{name}"),
-            create.to_string(),
-        ],
-    )
-    .await
+/// Whether segment `n` carries an ANN index under `to`: every sealed segment does, and the
+/// open one too unless the collection seals (an HNSW collection's open segment is scanned
+/// exactly until sealed). `from` is the index the collection has now: a reindex from IVFFlat to
+/// HNSW builds the open segment's graph too, and seals it at the swap.
+pub(super) fn carries_index(n: i32, open: i32, from: &IndexSpec, to: &IndexSpec) -> bool {
+    !matches!(to, IndexSpec::None {}) && (n != open || !segments::seals(from) || !segments::seals(to))
 }
 
-pub(super) fn next_index_name(loaded: &Loaded) -> String {
-    format!("{}_next", loaded.tables.vector_index_name())
+/// Builds the `_next` index over `column` on every segment that will carry one, concurrently
+/// (writes and searches go on), each dropped first if a crash left it half built.
+pub(super) async fn build_next(
+    state: &AppState,
+    loaded: &Loaded,
+    column: &str,
+    distance: Distance,
+    to: &IndexSpec,
+) -> Result<(), ApiError> {
+    let t = &loaded.tables;
+    let list = {
+        let client = state.pool.get().await?;
+        segments::list(&*client, t).await?
+    };
+    for seg in list {
+        if !carries_index(seg.n, loaded.open_segment, &loaded.collection.index, to) {
+            continue;
+        }
+        let next = t.next_index_name(seg.n);
+        if let Some(create) = ddl::vector_index_named(t, seg.n, &next, column, distance, to, true) {
+            run_alone(
+                state,
+                &[
+                    index_build_settings(state),
+                    format!("DROP INDEX CONCURRENTLY IF EXISTS {}.{next}", t.schema),
+                    create,
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
-/// Rebuilds the index with a new type, parameters or distance beside the old one, then swaps.
+/// Drops the `_next` indexes a cancelled reindex or re-embed built.
+pub(super) async fn drop_next(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
+    let t = &loaded.tables;
+    let list = {
+        let client = state.pool.get().await?;
+        segments::list(&*client, t).await?
+    };
+    let statements: Vec<String> = list
+        .iter()
+        .map(|s| {
+            format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}.{}",
+                t.schema,
+                t.next_index_name(s.n)
+            )
+        })
+        .collect();
+    run_alone(state, &statements).await
+}
+
+/// In a swap holding the chunk table exclusively: each segment's `_next` index takes its
+/// index's name (`drop_old`: the old index is dropped first; a re-embed drops it with its
+/// column). False, with nothing changed, if a segment that should carry the new index lacks it
+/// (it appeared after the build): the caller builds again.
+pub(super) async fn rename_next(
+    tx: &Transaction<'_>,
+    loaded: &Loaded,
+    to: &IndexSpec,
+    drop_old: bool,
+) -> Result<bool, ApiError> {
+    let t = &loaded.tables;
+    let mut sql = String::new();
+    for seg in segments::list(tx, t).await? {
+        let (old, next) = (t.vector_index_name(seg.n), t.next_index_name(seg.n));
+        let has_next: bool = tx
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&format!("{}.{next}", t.schema)])
+            .await?
+            .try_get(0)?;
+        let wanted = carries_index(seg.n, loaded.open_segment, &loaded.collection.index, to);
+        if wanted && !has_next && loaded.collection.embedding.dimension.is_some() {
+            return Ok(false);
+        }
+        if drop_old {
+            sql.push_str(&format!("DROP INDEX IF EXISTS {}.{old};", t.schema));
+        }
+        sql.push_str(&format!("ALTER INDEX IF EXISTS {}.{next} RENAME TO {old};", t.schema));
+    }
+    if !sql.is_empty() {
+        as_owner(tx, &sql).await?;
+    }
+    Ok(true)
+}
+
+/// Rebuilds each segment's index with a new type, parameters or distance beside the old one,
+/// then swaps them all in one transaction.
 pub async fn reindex(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let Some(loaded) = job_collection(ctx).await? else {
         return Err(collection_deleted());
@@ -178,50 +173,57 @@ pub async fn reindex(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let bad = |what: &str| ApiError::Internal(anyhow::anyhow!("a reindex job with a bad {what}"));
     let index: IndexSpec = serde_json::from_value(ctx.job.params["index"].clone()).map_err(|_| bad("index"))?;
     let distance: Distance = serde_json::from_value(ctx.job.params["distance"].clone()).map_err(|_| bad("distance"))?;
-    let next = next_index_name(&loaded);
-    let schema = &loaded.tables.schema;
-    if ctx.job.checkpoint["phase"] != "swap" {
-        if loaded.collection.embedding.dimension.is_some() {
-            if let Some(create) = ddl::vector_index_named(&loaded.tables, &next, "embedding", distance, &index, true) {
-                build_beside(&ctx.state, &create, schema, &next).await?;
+    // Seals and compactions wait while this job is active, so the segments stay those built
+    // for; a swap that finds one without its new index builds again.
+    let mut built = ctx.job.checkpoint["phase"] == "swap";
+    for _attempt in 0..3 {
+        if !built {
+            if loaded.collection.embedding.dimension.is_some() {
+                build_next(&ctx.state, &loaded, "embedding", distance, &index).await?;
             }
+            if ctx.cancelled() {
+                drop_next(&ctx.state, &loaded).await?;
+                return Ok(Outcome::Cancelled);
+            }
+            let mut client = ctx.state.pool.get().await?;
+            let tx = tenant_tx(&mut client, loaded.tenant).await?;
+            ctx.checkpoint(&tx, &json!({"phase": "swap"}), 0).await?;
+            tx.commit().await?;
         }
-        if ctx.cancelled() {
-            run_alone(
-                &ctx.state,
-                &[format!("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{next}")],
-            )
-            .await?;
-            return Ok(Outcome::Cancelled);
-        }
+        built = false;
         let mut client = ctx.state.pool.get().await?;
         let tx = tenant_tx(&mut client, loaded.tenant).await?;
-        ctx.checkpoint(&tx, &json!({"phase": "swap"}), 0).await?;
-        tx.commit().await?;
-    }
-    let mut client = ctx.state.pool.get().await?;
-    let tx = tenant_tx(&mut client, loaded.tenant).await?;
-    let fresh = collections::load(&tx, loaded.tenant, &loaded.collection.name, true).await?;
-    let old = loaded.tables.vector_index_name();
-    as_owner(
-        &tx,
-        &format!("DROP INDEX IF EXISTS {schema}.{old}; ALTER INDEX IF EXISTS {schema}.{next} RENAME TO {old}"),
-    )
-    .await?;
-    let config = serde_json::to_value(&index).map_err(anyhow::Error::new)?;
-    tx.execute(
-        "UPDATE collections SET index_config = $2, distance = $3, updated_at = now() WHERE id = $1",
-        &[&fresh.collection.id, &config, &distance.as_str()],
-    )
-    .await?;
-    if !matches!(index, IndexSpec::Hnsw { .. }) {
-        // Pending rows of a collection that no longer defers its inserts.
+        let fresh = collections::load(&tx, loaded.tenant, &loaded.collection.name, true).await?;
+        as_owner(
+            &tx,
+            &format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", fresh.tables.chunks),
+        )
+        .await?;
+        if !rename_next(&tx, &fresh, &index, true).await? {
+            tx.rollback().await?;
+            continue;
+        }
+        if !segments::seals(&fresh.collection.index) && segments::seals(&index) {
+            // The open segment got its graph above: sealed now, a new one takes the writes.
+            segments::open_next(&tx, &fresh).await?;
+        }
+        let config = serde_json::to_value(&index).map_err(anyhow::Error::new)?;
+        tx.execute(
+            "UPDATE collections SET index_config = $2, distance = $3, updated_at = now() WHERE id = $1",
+            &[&fresh.collection.id, &config, &distance.as_str()],
+        )
+        .await?;
+        // Segments sealed or due meanwhile get their index with the new settings.
         store::enqueue_merge(&tx, loaded.tenant, fresh.collection.id, &fresh.collection.name).await?;
+        ctx.checkpoint(&tx, &json!({"phase": "done"}), 1).await?;
+        tx.commit().await?;
+        run_alone(&ctx.state, &[format!("ANALYZE {}", loaded.tables.chunks)]).await?;
+        return Ok(Outcome::Completed);
     }
-    ctx.checkpoint(&tx, &json!({"phase": "done"}), 1).await?;
-    tx.commit().await?;
-    run_alone(&ctx.state, &[format!("ANALYZE {}", loaded.tables.chunks)]).await?;
-    Ok(Outcome::Completed)
+    Err(ApiError::JobFailed {
+        code: "reindex_not_converging",
+        message: "the collection's segments kept changing during the reindex (3 swap attempts)".into(),
+    })
 }
 
 /// Queues a collection job after checking that no conflicting one is active.

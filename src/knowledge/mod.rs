@@ -18,5 +18,6 @@ pub mod search;
 pub mod search_model;
 pub(crate) mod search_scope;
 mod search_text;
+pub mod segments;
 pub mod upgrade;
 pub mod write_rows;

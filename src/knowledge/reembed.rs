@@ -11,8 +11,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::collections::{self, Loaded};
-use super::ddl;
-use super::maintain::{build_beside, collection_deleted, job_collection, next_index_name, queue_job, run_alone};
+use super::maintain::{build_next, collection_deleted, drop_next, job_collection, queue_job, rename_next, run_alone};
 use crate::auth::Principal;
 use crate::db::{as_owner, tenant_tx};
 use crate::error::ApiError;
@@ -90,8 +89,6 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     }
     let dims = i32::try_from(state.embedder.info().dims).unwrap_or(i32::MAX);
     let chunks = loaded.tables.chunks.clone();
-    let schema = loaded.tables.schema.clone();
-    let next = next_index_name(&loaded);
     let mut done = ctx.job.done;
     let mut phase = ctx.job.checkpoint["phase"].as_str().unwrap_or("prepare").to_string();
     let mut after: Option<(String, i32)> = serde_json::from_value(ctx.job.checkpoint["after"].clone()).ok();
@@ -110,7 +107,7 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     for _attempt in 0..MAX_SWAPS {
         if phase == "fill" {
             if !fill(ctx, &loaded, &mut after, &mut done).await? {
-                run_alone(state, &[format!("DROP INDEX CONCURRENTLY IF EXISTS {schema}.{next}")]).await?;
+                drop_next(state, &loaded).await?;
                 drop_next_column(state, &loaded).await?;
                 return Ok(Outcome::Cancelled);
             }
@@ -121,16 +118,14 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             tx.commit().await?;
         }
         if phase == "index" {
-            if let Some(create) = ddl::vector_index_named(
-                &loaded.tables,
-                &next,
+            build_next(
+                state,
+                &loaded,
                 "embedding_next",
                 loaded.distance(),
                 &loaded.collection.index,
-                true,
-            ) {
-                build_beside(state, &create, &schema, &next).await?;
-            }
+            )
+            .await?;
         }
         if swap(ctx, &loaded, &model, dims, done).await? {
             run_alone(state, &[format!("ANALYZE {chunks}")]).await?;
@@ -230,12 +225,11 @@ async fn fill(
 
 /// The swap, with writers held off: false (nothing changed) if a chunk still lacks its new vector.
 async fn swap(ctx: &JobCtx, loaded: &Loaded, model: &str, dims: i32, done: i64) -> Result<bool, ApiError> {
-    let (chunks, schema) = (&loaded.tables.chunks, &loaded.tables.schema);
-    let (old, next) = (loaded.tables.vector_index_name(), next_index_name(loaded));
+    let chunks = &loaded.tables.chunks;
     let mut client = ctx.state.pool.get().await?;
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
     let fresh = collections::load(&tx, loaded.tenant, &loaded.collection.name, true).await?;
-    // ACCESS EXCLUSIVE from the start, on the parent and so on both partitions in that order:
+    // ACCESS EXCLUSIVE from the start, on the parent and so on every segment in that order:
     // taking a weaker lock first and the DDL's later would deadlock with a search that holds
     // the parent and waits for a partition.
     as_owner(&tx, &format!("LOCK TABLE {chunks} IN ACCESS EXCLUSIVE MODE")).await?;
@@ -250,15 +244,19 @@ async fn swap(ctx: &JobCtx, loaded: &Loaded, model: &str, dims: i32, done: i64) 
         tx.rollback().await?;
         return Ok(false);
     }
+    // The old column takes its indexes with it; each segment's new index takes their names.
     as_owner(
         &tx,
         &format!(
-            "DROP INDEX IF EXISTS {schema}.{old}; ALTER TABLE {chunks} DROP COLUMN embedding; \
-             ALTER TABLE {chunks} RENAME COLUMN embedding_next TO embedding; \
-             ALTER INDEX IF EXISTS {schema}.{next} RENAME TO {old}"
+            "ALTER TABLE {chunks} DROP COLUMN embedding; \
+             ALTER TABLE {chunks} RENAME COLUMN embedding_next TO embedding"
         ),
     )
     .await?;
+    if !rename_next(&tx, &fresh, &fresh.collection.index, false).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
     tx.execute(
         "UPDATE collections SET model = $2, dimension = $3, updated_at = now() WHERE id = $1",
         &[&fresh.collection.id, &model, &dims],

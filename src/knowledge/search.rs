@@ -420,7 +420,7 @@ async fn vector_search(
     // The ANN index, with pgvector 0.8's iterative scan so that a filter still fills `k`. No seq
     // or bitmap scan of the indexed partition: pgvector prices an HNSW scan of a small table
     // above a seq scan and sort of it, which reads every vector and is several times slower.
-    // The pending partition has no ANN index and is scanned anyway.
+    // The open segment (and one whose graph is being built) has no ANN index and is scanned anyway.
     let mut settings = String::from(
         "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
          SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL ivfflat.iterative_scan = relaxed_order; ",
@@ -508,13 +508,13 @@ fn filtered_exact_sql(loaded: &Loaded, query: &VectorQuery<'_>) -> (String, SqlP
     let tenant = params.push(loaded.tenant);
     let sql = format!(
         "WITH m AS MATERIALIZED ( \
-             SELECT c.document_id, c.chunk_index, c.pending, (c.embedding {op} {q})::float8 AS d \
+             SELECT c.document_id, c.chunk_index, c.segment, (c.embedding {op} {q})::float8 AS d \
              FROM {chunks} c WHERE {condition} LIMIT {EXACT_THRESHOLD}), \
            top AS (SELECT * FROM m ORDER BY d, document_id, chunk_index LIMIT {fetch}) \
          SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, \
            {embedding} AS embedding, top.d AS value, (SELECT count(*) FROM m) \
          FROM top JOIN {chunks} c ON c.tenant_id = {tenant} AND c.document_id = top.document_id \
-           AND c.chunk_index = top.chunk_index AND c.pending = top.pending \
+           AND c.chunk_index = top.chunk_index AND c.segment = top.segment \
          ORDER BY top.d",
         chunks = loaded.tables.chunks,
         fetch = query.fetch,

@@ -392,12 +392,12 @@ pub(super) async fn text_statement(
          SELECT c.document_id, c.chunk_index, c.text, c.metadata, c.start_char, c.end_char, \
            {embedding} AS embedding, s.value \
          FROM scored s JOIN {chunks} c ON c.tenant_id = {tenant} AND c.document_id = s.document_id \
-           AND c.chunk_index = s.chunk_index AND c.pending = s.pending \
+           AND c.chunk_index = s.chunk_index AND c.segment = s.segment \
          ORDER BY s.value DESC, c.document_id, c.chunk_index",
         ctes = bm25_ctes(
             &format!("{} c", loaded.tables.chunks),
             "c",
-            &["document_id", "chunk_index", "pending"],
+            &["document_id", "chunk_index", "segment"],
             &conditions,
             &bound,
             &fetch.to_string(),

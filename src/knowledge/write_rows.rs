@@ -28,7 +28,12 @@ pub(super) async fn fix_dimension(tx: &Transaction<'_>, loaded: &Loaded, docs: &
 /// Fixes the dimension of a bring-your-own collection created without one, and builds its index.
 pub(super) async fn set_dimension(tx: &Transaction<'_>, loaded: &Loaded, dim: i32) -> Result<(), ApiError> {
     let mut sql = ddl::set_dimension(&loaded.tables, dim);
-    if let Some(index) = ddl::vector_index(&loaded.tables, loaded.distance(), &loaded.collection.index) {
+    // An HNSW collection's open segment gets its graph when it is sealed.
+    let open = loaded.open_segment;
+    if let (false, Some(index)) = (
+        super::segments::seals(&loaded.collection.index),
+        ddl::vector_index(&loaded.tables, open, loaded.distance(), &loaded.collection.index),
+    ) {
         sql = format!("{sql}; {index}");
     }
     as_owner(tx, &sql).await?;
@@ -117,13 +122,14 @@ impl ChunkRows {
         self.document_id.len()
     }
 
-    /// Inserts the rows, into the pending partition when `pending` (see [`ddl::create_chunks`]).
+    /// Inserts the rows into `segment`, the collection's open segment (see
+    /// [`ddl::create_tables`]) as read with its registry row locked, so still open.
     pub async fn insert(
         self,
         tx: &Transaction<'_>,
         loaded: &Loaded,
         tenant: Uuid,
-        pending: bool,
+        segment: i32,
     ) -> Result<(), ApiError> {
         if self.document_id.is_empty() {
             return Ok(());
@@ -131,7 +137,7 @@ impl ChunkRows {
         tx.execute(
             &format!(
                 "INSERT INTO {} (tenant_id, document_id, chunk_index, text, start_char, end_char, metadata, \
-                   created_at, updated_at, embedding, pending) \
+                   created_at, updated_at, embedding, segment) \
                  SELECT $1, *, $11 FROM unnest($2::text[], $3::int[], $4::text[], $5::int[], $6::int[], $7::jsonb[], \
                    $8::timestamptz[], $9::timestamptz[], $10::vector[])",
                 loaded.tables.chunks
@@ -147,7 +153,7 @@ impl ChunkRows {
                 &self.created_at,
                 &self.updated_at,
                 &self.embedding,
-                &pending,
+                &segment,
             ],
         )
         .await?;

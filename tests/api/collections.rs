@@ -168,7 +168,7 @@ async fn index_distance_language_and_bring_your_own_vectors() {
     let client = app.pool.get().await.unwrap();
     let index: String = client
         .query_one(
-            "SELECT indexdef FROM pg_indexes WHERE indexname LIKE 'chunks_' || replace($1, '-', '') || '_embedding_idx'",
+            "SELECT indexdef FROM pg_indexes WHERE indexname LIKE 'chunks_' || replace($1, '-', '') || '_s1_embedding_idx'",
             &[&ivf["id"].as_str().unwrap()],
         )
         .await

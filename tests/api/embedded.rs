@@ -112,7 +112,13 @@ async fn missing_binaries_are_named_in_the_error() {
 
 /// Runs the real binary on its own embedded cluster and waits for /ready.
 fn start_server(data_dir: &Path, pg_port: u16, http_port: u16) -> Child {
+    start_server_with(data_dir, pg_port, http_port, &[])
+}
+
+/// [`start_server`] with more environment.
+fn start_server_with(data_dir: &Path, pg_port: u16, http_port: u16, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_onebase"));
+    cmd.envs(env.iter().copied());
     // From the repository root with the default, relative tools dir, exactly as `make run`.
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("ONEBASE_TOOLS_DIR").is_some() {
@@ -336,4 +342,225 @@ async fn the_supervisor_restarts_a_killed_postgres_and_no_acknowledged_write_is_
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
+}
+
+/// `kill -9` of the server while a merge builds a sealed segment's graph, and while a
+/// compaction copies segments or builds their replacement: after each restart the jobs are
+/// taken over and finish, every acknowledged row is there exactly once, every sealed segment
+/// has a valid graph, and nothing a dead job made is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_seals_and_compactions_loses_no_row_and_doubles_none() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let data_dir = dir.path().join("pg");
+    let (pg_port, port) = (54345, free_port());
+    let admin_key = "segments-crash-admin-key-0123456789abcdef";
+    // A dead server's running jobs are taken over a second after their last heartbeat.
+    let env = [("ONEBASE_ADMIN_KEY", admin_key), ("ONEBASE_JOB_STALE_SECS", "1")];
+    let mut server = start_server_with(&data_dir, pg_port, port, &env);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let post = |path: &str, key: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}")).bearer_auth(key).json(&body).send()
+    };
+    let tenant: serde_json::Value = post("/v1/tenants", admin_key, serde_json::json!({"name": "crash"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant = tenant["id"].as_str().unwrap().to_string();
+    let key: serde_json::Value = post(
+        &format!("/v1/tenants/{tenant}/keys"),
+        admin_key,
+        serde_json::json!({"name": "owner", "role": "owner"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
+    let dim = 32;
+    let res = post(
+        "/v1/collections",
+        &key,
+        serde_json::json!({"name": "crash", "embedding": {"dimension": dim}, "index": {"type": "hnsw"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    let vector = |i: usize| -> Vec<f32> {
+        (0..dim)
+            .map(|d| {
+                let mut z = ((i * dim + d) as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                ((z ^ (z >> 31)) % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    };
+    let db = || {
+        let mut c = tokio_postgres::Config::new();
+        c.host_path(&data_dir).port(pg_port).user("postgres").dbname("onebase");
+        c
+    };
+
+    let (mut acked, mut next) = (Vec::new(), 0usize);
+    let (mut seal_kills, mut compact_kills) = (0, 0);
+    for _cycle in 0..40 {
+        if seal_kills > 0 && compact_kills > 0 {
+            break;
+        }
+        for _ in 0..3 {
+            let docs: Vec<_> = (next..next + 1_000)
+                .map(|i| serde_json::json!({"id": format!("r{i}"), "embedding": vector(i)}))
+                .collect();
+            let res = post(
+                "/v1/collections/crash/documents",
+                &key,
+                serde_json::json!({"documents": docs}),
+            )
+            .await
+            .unwrap();
+            assert_eq!(res.status(), 201);
+            acked.extend((next..next + 1_000).map(|i| format!("r{i}")));
+            next += 1_000;
+        }
+        // Watch for a graph being built (its index is invalid until the build ends) or a
+        // compaction between its copy and its swap; kill the server in the middle of it.
+        let client = db::connect_once(&db()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let mut hit = None;
+        while Instant::now() < deadline && hit.is_none() {
+            let row = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                       WHERE c.relname LIKE 'chunks%embedding_idx' AND NOT i.indisvalid), \
+                     EXISTS (SELECT 1 FROM jobs WHERE kind = 'compact' AND state = 'running' \
+                       AND checkpoint->>'phase' = 'copy')",
+                    &[],
+                )
+                .await
+                .unwrap();
+            let (building, compacting): (bool, bool) = (row.get(0), row.get(1));
+            if compacting && compact_kills == 0 {
+                hit = Some("compaction");
+            } else if building && seal_kills == 0 {
+                hit = Some("graph build");
+            } else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        drop(client);
+        let Some(what) = hit else { continue };
+        let pg_pid = postmaster_pid(&data_dir).expect("postgres running");
+        signal(&server, nix::sys::signal::Signal::SIGKILL);
+        server.wait().unwrap();
+        wait_until("the orphaned postgres exits", Duration::from_secs(60), || {
+            !is_alive(pg_pid)
+        });
+        eprintln!("killed during a {what} with {} rows acknowledged", acked.len());
+        if what == "compaction" {
+            compact_kills += 1;
+        } else {
+            seal_kills += 1;
+        }
+        server = start_server_with(&data_dir, pg_port, port, &env);
+    }
+    assert!(
+        seal_kills > 0 && compact_kills > 0,
+        "the kills missed: {seal_kills} during a build, {compact_kills} during a compaction"
+    );
+
+    // The taken-over jobs finish; the last rows are sealed once the writes have paused.
+    let client = db::connect_once(&db()).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM jobs WHERE kind IN ('merge', 'compact') \
+                   AND state IN ('queued', 'running')), \
+                 (SELECT count(*) FROM jobs WHERE kind IN ('merge', 'compact') AND state = 'failed')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (busy, failed): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(failed, 0, "a merge or compaction failed");
+        if busy == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "{busy} jobs still busy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let row = client
+        .query_one(
+            "SELECT c.id, c.tenant_id, c.open_segment FROM collections c WHERE name = 'crash'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let tables = onebase::knowledge::ddl::Tables::new(row.get(1), row.get(0));
+    let open: i32 = row.get(2);
+    let chunks = &tables.chunks;
+    let counts = client
+        .query_one(
+            &format!(
+                "SELECT count(*), count(DISTINCT document_id), \
+                   count(*) FILTER (WHERE document_id = ANY($1)) FROM {chunks}"
+            ),
+            &[&acked],
+        )
+        .await
+        .unwrap();
+    let (rows, distinct, found): (i64, i64, i64) = (counts.get(0), counts.get(1), counts.get(2));
+    assert_eq!(found, acked.len() as i64, "every acknowledged row is there");
+    assert_eq!(rows, distinct, "no row is there twice");
+    assert_eq!(rows, acked.len() as i64, "and nothing else is");
+    let unindexed: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid \
+                 WHERE h.inhparent = '{chunks}'::regclass AND c.relname <> '{open}' AND NOT EXISTS ( \
+                   SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+                   WHERE i.indrelid = c.oid AND i.indisvalid AND ic.relname = c.relname || '_embedding_idx')",
+                open = tables.segment_bare(open)
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unindexed, 0, "every sealed segment has a valid graph");
+    let leftovers: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c WHERE c.relname LIKE 'chunks%\\_s%' AND c.relkind = 'r' \
+               AND NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(leftovers, 0, "an unattached segment or versions table was left behind");
+    let invalid: i64 = client
+        .query_one("SELECT count(*) FROM pg_index WHERE NOT indisvalid", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(invalid, 0, "an interrupted build's invalid index was left behind");
+    for i in [0, next / 2, next - 1] {
+        let res: serde_json::Value = post(
+            "/v1/collections/crash/search",
+            &key,
+            serde_json::json!({"vector": vector(i), "k": 1, "include": []}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(res["hits"][0]["document_id"], format!("r{i}"), "{res}");
+    }
+    signal(&server, nix::sys::signal::Signal::SIGTERM);
+    assert!(server.wait().unwrap().success());
 }

@@ -292,6 +292,27 @@ pub async fn collection_tables(app: &TestApp, name: &str) -> onebase::knowledge:
     onebase::knowledge::ddl::Tables::new(row.get(0), row.get(1))
 }
 
+/// The rows of the collection's open segment, and its segments as the merge and compaction
+/// jobs see them.
+pub async fn segments_of(app: &TestApp, name: &str) -> (i64, Vec<onebase::knowledge::segments::Segment>) {
+    let tables = collection_tables(app, name).await;
+    let client = app.pool.get().await.unwrap();
+    let open: i32 = client
+        .query_one("SELECT open_segment FROM collections WHERE name = $1", &[&name])
+        .await
+        .unwrap()
+        .get(0);
+    let rows: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {}", tables.segment(open)), &[])
+        .await
+        .unwrap()
+        .get(0);
+    (
+        rows,
+        onebase::knowledge::segments::list(&client, &tables).await.unwrap(),
+    )
+}
+
 /// Rows of the collection's chunk table (every chunk carries its vector).
 pub async fn chunk_rows(app: &TestApp, name: &str) -> i64 {
     let table = collection_tables(app, name).await.chunks;

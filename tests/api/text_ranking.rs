@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::api::helpers::{call, collection, collection_tables, spawn_app, TestApp};
+use crate::api::helpers::{call, chunk_rows, collection, collection_tables, segments_of, spawn_app, TestApp};
 
 fn ids(res: &serde_json::Value) -> Vec<String> {
     res["hits"]
@@ -252,7 +252,7 @@ async fn statistics_stay_exact_through_concurrent_writes_replacements_and_delete
 }
 
 #[tokio::test]
-async fn a_collection_from_before_the_statistics_gets_them_counted_at_startup() {
+async fn a_collection_from_before_the_statistics_and_segments_is_converted_at_startup() {
     let app = spawn_app().await;
     collection(&app, json!({"name": "old"})).await;
     add(
@@ -261,22 +261,37 @@ async fn a_collection_from_before_the_statistics_gets_them_counted_at_startup() 
         &[
             ("a", "Tide tables for the harbour."),
             ("b", "The harbour master's report."),
+            ("d", "Pilots board at the outer harbour."),
         ],
     )
     .await;
-    // As a collection written before migration V8 left it: no statistics table, no triggers.
+    // As a collection written before migration V8 left it (layout 2): chunks partitioned into
+    // `main`, with the HNSW index, and `pending`; no statistics table, no triggers.
     let tables = collection_tables(&app, "old").await;
-    let (chunks, terms) = (&tables.chunks, &tables.terms);
-    // Triggers are named after their table, unqualified.
+    let (chunks, terms, schema) = (&tables.chunks, &tables.terms, &tables.schema);
+    // Triggers and indexes are named after their table, unqualified.
     let bare = chunks.rsplit('.').next().unwrap();
     let client = app.pool.get().await.unwrap();
     client
         .batch_execute(&format!(
-            "DROP TRIGGER {bare}_stats_insert ON {chunks};
-             DROP TRIGGER {bare}_stats_delete ON {chunks};
-             DROP TRIGGER {bare}_stats_update ON {chunks};
+            "ALTER TABLE {chunks} RENAME TO {bare}_l4;
+             DROP INDEX {schema}.{bare}_tsv_idx, {schema}.{bare}_metadata_idx;
              DROP TABLE {terms};
-             UPDATE collections SET layout = 2 WHERE name = 'old';"
+             CREATE TABLE {chunks} (LIKE {schema}.{bare}_l4 INCLUDING DEFAULTS INCLUDING GENERATED,
+               pending boolean NOT NULL DEFAULT false) PARTITION BY LIST (pending);
+             ALTER TABLE {chunks} DROP COLUMN segment;
+             ALTER TABLE {chunks} ADD PRIMARY KEY (tenant_id, document_id, chunk_index, pending);
+             CREATE TABLE {chunks}_main PARTITION OF {chunks} FOR VALUES IN (false);
+             CREATE TABLE {chunks}_pending PARTITION OF {chunks} FOR VALUES IN (true);
+             CREATE INDEX {bare}_tsv_idx ON {chunks} USING gin (tsv);
+             CREATE INDEX {bare}_metadata_idx ON {chunks} USING gin (metadata jsonb_path_ops);
+             INSERT INTO {chunks} (tenant_id, document_id, chunk_index, text, start_char, end_char, metadata,
+                 created_at, updated_at, embedding, pending)
+               SELECT tenant_id, document_id, chunk_index, text, start_char, end_char, metadata,
+                 created_at, updated_at, embedding, document_id = 'd' FROM {schema}.{bare}_l4;
+             DROP TABLE {schema}.{bare}_l4;
+             CREATE INDEX {bare}_embedding_idx ON {chunks}_main USING hnsw (embedding vector_cosine_ops);
+             UPDATE collections SET layout = 2, open_segment = 1, last_segment = 1 WHERE name = 'old';"
         ))
         .await
         .unwrap();
@@ -290,8 +305,13 @@ async fn a_collection_from_before_the_statistics_gets_them_counted_at_startup() 
         .await
         .unwrap()
         .get(0);
-    assert_eq!(layout, 3);
+    assert_eq!(layout, 4);
     statistics_match_the_chunks(&app, "old").await;
+    // The indexed rows in a sealed segment with its graph, the pending one in the open segment.
+    let (open_rows, segments) = segments_of(&app, "old").await;
+    assert_eq!(open_rows, 1);
+    assert!(segments.iter().any(|s| s.n == 1 && s.indexed), "{segments:?}");
+    assert_eq!(chunk_rows(&app, "old").await, 3);
     add(&app, "old", &[("c", "Harbour dues are paid monthly.")]).await;
     statistics_match_the_chunks(&app, "old").await;
     assert_eq!(ids(&text(&app, "old", "tide harbour").await)[0], "a");

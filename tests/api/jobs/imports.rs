@@ -92,8 +92,9 @@ async fn a_small_indexed_collection_is_searched_through_its_index() {
     .await;
     assert_eq!(job["state"], "completed", "{job}");
     let client = app.pool.get().await.unwrap();
+    // The import sealed its rows into segment 1 and built its graph.
     let table = format!(
-        "chunks_{}_main",
+        "chunks_{}_s1",
         call(&app, Method::GET, "/v1/collections/small", None).await.1["id"]
             .as_str()
             .unwrap()

@@ -38,39 +38,36 @@ async fn incremental_batches_into_an_indexed_collection_are_searchable_during_me
     wait_idle(&app).await;
     let (_, merges) = call(&app, Method::GET, "/v1/jobs?kind=merge", None).await;
     assert!(!merges["data"].as_array().unwrap().is_empty(), "writes queued merges");
-    let table = collection_tables(&app, "inc").await.chunks_pending;
-    let client = app.pool.get().await.unwrap();
-    let pending: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(pending, 0, "the merges moved every row into the index's partition");
-    let bytes: i64 = client
-        .query_one(&format!("SELECT pg_relation_size('{table}')"), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        bytes, 0,
-        "the emptied partition is cut to nothing, not left for every search to scan"
+    let (open_rows, segments) = segments_of(&app, "inc").await;
+    assert_eq!(open_rows, 0, "the merges sealed every row once the writes paused");
+    assert!(
+        segments.iter().filter(|s| s.rows > 0).all(|s| s.indexed),
+        "every sealed segment has its graph: {segments:?}"
     );
     // ... and their metadata entries out of the GIN pending lists into the index proper, which
     // a filter would otherwise read entry by entry: nothing is left to clean.
-    let main = table.replace("_pending", "_main");
-    let cleaned: i64 = client
-        .query_one(
-            &format!(
-                "SELECT coalesce(sum(gin_clean_pending_list(i.indexrelid)), -1)::bigint FROM pg_index i \
-                   JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
-                 WHERE i.indrelid = '{main}'::regclass AND a.amname = 'gin'"
-            ),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(cleaned, 0, "GIN pending-list pages left after the merge");
+    let tables = collection_tables(&app, "inc").await;
+    let client = app.pool.get().await.unwrap();
+    for seg in &segments {
+        let cleaned: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT coalesce(sum(gin_clean_pending_list(i.indexrelid)), -1)::bigint FROM pg_index i \
+                       JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
+                     WHERE i.indrelid = '{}'::regclass AND a.amname = 'gin'",
+                    tables.segment(seg.n)
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            cleaned, 0,
+            "GIN pending-list pages left after the merge in segment {}",
+            seg.n
+        );
+    }
     let (_, filtered) = call(
         &app,
         Method::POST,
@@ -84,46 +81,6 @@ async fn incremental_batches_into_an_indexed_collection_are_searchable_during_me
     for i in [5_000, 5_600, 6_499] {
         assert_eq!(top_hit(&app, "inc", &vector(i, dim)).await, format!("r{i}"));
     }
-}
-
-/// Searches in a loop until told to stop; returns (searches, failures).
-/// The merge's last step cuts the emptied pending partition off, even when its last batch was
-/// small: PostgreSQL's VACUUM then skips the index pass (under 2% of pages with dead pointers)
-/// and leaves pages it cannot truncate, which every search would seq-scan. Shown on a scratch
-/// table laid out as the bench's partition was: an earlier merge's rows vacuumed off most pages,
-/// a small last batch at the end of the file.
-#[tokio::test]
-async fn a_merged_partition_is_cut_to_nothing_when_its_last_batch_was_small() {
-    let app = spawn_app().await;
-    let client = app.pool.get().await.unwrap();
-    let size = || async {
-        client
-            .query_one("SELECT pg_relation_size('vacuum_probe')", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-    };
-    // One statement at a time: VACUUM refuses to run inside the implicit transaction of several.
-    for statement in [
-        "CREATE TABLE vacuum_probe (id int PRIMARY KEY, pad text) WITH (autovacuum_enabled = off)",
-        "INSERT INTO vacuum_probe SELECT i, repeat('x', 700) FROM generate_series(1, 20000) i",
-        "DELETE FROM vacuum_probe WHERE id <= 19900",
-        "VACUUM vacuum_probe",
-        "DELETE FROM vacuum_probe",
-        "VACUUM vacuum_probe",
-    ] {
-        client.batch_execute(statement).await.unwrap();
-    }
-    assert!(
-        size().await > 1_000_000,
-        "a plain VACUUM leaves the emptied pages: {} bytes",
-        size().await
-    );
-    client
-        .batch_execute(&onebase::knowledge::maintain::vacuum_emptied("vacuum_probe"))
-        .await
-        .unwrap();
-    assert_eq!(size().await, 0, "the merge's vacuum cuts the emptied table to nothing");
 }
 
 #[tokio::test]

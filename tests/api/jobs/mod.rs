@@ -7,11 +7,13 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::api::helpers::{
-    assert_error, call, chunk_rows, collection, collection_tables, json, spawn_app, spawn_app_with, TestApp,
+    assert_error, call, chunk_rows, collection, collection_tables, json, segments_of, spawn_app, spawn_app_with,
+    TestApp,
 };
 
 mod imports;
 mod maintenance;
+mod segments;
 
 /// Unit vector `i` of `dim` dimensions, deterministic.
 fn vector(i: usize, dim: usize) -> Vec<f32> {
