@@ -395,6 +395,170 @@ def incremental_phase(systems, data, queries, base, count, batch, results) -> No
             system.settle("bulk")
 
 
+# ---------------------------------------------------------------------------------------------
+# Sustained ingest (issue 23): a loop of `batch`-row requests from `clients` clients into an
+# empty HNSW collection, timed until the last row is in an ANN index, with searches sampled
+# every `every` seconds meanwhile (latency, and recall@10 against the exact top 10 of the rows
+# acknowledged by the time the search returned, computed after the load so that the client's
+# arithmetic does not share the CPU with the servers).
+
+SUSTAINED = "sustained"
+
+
+def sustained_create(system) -> None:
+    if isinstance(system, Onebase):
+        system.create_collection({"name": SUSTAINED, "embedding": {"dimension": DIM},
+                                  "index": {"type": "hnsw", "m": 16, "ef_construction": 128}})
+    else:
+        client = system.client()
+        if SUSTAINED in [c if isinstance(c, str) else c.name for c in client.list_collections()]:
+            client.delete_collection(SUSTAINED)
+        system.local = threading.local()
+        client.create_collection(
+            SUSTAINED, configuration={"hnsw": {"space": "cosine", "ef_construction": 128, "max_neighbors": 16}})
+
+
+def sustained_add(system, data: np.ndarray, start: int, end: int) -> None:
+    if isinstance(system, Onebase):
+        body = b'{"documents":[' + b",".join(vector_docs(data, start, end)) + b"]}"
+        system.api("POST", f"/v1/collections/{SUSTAINED}/documents", content=body,
+                   headers={"Content-Type": "application/json"})
+    else:
+        if not hasattr(system.local, "sustained"):
+            system.local.sustained = system.client().get_collection(SUSTAINED)
+        system.local.sustained.add(ids=[str(i) for i in range(start, end)], embeddings=data[start:end],
+                                   metadatas=[{"tag": i % 100} for i in range(start, end)])
+
+
+def sustained_search(system, q: np.ndarray, k: int) -> list[int]:
+    if isinstance(system, Onebase):
+        body = b'{"vector":%s,"k":%d,"include":[]}' % (encode_vectors(q[None, :])[0], k)
+        res = system.api("POST", f"/v1/collections/{SUSTAINED}/search", content=body,
+                         headers={"Content-Type": "application/json"})
+        return [int(h["document_id"]) for h in res["hits"]]
+    if not hasattr(system.local, "sustained"):
+        system.local.sustained = system.client().get_collection(SUSTAINED)
+    return [int(i) for i in system.local.sustained.query(query_embeddings=[q], n_results=k, include=[])["ids"][0]]
+
+
+def recall(data: np.ndarray, rows: np.ndarray, q: np.ndarray, got: list[int], k: int = K) -> float:
+    """recall@k of `got` against the exact (cosine) top k of data[rows]."""
+    if len(rows) == 0:
+        return float("nan")
+    sims = data[rows] @ q
+    top = rows[np.argpartition(-sims, min(k, len(rows)) - 1)[:k]] if len(rows) > k else rows
+    return len(set(top.tolist()) & set(got)) / min(k, len(rows))
+
+
+def sustained_phase(systems, data, queries, sizes, clients_list, batch, every, per_sample, results) -> None:
+    for n in sizes:
+        for clients in clients_list:
+            for system in systems:
+                say(f"{system.name}: sustained ingest of {n} rows, {batch} per request, {clients} client(s) ...")
+                sustained_create(system)
+                batches = list(range(0, n, batch))
+                done = np.zeros(len(batches), dtype=bool)
+                lock = threading.Lock()
+                acked = [0]
+                probes: list[tuple[float, int, list[int], float, np.ndarray]] = []  # t, query, ids, s, batches done
+                stop = threading.Event()
+                start = time.perf_counter()
+
+                def sampler():
+                    j = 0
+                    next_t = start + every
+                    while not stop.wait(max(0.0, next_t - time.perf_counter())):
+                        next_t += every
+                        for _ in range(per_sample):
+                            qi = j % len(queries)
+                            j += 1
+                            t = time.perf_counter()
+                            got = sustained_search(system, queries[qi], K)
+                            lat = time.perf_counter() - t
+                            with lock:
+                                mask = done.copy()
+                            probes.append((t - start, qi, got, lat, mask))
+
+                def post(b: int) -> None:
+                    s = batches[b]
+                    sustained_add(system, data, s, min(s + batch, n))
+                    with lock:
+                        done[b] = True
+                        acked[0] += min(s + batch, n) - s
+
+                watcher = threading.Thread(target=sampler, daemon=True)
+                watcher.start()
+                last_print = [start]
+
+                def progress(b: int) -> None:
+                    post(b)
+                    now = time.perf_counter()
+                    if now - last_print[0] >= 10:
+                        last_print[0] = now
+                        say(f"{system.name}: {acked[0]} rows acknowledged, {acked[0] / (now - start):.0f} rows/s, "
+                            f"{len(probes)} searches sampled")
+
+                try:
+                    run_parallel(list(range(len(batches))), clients, progress)
+                    ack_s = time.perf_counter() - start
+                    indexed_s = ack_s
+                    if isinstance(system, Onebase):
+                        # Until the last acknowledged row is in an ANN index (searches go on).
+                        while True:
+                            state = system.collection(SUSTAINED).get("indexing") or {}
+                            if state.get("unindexed_chunks", 1) == 0:
+                                break
+                            if time.perf_counter() - start > 4 * 3600:
+                                raise BenchError("the rows were not indexed within 4 hours")
+                            time.sleep(0.25)
+                        indexed_s = time.perf_counter() - start
+                finally:
+                    stop.set()
+                    watcher.join()
+                segments = None
+                settled_s = None
+                if isinstance(system, Onebase):
+                    segments = (system.collection(SUSTAINED).get("indexing") or {}).get("segments")
+                    system.settle(SUSTAINED, timeout=4 * 3600)
+                    settled_s = time.perf_counter() - start
+                    segments = (system.collection(SUSTAINED).get("indexing") or {}).get("segments")
+                idle = []
+                idle_recall = []
+                all_rows = np.arange(n)
+                for qi in range(200, 250):  # warm-up: the first searches of a fresh collection read cold pages
+                    sustained_search(system, queries[qi % len(queries)], K)
+                for qi in range(min(200, len(queries))):
+                    t = time.perf_counter()
+                    got = sustained_search(system, queries[qi], K)
+                    idle.append(time.perf_counter() - t)
+                    idle_recall.append(recall(data, all_rows, queries[qi], got))
+                # Recall of each sampled search against the rows acknowledged when it returned.
+                per_window: dict[int, list[float]] = {}
+                lat = []
+                for t, qi, got, l, mask in probes:
+                    rows = np.concatenate([np.arange(batches[b], min(batches[b] + batch, n)) for b in np.flatnonzero(mask)]) \
+                        if mask.any() else np.arange(0)
+                    r = recall(data, rows, queries[qi], got)
+                    if r == r:
+                        per_window.setdefault(int(t // every), []).append(r)
+                    lat.append(l)
+                window_recalls = [float(np.mean(v)) for v in per_window.values()]
+                row = {"system": system.name, "n": n, "clients": clients, "ack_s": ack_s, "indexed_s": indexed_s,
+                       "settled_s": settled_s, "rows_per_s": n / indexed_s, "segments": segments,
+                       "load_searches": len(lat), "load_p50_ms": pct(lat, 0.5), "load_p99_ms": pct(lat, 0.99),
+                       "idle_p50_ms": pct(idle, 0.5), "idle_p99_ms": pct(idle, 0.99),
+                       "load_recall_min": min(window_recalls) if window_recalls else float("nan"),
+                       "load_recall_mean": float(np.mean(window_recalls)) if window_recalls else float("nan"),
+                       "idle_recall": float(np.mean(idle_recall))}
+                results["sustained"].append(row)
+                say(f"{system.name}: {n} rows, {clients} client(s): acknowledged in {ack_s:.1f} s, all indexed at "
+                    f"{indexed_s:.1f} s = {row['rows_per_s']:.0f} rows/s"
+                    + (f", compactions done at {settled_s:.1f} s ({segments} segments)" if settled_s else "")
+                    + f"; searches during the load p50 {row['load_p50_ms']:.1f} / p99 {row['load_p99_ms']:.1f} ms "
+                    f"(idle {row['idle_p50_ms']:.1f} / {row['idle_p99_ms']:.1f}), recall@10 per 10 s window "
+                    f"min {row['load_recall_min']:.3f} mean {row['load_recall_mean']:.3f}, idle {row['idle_recall']:.3f}")
+
+
 def text_row(kind: str, n_docs: int, n_chunks: int, tokens: int, wall: float, emb: dict, coll: dict) -> dict:
     """One row of the text table: rates and the ratio to the embedder alone in chunks/s."""
     return {"kind": kind, "docs": n_docs, "chunks": n_chunks, "tokens": tokens, "seconds": wall,
@@ -520,6 +684,27 @@ def report(results: dict) -> dict:
                 summary[f"text_{key}_ratio"] = round(r["ratio"], 3)
         table(["run", "docs", "chunks", "tokens", "seconds", "docs/s", "chunks/s", "tokens/s",
                "/ embedder chunks/s (target >= 0.9)"], rows)
+    if results["sustained"]:
+        print("Sustained ingest (1,000 rows a request; rows/s until the last row is in an ANN index; "
+              "searches sampled every 10 s during the load)")
+        rows = []
+        for r in results["sustained"]:
+            x = ratio(results["sustained"], "rows_per_s", n=r["n"], clients=r["clients"]) if r["system"] == "onebase" else None
+            p99x = r["load_p99_ms"] / r["idle_p99_ms"] if r["idle_p99_ms"] else None
+            rows.append([r["system"], str(r["n"]), str(r["clients"]), fmt(r["ack_s"], ".1f"), fmt(r["indexed_s"], ".1f"),
+                         fmt(r["rows_per_s"]), fmt(x, ".2f") + ("x" if x else ""), fmt(r["settled_s"], ".1f"),
+                         fmt(r["segments"]), fmt(r["load_p50_ms"], ".1f"), fmt(r["load_p99_ms"], ".1f"),
+                         fmt(r["idle_p99_ms"], ".1f"), fmt(p99x, ".2f"), fmt(r["load_recall_min"], ".3f"),
+                         fmt(r["idle_recall"], ".3f")])
+            key = f"sustained_{r['n']}_{r['clients']}c_{r['system']}"
+            summary[f"{key}_rows_per_s"] = round(r["rows_per_s"])
+            summary[f"{key}_load_p99_ms"] = round(r["load_p99_ms"], 1)
+            summary[f"{key}_recall_min"] = round(r["load_recall_min"], 3)
+            if x:
+                summary[f"sustained_{r['n']}_{r['clients']}c_ratio"] = round(x, 2)
+        table(["system", "N", "clients", "acked s", "indexed s", "rows/s", "onebase/chroma (target >= 1x)",
+               "compacted s", "segments", "load p50 ms", "load p99 ms", "idle p99 ms", "p99 load/idle (<= 3)",
+               "recall@10 min (>= 0.95)", "idle recall@10"], rows)
     print(json.dumps(summary, sort_keys=True), flush=True)
     return summary
 
@@ -537,13 +722,20 @@ def main() -> None:
     ap.add_argument("--chroma-venv", default=str(TOOLS / "bench-chroma"))
     ap.add_argument("--skip-chroma", action="store_true")
     ap.add_argument("--skip-onebase", action="store_true", help="Chroma alone (to check the script)")
-    ap.add_argument("--only", default="bulk,incremental,text", help="comma list of bulk, incremental, text")
+    ap.add_argument("--only", default="bulk,incremental,text",
+                    help="comma list of bulk, incremental, text, sustained")
+    ap.add_argument("--sustained", default="100000", help="comma list of sizes for the sustained phase")
+    ap.add_argument("--sustained-clients", default="1,4", help="comma list of client counts for the sustained phase")
+    ap.add_argument("--sample-every", type=float, default=10.0, help="seconds between search samples during the load")
     args = ap.parse_args()
     phases = {p.strip() for p in args.only.split(",") if p.strip()}
-    if phases - {"bulk", "incremental", "text"}:
-        ap.error(f"--only: unknown phase(s) {', '.join(sorted(phases - {'bulk', 'incremental', 'text'}))}")
+    known = {"bulk", "incremental", "text", "sustained"}
+    if phases - known:
+        ap.error(f"--only: unknown phase(s) {', '.join(sorted(phases - known))}")
+    sustained_sizes = [int(x) for x in args.sustained.split(",") if x.strip()] if "sustained" in phases else []
+    sustained_clients = [int(x) for x in args.sustained_clients.split(",") if x.strip()]
     use_onebase = not args.skip_onebase
-    use_chroma = not args.skip_chroma and bool(phases & {"bulk", "incremental"})
+    use_chroma = not args.skip_chroma and bool(phases & {"bulk", "incremental", "sustained"})
     if use_onebase and not Path(args.binary).is_file():
         sys.exit(f"no onebase binary at {args.binary} (cargo build --release, or --binary)")
     if use_chroma:
@@ -561,13 +753,14 @@ def main() -> None:
     if "bulk" not in phases:
         sizes = [base] if "incremental" in phases else []  # the incremental phase needs a loaded collection
     vector_phases = bool(sizes)
-    results: dict = {"bulk": [], "incremental": [], "text": []}
+    results: dict = {"bulk": [], "incremental": [], "text": [], "sustained": []}
     scratch = scratch_dir("bench-ingest-")
     systems: list = []
     failed = False
     try:
-        if vector_phases:
-            total = base + (args.incremental if "incremental" in phases else 0)
+        if vector_phases or sustained_sizes:
+            total = max(base + (args.incremental if "incremental" in phases else 0) if vector_phases else 0,
+                        max(sustained_sizes, default=0))
             say(f"data: {total} x {DIM}, 2000 clusters, sigma {args.sigma} (bulk {', '.join(map(str, sizes))}; "
                 f"incremental {args.incremental if 'incremental' in phases else 0}); scratch {scratch}")
             t = time.perf_counter()
@@ -580,6 +773,9 @@ def main() -> None:
             systems.append(Chroma(Path(args.chroma_venv), scratch))
             say(f"chroma: serving at 127.0.0.1:{systems[-1].port}")
         vector_systems = systems if vector_phases else []
+        if sustained_sizes:
+            sustained_phase(systems, data, queries, sustained_sizes, sustained_clients, args.incremental_batch,
+                            args.sample_every, 20, results)
         if vector_systems:
             bulk_phase(vector_systems, data, sizes, args, scratch, results)
         if vector_systems and "incremental" in phases and args.incremental:

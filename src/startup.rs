@@ -278,7 +278,7 @@ impl JobKinds for PlaneJobs {
             JobKind::Import => Box::pin(crate::knowledge::import_job::run(ctx)),
             JobKind::Merge => Box::pin(crate::knowledge::segments::merge(ctx)),
             JobKind::Compact => Box::pin(crate::knowledge::segments::compact(ctx)),
-            JobKind::Reindex => Box::pin(crate::knowledge::maintain::reindex(ctx)),
+            JobKind::Reindex => Box::pin(crate::knowledge::reindex::reindex(ctx)),
             JobKind::Reembed => Box::pin(crate::knowledge::reembed::run(ctx)),
             JobKind::Sweep => Box::pin(crate::ops::retention::run_job(ctx)),
         }

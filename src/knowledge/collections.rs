@@ -69,6 +69,7 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Collection, ApiError> {
         chunk_count: row.try_get("chunk_count")?,
         stored_bytes: row.try_get("stored_bytes")?,
         disk_bytes: None,
+        indexing: None,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -189,7 +190,7 @@ pub async fn create(
     // The first segment is open: an HNSW collection's gets its graph when a merge seals it.
     if let (Some(_), false, Some(index_sql)) = (
         dimension,
-        super::segments::seals(&index),
+        index.seals(),
         ddl::vector_index(&tables, 1, distance, &index),
     ) {
         ddl_sql = format!("{ddl_sql}; {index_sql}");
@@ -241,9 +242,11 @@ pub async fn get(state: &AppState, tenant: Uuid, name: &str) -> Result<Collectio
     let tx = tenant_tx(&mut client, tenant).await?;
     let loaded = load(&tx, tenant, name, false).await?;
     let (table_bytes, index_bytes) = disk_bytes(&tx, &loaded.tables).await?;
+    let indexing = super::catalog::indexing(&tx, &loaded.tables).await?;
     tx.commit().await?;
     let mut collection = loaded.collection;
     collection.disk_bytes = Some(table_bytes + index_bytes);
+    collection.indexing = Some(indexing);
     Ok(collection)
 }
 

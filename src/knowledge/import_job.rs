@@ -160,7 +160,7 @@ fn mark(mut checkpoint: serde_json::Value, embedded: Option<i64>) -> serde_json:
 /// concurrently (a resumed job builds it again): the rows' first index, built with the
 /// configured memory and parallel maintenance workers. Then statistics for the planner.
 pub(super) async fn build_index(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
-    let segment = if super::segments::seals(&loaded.collection.index) {
+    let segment = if loaded.collection.index.seals() {
         super::segments::seal(state, loaded).await?
     } else {
         Some(

@@ -178,6 +178,7 @@ struct Stored {
     metadata: serde_json::Value,
     chunk_count: i32,
     bytes: i64,
+    created_at: DateTime<Utc>,
 }
 
 async fn stored(
@@ -190,7 +191,7 @@ async fn stored(
     let rows = tx
         .query(
             &format!(
-                "SELECT id, content_hash, metadata, chunk_count, bytes FROM {} WHERE id = ANY($1){lock}",
+                "SELECT id, content_hash, metadata, chunk_count, bytes, created_at FROM {} WHERE id = ANY($1){lock}",
                 loaded.tables.docs
             ),
             &[&ids],
@@ -205,10 +206,73 @@ async fn stored(
                     metadata: r.try_get(2)?,
                     chunk_count: r.try_get(3)?,
                     bytes: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
                 },
             ))
         })
         .collect()
+}
+
+/// Document rows of one write, inserted (new documents) or replacing stored ones (new text)
+/// in one statement.
+#[derive(Default)]
+struct DocRows<'a> {
+    ids: Vec<&'a str>,
+    texts: Vec<&'a str>,
+    metadata: Vec<&'a serde_json::Value>,
+    hashes: Vec<&'a [u8]>,
+    chunk_counts: Vec<i32>,
+    bytes: Vec<i64>,
+}
+
+impl<'a> DocRows<'a> {
+    fn push(&mut self, doc: &'a Doc, chunk_count: i32) {
+        self.ids.push(&doc.id);
+        self.texts.push(&doc.text);
+        self.metadata.push(&doc.metadata);
+        self.hashes.push(&doc.hash);
+        self.chunk_counts.push(chunk_count);
+        self.bytes.push(doc.bytes);
+    }
+
+    async fn insert(&self, tx: &Transaction<'_>, loaded: &Loaded, tenant: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (tenant_id, id, text, metadata, content_hash, chunk_count, bytes, created_at, updated_at) \
+                 SELECT $1, *, $8, $8 FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::bytea[], $6::int[], $7::int8[])",
+                loaded.tables.docs
+            ),
+            &[&tenant, &self.ids, &self.texts, &self.metadata, &self.hashes, &self.chunk_counts, &self.bytes, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// New text for stored documents: their old chunks go, the rows take the new text.
+    async fn replace(&self, tx: &Transaction<'_>, loaded: &Loaded, now: DateTime<Utc>) -> Result<(), ApiError> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            &format!("DELETE FROM {} WHERE document_id = ANY($1)", loaded.tables.chunks),
+            &[&self.ids],
+        )
+        .await?;
+        tx.execute(
+            &format!(
+                "UPDATE {} d SET text = v.t, metadata = v.m, content_hash = v.h, chunk_count = v.c, bytes = v.b, \
+                 updated_at = $7 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::bytea[], $5::int[], $6::int8[]) \
+                 v(id, t, m, h, c, b) WHERE d.id = v.id",
+                loaded.tables.docs
+            ),
+            &[&self.ids, &self.texts, &self.metadata, &self.hashes, &self.chunk_counts, &self.bytes, &now],
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// A write batch validated, compared with what is stored and embedded: everything of a write
@@ -311,6 +375,8 @@ pub async fn apply(
     let mut outcomes = Vec::with_capacity(docs.len());
     let (mut doc_delta, mut chunk_delta, mut byte_delta) = (0i64, 0i64, 0i64);
     let mut rows = ChunkRows::default();
+    // Written after the loop, a statement each (not one per document: a round trip each).
+    let (mut fresh, mut replaced, mut retagged) = (DocRows::default(), DocRows::default(), Vec::new());
     for (index, doc) in docs.iter().enumerate() {
         let old = current.get(&doc.id);
         if mode == Mode::Create && old.is_some() {
@@ -332,22 +398,7 @@ pub async fn apply(
         if same_text {
             // Only the metadata changed: no new vectors, the chunks take the new metadata.
             let old = old.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("stored document vanished")))?;
-            tx.execute(
-                &format!(
-                    "UPDATE {} SET metadata = $2, bytes = $3, updated_at = $4 WHERE id = $1",
-                    loaded.tables.docs
-                ),
-                &[&doc.id, &doc.metadata, &doc.bytes, &now],
-            )
-            .await?;
-            tx.execute(
-                &format!(
-                    "UPDATE {} SET metadata = $2, updated_at = $3 WHERE document_id = $1",
-                    loaded.tables.chunks
-                ),
-                &[&doc.id, &doc.metadata, &now],
-            )
-            .await?;
+            retagged.push(index);
             byte_delta += doc.bytes - old.bytes;
             outcomes.push(DocumentOutcome {
                 id: doc.id.clone(),
@@ -364,32 +415,14 @@ pub async fn apply(
             )));
         };
         let chunk_count = i32::try_from(prep.chunks.len()).unwrap_or(i32::MAX);
-        let created_at: DateTime<Utc> = match old {
+        let created_at = match old {
             None => {
-                tx.query_one(
-                    &format!(
-                        "INSERT INTO {} (tenant_id, id, text, metadata, content_hash, chunk_count, bytes, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING created_at",
-                        loaded.tables.docs
-                    ),
-                    &[&tenant, &doc.id, &doc.text, &doc.metadata, &doc.hash, &chunk_count, &doc.bytes, &now],
-                )
-                .await?
-                .try_get(0)?
+                fresh.push(doc, chunk_count);
+                now
             }
-            Some(_) => {
-                tx.execute(&format!("DELETE FROM {} WHERE document_id = $1", loaded.tables.chunks), &[&doc.id])
-                    .await?;
-                tx.query_one(
-                    &format!(
-                        "UPDATE {} SET text = $2, metadata = $3, content_hash = $4, chunk_count = $5, bytes = $6, \
-                         updated_at = $7 WHERE id = $1 RETURNING created_at",
-                        loaded.tables.docs
-                    ),
-                    &[&doc.id, &doc.text, &doc.metadata, &doc.hash, &chunk_count, &doc.bytes, &now],
-                )
-                .await?
-                .try_get(0)?
+            Some(o) => {
+                replaced.push(doc, chunk_count);
+                o.created_at
             }
         };
         rows.add(doc, prep, created_at, now);
@@ -407,8 +440,33 @@ pub async fn apply(
             embedded: true,
         });
     }
+    fresh.insert(tx, &loaded, tenant, now).await?;
+    replaced.replace(tx, &loaded, now).await?;
+    if !retagged.is_empty() {
+        let ids: Vec<&str> = retagged.iter().map(|&i| docs[i].id.as_str()).collect();
+        let metadata: Vec<&serde_json::Value> = retagged.iter().map(|&i| &docs[i].metadata).collect();
+        let bytes: Vec<i64> = retagged.iter().map(|&i| docs[i].bytes).collect();
+        tx.execute(
+            &format!(
+                "UPDATE {} d SET metadata = v.m, bytes = v.b, updated_at = $4 \
+                 FROM unnest($1::text[], $2::jsonb[], $3::int8[]) v(id, m, b) WHERE d.id = v.id",
+                loaded.tables.docs
+            ),
+            &[&ids, &metadata, &bytes, &now],
+        )
+        .await?;
+        tx.execute(
+            &format!(
+                "UPDATE {} c SET metadata = v.m, updated_at = $3 \
+                 FROM unnest($1::text[], $2::jsonb[]) v(id, m) WHERE c.document_id = v.id",
+                loaded.tables.chunks
+            ),
+            &[&ids, &metadata, &now],
+        )
+        .await?;
+    }
     let written = rows.len() > 0;
-    let pending = super::segments::seals(&loaded.collection.index) && written;
+    let pending = loaded.collection.index.seals() && written;
     rows.insert(tx, &loaded, tenant, loaded.open_segment).await?;
     // The merge seals the open segment into the ANN index and compacts the text statistics,
     // which every chunk written or removed changed.

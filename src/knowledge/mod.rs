@@ -1,5 +1,6 @@
 //! The knowledge plane: collections of documents, their chunks and embeddings, and search.
 
+pub mod catalog;
 pub mod chunker;
 pub mod collections;
 pub mod ddl;
@@ -14,6 +15,7 @@ pub mod maintain;
 pub mod model;
 pub mod query_vector;
 pub mod reembed;
+pub mod reindex;
 pub mod search;
 pub mod search_model;
 pub(crate) mod search_scope;

@@ -94,6 +94,14 @@ impl IndexSpec {
     pub const DEFAULT_EF_CONSTRUCTION: u32 = 128;
     pub const DEFAULT_LISTS: u32 = 100;
 
+    /// Whether the collection's writes go to an open segment that a merge seals (see
+    /// `knowledge::segments`): HNSW collections'. IVFFlat inserts cost little and its lists are
+    /// trained on the rows present at its build, and `index: none` searches exactly: those
+    /// collections keep their rows in one segment.
+    pub fn seals(&self) -> bool {
+        matches!(self, IndexSpec::Hnsw { .. })
+    }
+
     /// With the defaults filled in, as stored and reported.
     pub fn resolved(&self) -> Result<IndexSpec, ApiError> {
         Ok(match *self {
@@ -315,6 +323,7 @@ pub struct UpdateCollection {
     "index": {"type": "hnsw", "m": 16, "ef_construction": 128}, "text_search": {"language": "english"},
     "chunking": {"max_tokens": 200, "overlap_tokens": 20}, "metadata": {"team": "people"},
     "document_count": 12, "chunk_count": 240, "stored_bytes": 48213, "disk_bytes": 1753088,
+    "indexing": {"segments": 2, "unindexed_chunks": 40},
     "created_at": "2026-11-23T10:00:00Z", "updated_at": "2026-11-23T10:00:00Z"
 }))]
 pub struct Collection {
@@ -334,6 +343,10 @@ pub struct Collection {
     pub stored_bytes: i64,
     /// Bytes on disk of the collection's tables and indexes (GET of one collection only).
     pub disk_bytes: Option<i64>,
+    /// How much of the collection its ANN indexes cover (GET of one collection only): writes
+    /// are searchable at once, and indexed in the background.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub indexing: Option<Indexing>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -395,4 +408,17 @@ pub fn validate_metadata(
         Some(v) if v.to_string().len() > 64 * 1024 => Err(ApiError::validation(field, "must be at most 64 KiB")),
         other => Ok(other),
     }
+}
+
+/// How much of a collection its ANN indexes cover (`GET /v1/collections/{name}`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"segments": 3, "unindexed_chunks": 2400}))]
+pub struct Indexing {
+    /// Segments (partitions) of the chunk table: the open one, which takes new chunks, and the
+    /// sealed ones, each with its own graph. Compaction keeps them few.
+    pub segments: i64,
+    /// Chunks in no ANN index yet (the open segment's, and those of a segment whose graph is
+    /// being built), which every search scans exactly. 0 once the background jobs caught up;
+    /// for `index: none`, every chunk.
+    pub unindexed_chunks: i64,
 }

@@ -11,7 +11,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::collections::{self, Loaded};
-use super::maintain::{build_next, collection_deleted, drop_next, job_collection, queue_job, rename_next, run_alone};
+use super::maintain::{collection_deleted, job_collection, queue_job, run_alone};
+use super::reindex::{build_next, drop_next, rename_next};
 use crate::auth::Principal;
 use crate::db::{as_owner, tenant_tx};
 use crate::error::ApiError;

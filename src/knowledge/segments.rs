@@ -10,14 +10,14 @@
 //! its sources in one short transaction. A search sees every row in exactly one attached
 //! segment at every moment, whatever crashes when.
 
-use deadpool_postgres::{GenericClient, Object, Transaction};
+use deadpool_postgres::{Object, Transaction};
 use serde_json::json;
 use tokio_postgres::IsolationLevel;
 
+use super::catalog::{list, Segment};
 use super::collections::{self, Loaded};
 use super::ddl::{self, Tables};
 use super::maintain::{gin_clean, index_build_settings, job_collection, run_alone};
-use super::model::IndexSpec;
 use crate::db::{as_owner, tenant_tx};
 use crate::error::ApiError;
 use crate::jobs::model::JobKind;
@@ -36,51 +36,6 @@ const QUIET_SECS: f64 = 2.0;
 pub const FANOUT: usize = 4;
 /// Jobs that change the chunk table's columns or indexes: seals and compactions wait for them.
 const RESHAPING: [&str; 2] = ["reindex", "reembed"];
-
-/// Whether the collection's writes go to an open segment that a merge seals: HNSW collections'.
-/// IVFFlat inserts cost little and its lists are trained on the rows present at its build, and
-/// `index: none` searches exactly: those collections keep their rows in one segment.
-pub fn seals(index: &IndexSpec) -> bool {
-    matches!(index, IndexSpec::Hnsw { .. })
-}
-
-/// One attached segment, as the catalog has it.
-#[derive(Debug, Clone)]
-pub struct Segment {
-    pub n: i32,
-    /// The planner's estimate (exact after the build that ANALYZEs it).
-    pub rows: i64,
-    /// Whether its ANN index exists and is valid (a build interrupted by a crash leaves an
-    /// invalid one, which no search uses).
-    pub indexed: bool,
-}
-
-/// The collection's attached segments, by number.
-pub async fn list(client: &impl GenericClient, tables: &Tables) -> Result<Vec<Segment>, ApiError> {
-    let rows = client
-        .query(
-            "SELECT c.relname::text, greatest(c.reltuples, 0)::int8, EXISTS ( \
-               SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
-               WHERE i.indrelid = c.oid AND i.indisvalid AND ic.relname = c.relname || '_embedding_idx') \
-             FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid \
-             WHERE h.inhparent = $1::text::regclass",
-            &[&tables.chunks],
-        )
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let name: String = r.try_get(0)?;
-        if let Some(n) = tables.segment_of(&name) {
-            out.push(Segment {
-                n,
-                rows: r.try_get(1)?,
-                indexed: r.try_get(2)?,
-            });
-        }
-    }
-    out.sort_by_key(|s| s.n);
-    Ok(out)
-}
 
 /// A session lock on one job kind's work on a collection, held by a connection of its own
 /// (closed when dropped, which releases it): two merges, or two compactions, of a collection
@@ -124,7 +79,7 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         return Ok(Outcome::Completed);
     };
     let state = &ctx.state;
-    if seals(&loaded.collection.index) && loaded.collection.embedding.dimension.is_some() {
+    if loaded.collection.index.seals() && loaded.collection.embedding.dimension.is_some() {
         let Some(_lock) = exclusive(state, JobKind::Merge, &loaded).await? else {
             requeue(state, &loaded, JobKind::Merge, QUIET_SECS).await?;
             return Ok(Outcome::Completed);

@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 use super::ddl::{self, Tables};
 use super::model::{Distance, IndexSpec};
-use super::segments;
 
 /// The columns a conversion copies (the text column is generated).
 const COLUMNS: &str =
@@ -46,7 +45,7 @@ impl Old {
     /// updated. For an HNSW collection segment 1 holds the indexed rows and segment 2, open, the
     /// others; any other collection keeps all in segment 1.
     fn fill(&self, t: &Tables, sealed: &str, fresh: Option<&str>) -> String {
-        let seals = segments::seals(&self.index);
+        let seals = self.index.seals();
         let open = if seals { 2 } else { 1 };
         let mut sql = format!(
             "{create};

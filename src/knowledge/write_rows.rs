@@ -31,7 +31,7 @@ pub(super) async fn set_dimension(tx: &Transaction<'_>, loaded: &Loaded, dim: i3
     // An HNSW collection's open segment gets its graph when it is sealed.
     let open = loaded.open_segment;
     if let (false, Some(index)) = (
-        super::segments::seals(&loaded.collection.index),
+        loaded.collection.index.seals(),
         ddl::vector_index(&loaded.tables, open, loaded.distance(), &loaded.collection.index),
     ) {
         sql = format!("{sql}; {index}");

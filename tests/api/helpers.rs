@@ -294,7 +294,7 @@ pub async fn collection_tables(app: &TestApp, name: &str) -> onebase::knowledge:
 
 /// The rows of the collection's open segment, and its segments as the merge and compaction
 /// jobs see them.
-pub async fn segments_of(app: &TestApp, name: &str) -> (i64, Vec<onebase::knowledge::segments::Segment>) {
+pub async fn segments_of(app: &TestApp, name: &str) -> (i64, Vec<onebase::knowledge::catalog::Segment>) {
     let tables = collection_tables(app, name).await;
     let client = app.pool.get().await.unwrap();
     let open: i32 = client
@@ -309,7 +309,7 @@ pub async fn segments_of(app: &TestApp, name: &str) -> (i64, Vec<onebase::knowle
         .get(0);
     (
         rows,
-        onebase::knowledge::segments::list(&client, &tables).await.unwrap(),
+        onebase::knowledge::catalog::list(&client, &tables).await.unwrap(),
     )
 }
 

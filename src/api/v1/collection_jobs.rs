@@ -93,7 +93,7 @@ pub async fn reindex_collection(
     let tenant = principal.data_tenant(Role::Writer)?;
     let req = body.into_inner();
     let job =
-        crate::knowledge::maintain::start_reindex(&state, tenant, &principal, &name, req.index, req.distance).await?;
+        crate::knowledge::reindex::start_reindex(&state, tenant, &principal, &name, req.index, req.distance).await?;
     Ok(accepted(job))
 }
 
