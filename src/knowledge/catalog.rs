@@ -1,9 +1,9 @@
 //! What PostgreSQL's catalog says of a collection's segments (see [`super::segments`]).
 
-use deadpool_postgres::GenericClient;
 use super::ddl::Tables;
 use super::model::Indexing;
 use crate::error::ApiError;
+use deadpool_postgres::GenericClient;
 
 /// One attached segment, as the catalog has it.
 #[derive(Debug, Clone)]

@@ -161,7 +161,7 @@ fn mark(mut checkpoint: serde_json::Value, embedded: Option<i64>) -> serde_json:
 /// configured memory and parallel maintenance workers. Then statistics for the planner.
 pub(super) async fn build_index(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
     let segment = if loaded.collection.index.seals() {
-        super::segments::seal(state, loaded).await?
+        super::segments::seal(state, loaded, None).await?
     } else {
         Some(
             collections::load_alone(state, loaded.tenant, &loaded.collection.name)

@@ -235,7 +235,13 @@ impl<'a> DocRows<'a> {
         self.bytes.push(doc.bytes);
     }
 
-    async fn insert(&self, tx: &Transaction<'_>, loaded: &Loaded, tenant: Uuid, now: DateTime<Utc>) -> Result<(), ApiError> {
+    async fn insert(
+        &self,
+        tx: &Transaction<'_>,
+        loaded: &Loaded,
+        tenant: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
         if self.ids.is_empty() {
             return Ok(());
         }
@@ -268,7 +274,15 @@ impl<'a> DocRows<'a> {
                  v(id, t, m, h, c, b) WHERE d.id = v.id",
                 loaded.tables.docs
             ),
-            &[&self.ids, &self.texts, &self.metadata, &self.hashes, &self.chunk_counts, &self.bytes, &now],
+            &[
+                &self.ids,
+                &self.texts,
+                &self.metadata,
+                &self.hashes,
+                &self.chunk_counts,
+                &self.bytes,
+                &now,
+            ],
         )
         .await?;
         Ok(())

@@ -37,6 +37,23 @@ pub const FANOUT: usize = 4;
 /// Jobs that change the chunk table's columns or indexes: seals and compactions wait for them.
 const RESHAPING: [&str; 2] = ["reindex", "reembed"];
 
+/// A session lock on the build of segment `n`'s graph, as [`exclusive`]'s.
+async fn building(
+    state: &AppState,
+    loaded: &Loaded,
+    n: i32,
+) -> Result<Option<deadpool_postgres::ClientWrapper>, ApiError> {
+    let client = Object::take(state.pool.untimed().get().await?);
+    let got: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext($1::uuid::text), $2)",
+            &[&loaded.collection.id, &n],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(got.then_some(client))
+}
+
 /// A session lock on one job kind's work on a collection, held by a connection of its own
 /// (closed when dropped, which releases it): two merges, or two compactions, of a collection
 /// never run at once, even when a worker claims a queued one while another runs.
@@ -80,10 +97,6 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     };
     let state = &ctx.state;
     if loaded.collection.index.seals() && loaded.collection.embedding.dimension.is_some() {
-        let Some(_lock) = exclusive(state, JobKind::Merge, &loaded).await? else {
-            requeue(state, &loaded, JobKind::Merge, QUIET_SECS).await?;
-            return Ok(Outcome::Completed);
-        };
         let (rows, quiet): (i64, bool) = {
             let client = state.pool.get().await?;
             let r = client
@@ -98,7 +111,7 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             (r.try_get(0)?, r.try_get(1)?)
         };
         if rows >= SEAL_ROWS || (rows > 0 && quiet) {
-            seal(state, &loaded).await?;
+            seal(state, &loaded, Some(loaded.open_segment)).await?;
         } else if rows > 0 {
             // Writes are still arriving: look again when they may have paused.
             requeue(state, &loaded, JobKind::Merge, QUIET_SECS).await?;
@@ -125,8 +138,9 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
 /// inserted into the old segment before this commits or reads the new one after. The new
 /// partition is created apart and attached, which takes no lock that waits for searches.
 /// Returns the sealed segment, or `None` if a reindex or re-embed is under way (it indexes
-/// every segment itself) or the collection went away.
-pub async fn seal(state: &AppState, loaded: &Loaded) -> Result<Option<i32>, ApiError> {
+/// every segment itself), the collection went away, or the open segment is no longer
+/// `expected` (another merge sealed it meanwhile).
+pub async fn seal(state: &AppState, loaded: &Loaded, expected: Option<i32>) -> Result<Option<i32>, ApiError> {
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
     let fresh = match collections::load(&tx, loaded.tenant, &loaded.collection.name, true).await {
@@ -134,7 +148,9 @@ pub async fn seal(state: &AppState, loaded: &Loaded) -> Result<Option<i32>, ApiE
         Ok(_) | Err(ApiError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if store::active_on(&tx, loaded.collection.id, &RESHAPING).await?.is_some() {
+    if expected.is_some_and(|e| e != fresh.open_segment)
+        || store::active_on(&tx, loaded.collection.id, &RESHAPING).await?.is_some()
+    {
         return Ok(None);
     }
     let sealed = open_next(&tx, &fresh).await?;
@@ -177,10 +193,12 @@ fn new_segment(t: &Tables, n: i32, attach: bool) -> String {
     sql
 }
 
-/// Builds the graph of every sealed segment that lacks one: the one a seal just closed, or one
-/// whose build a crash interrupted (its invalid index is dropped first). Concurrently: writes
-/// (deletes, updates) and searches go on, and the segment is scanned exactly until its index is
-/// valid. Returns the rows indexed and whether a tier is full (a compaction is due).
+/// Builds the graph of every sealed segment that lacks one and that no other merge is building:
+/// the one a seal just closed, or one whose build a crash interrupted (its invalid index is
+/// dropped first). Concurrently: writes (deletes, updates) and searches go on, and the segment
+/// is scanned exactly until its index is valid. Two merges build two segments at once, one
+/// process each, on the job workers: a seal does not wait for the build before it. Returns the
+/// rows indexed and whether a tier is full (a compaction is due).
 async fn index_sealed(ctx: &JobCtx, loaded: &Loaded) -> Result<(i64, bool), ApiError> {
     let state = &ctx.state;
     let mut built = 0;
@@ -200,17 +218,34 @@ async fn index_sealed(ctx: &JobCtx, loaded: &Loaded) -> Result<(i64, bool), ApiE
             tx.commit().await?;
             (fresh, segments)
         };
-        let Some(todo) = segments.iter().find(|s| !s.indexed && s.n != fresh.open_segment) else {
-            let full = compaction_plan(&segments, fresh.open_segment).is_some();
+        let mut claimed = None;
+        for seg in segments.iter().filter(|s| !s.indexed && s.n != fresh.open_segment) {
+            if let Some(lock) = building(state, &fresh, seg.n).await? {
+                claimed = Some((seg, lock));
+                break;
+            }
+        }
+        let Some((todo, _lock)) = claimed else {
+            let full = segments.iter().all(|s| s.indexed || s.n == fresh.open_segment)
+                && compaction_plan(&segments, fresh.open_segment).is_some();
             return Ok((built, full));
         };
-        build_segment_index(state, &fresh, todo.n, true).await?;
-        built += todo.rows;
+        // Built meanwhile by a merge that has just let it go?
+        let done = list(&*state.pool.get().await?, &fresh.tables)
+            .await?
+            .iter()
+            .any(|s| s.n == todo.n && s.indexed);
+        if !done {
+            build_segment_index(state, &fresh, todo.n, true).await?;
+            built += todo.rows;
+        }
     }
 }
 
-/// Builds segment `n`'s ANN index with the configured memory and parallel workers (dropping an
-/// invalid one a crash left), merges its GIN pending lists and gathers its statistics.
+/// Builds segment `n`'s ANN index with the configured memory (dropping an invalid one a crash
+/// left), merges its GIN pending lists and gathers its statistics. `concurrently` (a seal's
+/// build, beside writes and other builds): one process; otherwise (an import's) with parallel
+/// maintenance workers.
 pub async fn build_segment_index(
     state: &AppState,
     loaded: &Loaded,
@@ -219,6 +254,9 @@ pub async fn build_segment_index(
 ) -> Result<(), ApiError> {
     let t = &loaded.tables;
     let mut statements = vec![index_build_settings(state)];
+    if concurrently {
+        statements.push("SET max_parallel_maintenance_workers = 0".into());
+    }
     let index = format!("{}.{}", t.schema, t.vector_index_name(n));
     statements.push(if concurrently {
         format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")
@@ -280,6 +318,19 @@ pub async fn compact(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     };
     if let Some(target) = stale {
         run_alone(state, &[drop_work(&loaded.tables, target)]).await?;
+    }
+    // Seals first: while rows wait for a graph (every search scans them exactly) the cores go to
+    // their builds, and the compaction looks again later. A merge that finds nothing left to
+    // build queues it again too.
+    let backlog = {
+        let client = state.pool.get().await?;
+        super::catalog::indexing(&*client, &loaded.tables)
+            .await?
+            .unindexed_chunks
+    };
+    if backlog >= SEAL_ROWS {
+        requeue(state, &loaded, JobKind::Compact, QUIET_SECS).await?;
+        return Ok(Outcome::Completed);
     }
     // What to compact, and the new segment's number, given out under the registry row's lock.
     let (sources, target) = {

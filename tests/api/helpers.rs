@@ -307,10 +307,7 @@ pub async fn segments_of(app: &TestApp, name: &str) -> (i64, Vec<onebase::knowle
         .await
         .unwrap()
         .get(0);
-    (
-        rows,
-        onebase::knowledge::catalog::list(&client, &tables).await.unwrap(),
-    )
+    (rows, onebase::knowledge::catalog::list(&client, &tables).await.unwrap())
 }
 
 /// Rows of the collection's chunk table (every chunk carries its vector).
