@@ -525,9 +525,13 @@ def sustained_phase(systems, data, queries, sizes, clients_list, batch, every, p
                 idle = []
                 idle_recall = []
                 all_rows = np.arange(n)
-                for qi in range(200, 250):  # warm-up: the first searches of a fresh collection read cold pages
+                # Idle: after the background work and a pause (autovacuum of the fresh tables), and
+                # a warm-up (the first searches of a fresh collection read cold pages).
+                time.sleep(15)
+                for qi in range(200, 250):
                     sustained_search(system, queries[qi % len(queries)], K)
-                for qi in range(min(200, len(queries))):
+                for qi in range(400):
+                    qi %= len(queries)
                     t = time.perf_counter()
                     got = sustained_search(system, queries[qi], K)
                     idle.append(time.perf_counter() - t)

@@ -60,3 +60,19 @@ pub async fn indexing(client: &impl GenericClient, tables: &Tables) -> Result<In
         unindexed_chunks: unindexed,
     })
 }
+
+/// Chunks waiting for a graph (in segments without a valid ANN index), from PostgreSQL's
+/// statistics: cheap enough for every write to ask, about a second behind.
+pub async fn backlog(client: &impl GenericClient, tables: &Tables) -> Result<i64, ApiError> {
+    Ok(client
+        .query_one(
+            "SELECT coalesce(sum(pg_stat_get_live_tuples(c.oid)), 0)::int8 \
+             FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid \
+             WHERE h.inhparent = $1::text::regclass AND NOT EXISTS ( \
+               SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+               WHERE i.indrelid = c.oid AND i.indisvalid AND ic.relname = c.relname || '_embedding_idx')",
+            &[&tables.chunks],
+        )
+        .await?
+        .try_get(0)?)
+}

@@ -332,6 +332,7 @@ pub async fn plan(
     let loaded = collections::load_alone(state, tenant, name).await?;
     let docs = validate(&loaded, req, state.embedder.info().max_length)?;
     let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+    super::segments::admit(state, &loaded).await?;
 
     // Which documents need chunks and vectors: new ones and changed texts.
     let before = {

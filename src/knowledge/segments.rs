@@ -28,14 +28,42 @@ use crate::state::AppState;
 /// Rows of the open segment that make a merge seal it at once. Every search scans the open
 /// segment exactly (about 3 ms per 10,000 384-d rows on one core), so it stays small; each seal
 /// makes a segment, which compaction folds into bigger ones.
-pub const SEAL_ROWS: i64 = 10_000;
+pub const SEAL_ROWS: i64 = 5_000;
 /// Seconds without a write after which a merge seals a smaller open segment.
 const QUIET_SECS: f64 = 2.0;
 /// Sealed segments of one size tier compacted into one. A row is rebuilt once per tier, about
 /// log4(rows / SEAL_ROWS) times; a search visits at most `FANOUT - 1` segments per tier.
 pub const FANOUT: usize = 4;
+/// Chunks waiting for a graph past which writes wait ([`admit`]): every search scans them
+/// exactly, so this bounds what a search pays during a sustained ingest.
+pub const MAX_BACKLOG: i64 = 4 * SEAL_ROWS;
+/// The longest a write waits for the backlog to shrink; past it the write goes in anyway.
+const MAX_ADMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Jobs that change the chunk table's columns or indexes: seals and compactions wait for them.
 const RESHAPING: [&str; 2] = ["reindex", "reembed"];
+
+/// Backpressure for the writes of an HNSW collection: while more than [`MAX_BACKLOG`] chunks
+/// wait for a graph, a write waits (before it embeds or opens a transaction, holding nothing)
+/// until the merges' builds bring the backlog down, at most [`MAX_ADMIT_WAIT`]. Writes faster
+/// than the graphs are built would otherwise pile up rows that every search scans exactly: the
+/// write rate becomes the build rate, as in a store that inserts into its graph on the request
+/// path, and a search's exact part stays bounded.
+pub async fn admit(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
+    if !loaded.collection.index.seals() || loaded.collection.embedding.dimension.is_none() {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let backlog = {
+            let client = state.pool.get().await?;
+            super::catalog::backlog(&*client, &loaded.tables).await?
+        };
+        if backlog <= MAX_BACKLOG || start.elapsed() >= MAX_ADMIT_WAIT {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
 
 /// A session lock on the build of segment `n`'s graph, as [`exclusive`]'s.
 async fn building(
@@ -226,8 +254,12 @@ async fn index_sealed(ctx: &JobCtx, loaded: &Loaded) -> Result<(i64, bool), ApiE
             }
         }
         let Some((todo, _lock)) = claimed else {
+            let quiet = {
+                let client = state.pool.get().await?;
+                super::catalog::backlog(&*client, &fresh.tables).await? == 0
+            };
             let full = segments.iter().all(|s| s.indexed || s.n == fresh.open_segment)
-                && compaction_plan(&segments, fresh.open_segment).is_some();
+                && compaction_plan(&segments, fresh.open_segment, quiet).is_some();
             return Ok((built, full));
         };
         // Built meanwhile by a merge that has just let it go?
@@ -281,7 +313,14 @@ pub async fn build_segment_index(
 
 /// The sealed, indexed segments to compact into one, if a size tier holds [`FANOUT`] of them:
 /// the smallest tier first, its `FANOUT` smallest segments.
-pub fn compaction_plan(segments: &[Segment], open: i32) -> Option<Vec<i32>> {
+///
+/// When the collection is `quiet` (no chunk waits for a graph) and no tier is full, the sealed
+/// segments but the largest are compacted into one (if there are two or more of them), or the two
+/// left into one when the smaller holds a quarter of the larger's rows or more: after a burst of
+/// writes, searches visit one or two graphs (each costs about as much as one search of the
+/// whole), at the price of rebuilding the recent rows once more, never the largest segment for
+/// a small one.
+pub fn compaction_plan(segments: &[Segment], open: i32, quiet: bool) -> Option<Vec<i32>> {
     let tier = |rows: i64| {
         let mut t = 0u32;
         let mut bound = SEAL_ROWS.saturating_mul(FANOUT as i64 / 2).max(1);
@@ -293,10 +332,19 @@ pub fn compaction_plan(segments: &[Segment], open: i32) -> Option<Vec<i32>> {
     };
     let mut sealed: Vec<&Segment> = segments.iter().filter(|s| s.n != open && s.indexed).collect();
     sealed.sort_by_key(|s| (tier(s.rows), s.rows, s.n));
-    sealed
+    let full = sealed
         .chunk_by(|a, b| tier(a.rows) == tier(b.rows))
         .find(|group| group.len() >= FANOUT)
-        .map(|group| group.iter().take(FANOUT).map(|s| s.n).collect())
+        .map(|group| group.iter().take(FANOUT).map(|s| s.n).collect());
+    if full.is_some() || !quiet {
+        return full;
+    }
+    sealed.sort_by_key(|s| (s.rows, s.n));
+    match sealed.as_slice() {
+        [small, large] if small.rows.saturating_mul(4) >= large.rows => Some(vec![small.n, large.n]),
+        [rest @ .., _largest] if rest.len() >= 2 => Some(rest.iter().map(|s| s.n).collect()),
+        _ => None,
+    }
 }
 
 /// The compaction job (queued by a merge when a tier is full): copies the tier's segments into
@@ -328,6 +376,7 @@ pub async fn compact(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             .await?
             .unindexed_chunks
     };
+    let quiet = backlog == 0;
     if backlog >= SEAL_ROWS {
         requeue(state, &loaded, JobKind::Compact, QUIET_SECS).await?;
         return Ok(Outcome::Completed);
@@ -341,7 +390,7 @@ pub async fn compact(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             return Ok(Outcome::Completed);
         }
         let segments = list(&tx, &fresh.tables).await?;
-        let Some(sources) = compaction_plan(&segments, fresh.open_segment) else {
+        let Some(sources) = compaction_plan(&segments, fresh.open_segment, quiet) else {
             return Ok(Outcome::Completed);
         };
         let target = fresh.last_segment + 1;
@@ -440,7 +489,11 @@ pub async fn compact(ctx: &JobCtx) -> Result<Outcome, ApiError> {
         list(&*client, t).await?
     };
     let fresh = collections::load_alone(state, loaded.tenant, &loaded.collection.name).await?;
-    if compaction_plan(&segments, fresh.open_segment).is_some() {
+    let quiet = {
+        let client = state.pool.get().await?;
+        super::catalog::backlog(&*client, t).await? == 0
+    };
+    if compaction_plan(&segments, fresh.open_segment, quiet).is_some() {
         requeue(state, &loaded, JobKind::Compact, 0.0).await?;
     }
     Ok(Outcome::Completed)
@@ -510,4 +563,48 @@ async fn swap(ctx: &JobCtx, loaded: &Loaded, sources: &[i32], target: i32) -> Re
     tx.commit().await?;
     tracing::debug!(collection = %loaded.collection.id, ?sources, target, "compacted");
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(rows: &[i64]) -> Vec<Segment> {
+        let mut out: Vec<Segment> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, &rows)| Segment {
+                n: i as i32 + 1,
+                rows,
+                indexed: true,
+            })
+            .collect();
+        out.push(Segment {
+            n: rows.len() as i32 + 1,
+            rows: 0,
+            indexed: false,
+        });
+        out
+    }
+
+    #[test]
+    fn a_full_tier_is_compacted_during_writes_and_the_rest_once_they_pause() {
+        let open = 6;
+        // Four segments of the first tier (under 2 seals' worth): compacted, writes or not.
+        let four = segs(&[5_000, 6_000, 7_000, 5_500, 40_000]);
+        assert_eq!(compaction_plan(&four, open, false), Some(vec![1, 4, 2, 3]));
+        // Three of a tier and one of another: nothing while writes go on.
+        let mixed = segs(&[5_000, 6_000, 7_000, 40_000]);
+        assert_eq!(compaction_plan(&mixed, 5, false), None);
+        // Once they pause, all but the largest.
+        assert_eq!(compaction_plan(&mixed, 5, true), Some(vec![1, 2, 3]));
+        // Two left: merged only if the smaller is a quarter of the larger or more.
+        assert_eq!(compaction_plan(&segs(&[20_000, 70_000]), 3, true), Some(vec![1, 2]));
+        assert_eq!(compaction_plan(&segs(&[5_000, 70_000]), 3, true), None);
+        assert_eq!(compaction_plan(&segs(&[70_000]), 2, true), None);
+        // A segment whose graph is being built is no source.
+        let mut building = segs(&[5_000, 6_000, 7_000, 5_500]);
+        building[0].indexed = false;
+        assert_eq!(compaction_plan(&building, 5, false), None);
+    }
 }
