@@ -9,7 +9,8 @@ use deadpool_postgres::GenericClient;
 #[derive(Debug, Clone)]
 pub struct Segment {
     pub n: i32,
-    /// The planner's estimate (exact after the build that ANALYZEs it).
+    /// The planner's estimate (exact after the build that ANALYZEs it), or the statistics'
+    /// count of live rows if greater (a segment sealed since).
     pub rows: i64,
     /// Whether its ANN index exists and is valid (a build interrupted by a crash leaves an
     /// invalid one, which no search uses).
@@ -20,7 +21,7 @@ pub struct Segment {
 pub async fn list(client: &impl GenericClient, tables: &Tables) -> Result<Vec<Segment>, ApiError> {
     let rows = client
         .query(
-            "SELECT c.relname::text, greatest(c.reltuples, 0)::int8, EXISTS ( \
+            "SELECT c.relname::text, greatest(c.reltuples, pg_stat_get_live_tuples(c.oid), 0)::int8, EXISTS ( \
                SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
                WHERE i.indrelid = c.oid AND i.indisvalid AND ic.relname = c.relname || '_embedding_idx') \
              FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid \

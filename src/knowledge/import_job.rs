@@ -2,10 +2,10 @@
 //! checkpoint (the last staged line written), so a job resumed after a crash neither repeats
 //! nor skips a record.
 //!
-//! Rows go to the collection's open segment (see [`super::segments`]). Into a collection with no
-//! chunks yet, the index is built once at the end, with parallel maintenance workers (an HNSW
-//! collection's open segment is sealed for it). Into a non-empty HNSW collection, each batch
-//! queues a merge, which seals the open segment as it fills.
+//! Rows go to the collection's open segment (see [`super::segments`]). Into an HNSW collection,
+//! each batch queues a merge, which seals the open segment as it fills and builds its graph
+//! while the load goes on, as for the documents endpoint. Into an empty IVFFlat collection, the
+//! index is dropped first and built once at the end, with parallel maintenance workers.
 //! Text records are chunked and embedded outside any transaction, the next batch's embedding
 //! overlapping the current batch's write.
 
@@ -79,7 +79,11 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             )
             .await?
             .try_get(0)?;
-        let fast = empty && loaded.collection.index != super::model::IndexSpec::None {};
+        // An HNSW collection's rows take the documents endpoint's path: merges seal the open
+        // segment as it fills and build each graph while the load goes on (measured against
+        // one build at the end: docs/benchmarks.md, sustained ingest).
+        let fast =
+            empty && loaded.collection.index != super::model::IndexSpec::None {} && !loaded.collection.index.seals();
         if fast {
             // An IVFFlat collection's one segment has its index (an HNSW collection's open
             // segment has none): built again once the rows are in.
@@ -133,6 +137,10 @@ pub async fn run(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     if checkpoint["phase"] == "index" {
         // Also after a cancel: the collection keeps its index.
         build_index(state, &loaded).await?;
+    } else if loaded.collection.index.seals() && matches!(outcome, Outcome::Completed) {
+        // The import ends when its rows are in graphs: this worker seals the rest and builds
+        // beside the merges.
+        super::segments::index_all(ctx, &loaded).await?;
     }
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, tenant).await?;
@@ -155,23 +163,15 @@ fn mark(mut checkpoint: serde_json::Value, embedded: Option<i64>) -> serde_json:
     checkpoint
 }
 
-/// Gives the loaded rows their ANN index: an HNSW collection's open segment is sealed and its
-/// graph built in one pass; another collection's one segment gets its index again. Not
-/// concurrently (a resumed job builds it again): the rows' first index, built with the
-/// configured memory and parallel maintenance workers. Then statistics for the planner.
+/// Gives the loaded rows of a fast import (an IVFFlat collection's) their index again, on the
+/// collection's one segment. Not concurrently (a resumed job builds it again): the rows' first
+/// index, built with the configured memory and parallel maintenance workers. Then statistics
+/// for the planner.
 pub(super) async fn build_index(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
-    let segment = if loaded.collection.index.seals() {
-        super::segments::seal(state, loaded, None).await?
-    } else {
-        Some(
-            collections::load_alone(state, loaded.tenant, &loaded.collection.name)
-                .await?
-                .open_segment,
-        )
-    };
-    if let Some(n) = segment {
-        super::segments::build_segment_index(state, loaded, n, false).await?;
-    }
+    let open = collections::load_alone(state, loaded.tenant, &loaded.collection.name)
+        .await?
+        .open_segment;
+    super::segments::build_segment_index(state, loaded, open, super::segments::Build::Locked).await?;
     super::maintain::run_alone(state, &[format!("ANALYZE {}", loaded.tables.chunks)]).await?;
     Ok(())
 }

@@ -26,8 +26,9 @@ use crate::jobs::{JobCtx, Outcome};
 use crate::state::AppState;
 
 /// Rows of the open segment that make a merge seal it at once. Every search scans the open
-/// segment exactly (about 3 ms per 10,000 384-d rows on one core), so it stays small; each seal
-/// makes a segment, which compaction folds into bigger ones.
+/// segment exactly (about 1.6 µs a 384-d row: 8 ms for a full one), so it stays small; each
+/// seal makes a segment, which compaction folds into bigger ones. 5,000 against 10,000: more
+/// rows/s and half the search time during a sustained ingest (docs/benchmarks.md).
 pub const SEAL_ROWS: i64 = 5_000;
 /// Seconds without a write after which a merge seals a smaller open segment.
 const QUIET_SECS: f64 = 2.0;
@@ -65,6 +66,40 @@ pub async fn admit(state: &AppState, loaded: &Loaded) -> Result<(), ApiError> {
     }
 }
 
+/// Seals the open segment (if it holds rows) and builds every sealed segment's graph, beside
+/// the merges, until none lacks one: what an import does before it says it is done.
+pub async fn index_all(ctx: &JobCtx, loaded: &Loaded) -> Result<(), ApiError> {
+    let state = &ctx.state;
+    let fresh = collections::load_alone(state, loaded.tenant, &loaded.collection.name).await?;
+    let open_rows: i64 = state
+        .pool
+        .get()
+        .await?
+        .query_one(
+            &format!("SELECT count(*) FROM {}", fresh.tables.segment(fresh.open_segment)),
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if open_rows > 0 {
+        seal(state, &fresh, fresh.open_segment).await?;
+    }
+    loop {
+        let (_, full) = index_sealed(ctx, loaded).await?;
+        if full {
+            requeue(state, loaded, JobKind::Compact, 0.0).await?;
+            state.jobs.wake();
+        }
+        let fresh = collections::load_alone(state, loaded.tenant, &loaded.collection.name).await?;
+        let segments = list(&*state.pool.get().await?, &fresh.tables).await?;
+        if segments.iter().all(|s| s.indexed || s.n == fresh.open_segment) {
+            return Ok(());
+        }
+        // A merge is building the rest.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// A session lock on the build of segment `n`'s graph, as [`exclusive`]'s.
 async fn building(
     state: &AppState,
@@ -83,8 +118,8 @@ async fn building(
 }
 
 /// A session lock on one job kind's work on a collection, held by a connection of its own
-/// (closed when dropped, which releases it): two merges, or two compactions, of a collection
-/// never run at once, even when a worker claims a queued one while another runs.
+/// (closed when dropped, which releases it): two compactions of a collection never run at once,
+/// even when a worker claims a queued one while another runs.
 async fn exclusive(
     state: &AppState,
     kind: JobKind,
@@ -117,8 +152,9 @@ async fn requeue(state: &AppState, loaded: &Loaded, kind: JobKind, delay: f64) -
 }
 
 /// The merge job (queued by writes): seals the open segment when it holds [`SEAL_ROWS`] rows or
-/// the writes paused, builds the graph of every sealed segment without one, queues a compaction
-/// when a tier is full, and sums the text statistics' deltas.
+/// the writes paused, builds the graph of every sealed segment without one (that another merge
+/// is not building), queues a compaction when one is due ([`compaction_plan`]), and sums the
+/// text statistics' deltas.
 pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
     let Some(loaded) = job_collection(ctx).await? else {
         return Ok(Outcome::Completed);
@@ -139,7 +175,7 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
             (r.try_get(0)?, r.try_get(1)?)
         };
         if rows >= SEAL_ROWS || (rows > 0 && quiet) {
-            seal(state, &loaded, Some(loaded.open_segment)).await?;
+            seal(state, &loaded, loaded.open_segment).await?;
         } else if rows > 0 {
             // Writes are still arriving: look again when they may have paused.
             requeue(state, &loaded, JobKind::Merge, QUIET_SECS).await?;
@@ -168,7 +204,7 @@ pub async fn merge(ctx: &JobCtx) -> Result<Outcome, ApiError> {
 /// Returns the sealed segment, or `None` if a reindex or re-embed is under way (it indexes
 /// every segment itself), the collection went away, or the open segment is no longer
 /// `expected` (another merge sealed it meanwhile).
-pub async fn seal(state: &AppState, loaded: &Loaded, expected: Option<i32>) -> Result<Option<i32>, ApiError> {
+pub async fn seal(state: &AppState, loaded: &Loaded, expected: i32) -> Result<Option<i32>, ApiError> {
     let mut client = state.pool.get().await?;
     let tx = tenant_tx(&mut client, loaded.tenant).await?;
     let fresh = match collections::load(&tx, loaded.tenant, &loaded.collection.name, true).await {
@@ -176,9 +212,7 @@ pub async fn seal(state: &AppState, loaded: &Loaded, expected: Option<i32>) -> R
         Ok(_) | Err(ApiError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if expected.is_some_and(|e| e != fresh.open_segment)
-        || store::active_on(&tx, loaded.collection.id, &RESHAPING).await?.is_some()
-    {
+    if expected != fresh.open_segment || store::active_on(&tx, loaded.collection.id, &RESHAPING).await?.is_some() {
         return Ok(None);
     }
     let sealed = open_next(&tx, &fresh).await?;
@@ -268,25 +302,32 @@ async fn index_sealed(ctx: &JobCtx, loaded: &Loaded) -> Result<(i64, bool), ApiE
             .iter()
             .any(|s| s.n == todo.n && s.indexed);
         if !done {
-            build_segment_index(state, &fresh, todo.n, true).await?;
+            // A segment that grew past two seals' worth (writes outran the builds: an import)
+            // is built with parallel workers too.
+            let parallel = todo.rows > 2 * SEAL_ROWS;
+            build_segment_index(state, &fresh, todo.n, Build::Concurrently { parallel }).await?;
             built += todo.rows;
         }
     }
 }
 
+/// How a segment's index is built.
+#[derive(Debug, Clone, Copy)]
+pub enum Build {
+    /// A seal's build, beside writes and searches: one process unless `parallel` (two merges
+    /// build two segments at once).
+    Concurrently { parallel: bool },
+    /// An IVFFlat import's: the rows' first index, with parallel maintenance workers.
+    Locked,
+}
+
 /// Builds segment `n`'s ANN index with the configured memory (dropping an invalid one a crash
-/// left), merges its GIN pending lists and gathers its statistics. `concurrently` (a seal's
-/// build, beside writes and other builds): one process; otherwise (an import's) with parallel
-/// maintenance workers.
-pub async fn build_segment_index(
-    state: &AppState,
-    loaded: &Loaded,
-    n: i32,
-    concurrently: bool,
-) -> Result<(), ApiError> {
+/// left), merges its GIN pending lists and gathers its statistics.
+pub async fn build_segment_index(state: &AppState, loaded: &Loaded, n: i32, how: Build) -> Result<(), ApiError> {
     let t = &loaded.tables;
     let mut statements = vec![index_build_settings(state)];
-    if concurrently {
+    let concurrently = matches!(how, Build::Concurrently { .. });
+    if let Build::Concurrently { parallel: false } = how {
         statements.push("SET max_parallel_maintenance_workers = 0".into());
     }
     let index = format!("{}.{}", t.schema, t.vector_index_name(n));
@@ -347,7 +388,7 @@ pub fn compaction_plan(segments: &[Segment], open: i32, quiet: bool) -> Option<V
     }
 }
 
-/// The compaction job (queued by a merge when a tier is full): copies the tier's segments into
+/// The compaction job (queued by a merge when one is due): copies the planned segments into
 /// a new table in one snapshot, recording each row's version (`xmin`); builds its indexes, which
 /// nobody waits for; then, in one short transaction with the chunk table locked, applies what
 /// changed in the sources since the copy (deleted or updated rows: their version differs) and

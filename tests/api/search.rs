@@ -187,6 +187,16 @@ async fn filtered_search_returns_k_rows_exactly_or_through_the_index() {
         .await;
         assert_eq!(status, 201, "{body}");
     }
+    // The merges have sealed the rows into segments with their graphs.
+    let start = std::time::Instant::now();
+    loop {
+        let (_, coll) = call(&app, Method::GET, "/v1/collections/vecs", None).await;
+        if coll["indexing"]["unindexed_chunks"] == 0 {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 120, "not indexed: {coll}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let query = vector(12_345, dim);
     let truth = |pred: &dyn Fn(usize) -> bool| -> Vec<String> {
         let mut all: Vec<(f32, usize)> = (0..n)
