@@ -4,7 +4,8 @@ Prints figures; asserts nothing. Run with `make bench-ingest N=100000`, which ru
 `$(CHROMA_VENV)/bin/python -m bench.ingest --n $(N) --chroma-venv $(CHROMA_VENV)` from the
 repository root on the release binary (`target/release/onebase serve`, started by bench.harness)
 and a ChromaDB server (PyPI `chromadb==1.5.9`) from that venv. Add `--n-large 1000000` for a second,
-larger bulk load; `--only bulk,incremental,text` picks phases; `--skip-chroma` runs onebase alone.
+larger bulk load; `--only bulk,incremental,text,sustained` picks phases; `--skip-chroma` runs
+onebase alone.
 
 Data: bench.vectors's `make_data` (2,000 Gaussian clusters on the unit sphere, sigma
 0.35, unit-normalized 384-d vectors, `tag = id % 100`). onebase receives the vectors as JSON
@@ -25,6 +26,13 @@ numbers with 7 decimals (encoded with numpy, so the client's encoding is not wha
    64 chunks a request, over the very chunks onebase made of the documents, after a warm-up)
    against ingest over HTTP (4 clients, 16 documents a request) and a text import job: docs/s,
    chunks/s, tokens/s, and ingest / embedder-alone in chunks/s.
+
+4. Sustained ingest (`--only sustained`; `--sustained 100000,1000000`, `--sustained-clients 1,4`):
+   a loop of 1,000-row requests from each number of clients into an empty HNSW collection
+   (Chroma: `add`), timed until the last row is in an ANN index (onebase: the collection's
+   `indexing.unindexed_chunks` is 0); every --sample-every seconds (10) 20 searches are timed,
+   their recall@10 computed after the load against the exact top 10 of the rows acknowledged
+   when each returned; then, after the background work and a pause, idle latency and recall.
 
 Scratch data (the embedded PostgreSQL cluster, Chroma's directory, the NDJSON file: about
 4.5 GB for 1,000,000 rows) goes to a temporary directory under /tmp, removed at the end.

@@ -112,7 +112,7 @@ pub fn create_tables(t: &Tables, dimension: Option<i32>, language: &str) -> Stri
          {chunks}
          {stats}",
         chunks = create_chunks(t, dimension, language),
-        stats = create_text_stats(t),
+        stats = create_text_stats(t, language),
     )
 }
 
@@ -121,7 +121,7 @@ pub fn create_tables(t: &Tables, dimension: Option<i32>, language: &str) -> Stri
 /// Append-only deltas written by the chunk table's triggers in the writer's transaction, summed
 /// by a text search ([`super::search_text`]), compacted by the merge job ([`compact_text_stats`]).
 /// Keyed by tenant first, like every tenant table.
-pub fn create_text_stats(t: &Tables) -> String {
+pub fn create_text_stats(t: &Tables, language: &str) -> String {
     let terms = &t.terms;
     format!(
         "CREATE TABLE {terms} (
@@ -134,23 +134,26 @@ pub fn create_text_stats(t: &Tables) -> String {
          );
          GRANT SELECT, INSERT, DELETE ON {terms} TO onebase_app;
          {triggers}",
-        triggers = text_stats_triggers(t)
+        triggers = text_stats_triggers(t, language)
     )
 }
 
 /// The chunk table's triggers that write the statistics' deltas. Statement triggers of the
 /// parent: they fire for writes through it, not for rows a job copies between partitions
-/// directly (which the statistics already count).
-pub fn text_stats_triggers(t: &Tables) -> String {
+/// directly (which the statistics already count). `language` (a validated `regconfig` name) is
+/// the text column's: PostgreSQL leaves the generated `tsv` NULL in the transition rows of an
+/// insert routed to a partition whose columns are laid out unlike the parent's (a segment
+/// created after a re-embed dropped a column), and the trigger computes it then (migrations/V10).
+pub fn text_stats_triggers(t: &Tables, language: &str) -> String {
     let (chunks, terms, bare) = (&t.chunks, &t.terms, &t.chunks_bare);
     format!(
         "CREATE TRIGGER {bare}_stats_insert AFTER INSERT ON {chunks} REFERENCING NEW TABLE AS new_rows
-             FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}');
+             FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}', '{language}');
          CREATE TRIGGER {bare}_stats_delete AFTER DELETE ON {chunks} REFERENCING OLD TABLE AS old_rows
-             FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}');
+             FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}', '{language}');
          CREATE TRIGGER {bare}_stats_update AFTER UPDATE ON {chunks}
              REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-             FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}');"
+             FOR EACH STATEMENT EXECUTE FUNCTION onebase_text_stats('{terms}', '{language}');"
     )
 }
 

@@ -97,7 +97,7 @@ pub async fn run(pool: &Pool) -> anyhow::Result<()> {
             schema = t.schema,
             terms = t.terms,
             tenant = old.tenant,
-            stats = ddl::create_text_stats(&t).replace(&ddl::text_stats_triggers(&t), ""),
+            stats = ddl::create_text_stats(&t, &old.language).replace(&ddl::text_stats_triggers(&t, &old.language), ""),
             fill = old.fill(&t, &v1, None),
         );
         let tx = client.transaction().await?;
@@ -106,10 +106,14 @@ pub async fn run(pool: &Pool) -> anyhow::Result<()> {
         tracing::info!(collection = %old.id, "collection converted to the segmented chunk layout (from layout 1)");
     }
     let rows = client
-        .query("SELECT tenant_id, id FROM collections WHERE layout = 2", &[])
+        .query(
+            "SELECT tenant_id, id, text_language FROM collections WHERE layout = 2",
+            &[],
+        )
         .await?;
     for row in rows {
         let (tenant, id): (Uuid, Uuid) = (row.try_get("tenant_id")?, row.try_get("id")?);
+        let language: String = row.try_get("text_language")?;
         let t = Tables::new(tenant, id);
         let tx = client.transaction().await?;
         // No write may land between the count and the triggers.
@@ -123,7 +127,7 @@ pub async fn run(pool: &Pool) -> anyhow::Result<()> {
                SELECT $tenant$, '', count(*), coalesce(sum(length(tsv)), 0) FROM {chunks};",
                 chunks = t.chunks,
                 terms = t.terms,
-                create = ddl::create_text_stats(&t),
+                create = ddl::create_text_stats(&t, &language),
             )
             .replace("$tenant$", &format!("'{tenant}'::uuid")),
         )
@@ -154,7 +158,7 @@ pub async fn run(pool: &Pool) -> anyhow::Result<()> {
                 &format!("{schema}.chunks_{c}_main"),
                 Some(&format!("{schema}.chunks_{c}_pending"))
             ),
-            triggers = ddl::text_stats_triggers(&t),
+            triggers = ddl::text_stats_triggers(&t, &old.language),
         );
         let tx = client.transaction().await?;
         tx.batch_execute(&sql).await?;
