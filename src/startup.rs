@@ -277,7 +277,7 @@ impl JobKinds for PlaneJobs {
         match ctx.job.kind {
             JobKind::Import => Box::pin(crate::knowledge::import_job::run(ctx)),
             JobKind::Merge => Box::pin(crate::knowledge::segments::merge(ctx)),
-            JobKind::Compact => Box::pin(crate::knowledge::segments::compact(ctx)),
+            JobKind::Compact => Box::pin(crate::knowledge::compaction::compact(ctx)),
             JobKind::Reindex => Box::pin(crate::knowledge::reindex::reindex(ctx)),
             JobKind::Reembed => Box::pin(crate::knowledge::reembed::run(ctx)),
             JobKind::Sweep => Box::pin(crate::ops::retention::run_job(ctx)),

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod chunker;
 pub mod collections;
+pub mod compaction;
 pub mod ddl;
 pub mod doc_model;
 pub mod documents;
@@ -20,6 +21,7 @@ pub mod search;
 pub mod search_model;
 pub(crate) mod search_scope;
 mod search_text;
+pub mod segment_plan;
 pub mod segments;
 pub mod upgrade;
 pub mod write_rows;
